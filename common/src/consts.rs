@@ -1,0 +1,102 @@
+//! Capacities, map names and protocol numbers: the one place to change them.
+
+/// Bumped whenever a map key or value layout changes; part of every map name.
+pub const MAP_VERSION: u32 = 1;
+
+/// Device ids are indices into the counter array. Id 0 is "unknown device"
+/// (judged by the default profile).
+pub const MAX_DEVICES: u32 = 2048;
+/// Profile ids must fit the 16-bit profile part of a rule scope.
+pub const MAX_PROFILES: u32 = 4096;
+/// (protocol, port range) entries one destination prefix may carry.
+pub const RULES_PER_PREFIX: usize = 16;
+/// (protocol, port range, expiry) entries one learned address may carry.
+pub const LEARNED_RULES_PER_ADDR: usize = 4;
+
+/// Default capacities; the daemon may change them at load time
+/// (`EbpfLoader::map_max_entries`) except where noted.
+pub const DEVICE_MAC_ENTRIES: u32 = 2 * MAX_DEVICES; // two generations
+pub const DEVICE_PREFIX_ENTRIES: u32 = 2 * MAX_DEVICES;
+pub const RULE_PREFIX_ENTRIES: u32 = 65_536;
+pub const LEARNED_ENTRIES: u32 = 131_072;
+pub const FLOW_ENTRIES: u32 = 262_144;
+pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+
+/// Counter slots: one per (verdict, reason) for every device.
+pub const COUNTER_SLOTS_PER_DEVICE: u32 = 3 * 16;
+pub const COUNTER_ENTRIES: u32 = MAX_DEVICES * COUNTER_SLOTS_PER_DEVICE;
+
+/// Global (not per-device) per-CPU counters, by index.
+pub const GLOBAL_EVENTS_SENT: u32 = 0;
+pub const GLOBAL_EVENTS_SUPPRESSED: u32 = 1;
+pub const GLOBAL_EVENTS_RINGBUF_FULL: u32 = 2;
+pub const GLOBAL_FLOW_INSERT_FAILED: u32 = 3;
+pub const GLOBAL_INBOUND_FLOWS: u32 = 4;
+pub const GLOBAL_COUNTERS: u32 = 8;
+
+/// Map names: project prefix, layout version, purpose (kernel limit: 15 bytes).
+pub mod map_names {
+    pub const CONFIG: &str = "iotf1_config";
+    pub const DEFAULT_DEVICE: &str = "iotf1_dev_dflt";
+    pub const DEVICE_BY_MAC: &str = "iotf1_dev_mac";
+    pub const DEVICE_BY_IP4: &str = "iotf1_dev_ip4";
+    pub const DEVICE_BY_IP6: &str = "iotf1_dev_ip6";
+    pub const EGRESS4: &str = "iotf1_egress4";
+    pub const EGRESS6: &str = "iotf1_egress6";
+    pub const INBOUND4: &str = "iotf1_inbound4";
+    pub const INBOUND6: &str = "iotf1_inbound6";
+    pub const LEARNED: &str = "iotf1_learned";
+    pub const FLOWS: &str = "iotf1_flows";
+    pub const COUNTERS: &str = "iotf1_counters";
+    pub const GLOBAL: &str = "iotf1_global";
+    pub const RATE: &str = "iotf1_rate";
+    pub const EVENTS: &str = "iotf1_events";
+
+    /// Every map, for pinning checks and `iotfence detach`.
+    pub const ALL: [&str; 15] = [
+        CONFIG,
+        DEFAULT_DEVICE,
+        DEVICE_BY_MAC,
+        DEVICE_BY_IP4,
+        DEVICE_BY_IP6,
+        EGRESS4,
+        EGRESS6,
+        INBOUND4,
+        INBOUND6,
+        LEARNED,
+        FLOWS,
+        COUNTERS,
+        GLOBAL,
+        RATE,
+        EVENTS,
+    ];
+}
+
+/// Program names as the kernel and `bpftool prog` show them.
+pub mod prog_names {
+    pub const XDP: &str = "iotfence_xdp";
+    pub const TC_INGRESS: &str = "iotfence_tc_in";
+    pub const TC_EGRESS: &str = "iotfence_tc_eg";
+}
+
+/// Protocol value in a rule that matches every IP protocol.
+pub const PROTO_ANY: u8 = 255;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// `Config::flags`: the daemon has written a complete policy generation.
+pub const CONFIG_READY: u32 = 1;
+
+/// `DeviceInfo::mode`.
+pub const MODE_ENFORCE: u8 = 0;
+pub const MODE_AUDIT: u8 = 1;
+
+/// `FlowKey::kind`.
+pub const FLOW_KIND_CONN: u8 = 0;
+/// Fragments of an allowed first fragment: `sport:dport` hold the IP id.
+pub const FLOW_KIND_FRAGMENT: u8 = 1;
+
+/// Upper bound of IPv6 extension headers walked before giving up (drop).
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;

@@ -1,0 +1,42 @@
+//! Types shared by the kernel programs (`iotfence-ebpf`) and the daemon.
+//!
+//! Every map key and value is `#[repr(C)]` with explicit padding so both sides
+//! agree byte for byte; the `user` feature implements `aya::Pod` for them.
+//! Changing any layout here requires bumping [`consts::MAP_VERSION`], which
+//! renames every map so a new daemon never adopts maps of an older layout.
+#![no_std]
+
+pub mod consts;
+pub mod event;
+pub mod keys;
+pub mod reason;
+pub mod values;
+
+pub use event::ViolationEvent;
+pub use keys::{FlowKey, LearnedKey, Lpm4, Lpm6, MacKey};
+pub use reason::{Reason, Verdict};
+pub use values::{
+    Config, Counter, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState, RuleSet,
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and
+    // byte arrays, and have explicit padding fields, so any bit pattern is valid.
+    unsafe impl aya::Pod for MacKey {}
+    unsafe impl aya::Pod for Lpm4 {}
+    unsafe impl aya::Pod for Lpm6 {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for LearnedKey {}
+    unsafe impl aya::Pod for DeviceInfo {}
+    unsafe impl aya::Pod for PortRule {}
+    unsafe impl aya::Pod for RuleSet {}
+    unsafe impl aya::Pod for LearnedRule {}
+    unsafe impl aya::Pod for LearnedRules {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for values::FlowValue {}
+    unsafe impl aya::Pod for ViolationEvent {}
+}

@@ -1,0 +1,385 @@
+//! Loading the embedded eBPF object, pinning, attaching, adopting the pins
+//! of an earlier daemon, and detaching.
+//!
+//! Layout under the pin directory (`/sys/fs/bpf/iotfence` by default):
+//! `maps/iotf1_*` (the names carry the layout version), `links/<ifname>_<hook>`
+//! and `progs/<program>`. A pinned link keeps its program attached after the
+//! daemon exits; a restarted daemon loads the new programs against the same
+//! maps and swaps them into the existing links with one `bpf_link_update`
+//! each, so there is no moment without enforcement.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context};
+use aya::{
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    programs::{
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachType},
+        xdp::XdpLink,
+        SchedClassifier, Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use iotfence_common::{
+    consts::{map_names as names, prog_names},
+    values::FlowValue,
+    Config as KConfig, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey,
+    RateState, RuleSet,
+};
+
+use crate::config::AttachMode;
+
+/// The compiled eBPF object, embedded at build time (daemon/build.rs).
+pub static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/iotfence.bpf.o"));
+
+/// Typed handles on every map the daemon reads or writes.
+pub struct Maps {
+    pub config: Array<MapData, KConfig>,
+    pub default_device: Array<MapData, DeviceInfo>,
+    pub device_by_mac: HashMap<MapData, MacKey, DeviceInfo>,
+    pub device_by_ip4: LpmTrie<MapData, Lpm4, DeviceInfo>,
+    pub device_by_ip6: LpmTrie<MapData, Lpm6, DeviceInfo>,
+    pub egress4: LpmTrie<MapData, Lpm4, RuleSet>,
+    pub egress6: LpmTrie<MapData, Lpm6, RuleSet>,
+    pub inbound4: LpmTrie<MapData, Lpm4, RuleSet>,
+    pub inbound6: LpmTrie<MapData, Lpm6, RuleSet>,
+    pub learned: HashMap<MapData, LearnedKey, LearnedRules>,
+    pub flows: HashMap<MapData, FlowKey, FlowValue>,
+    pub counters: PerCpuArray<MapData, Counter>,
+    pub global: PerCpuArray<MapData, u64>,
+    pub rate: Array<MapData, RateState>,
+}
+
+pub struct Datapath {
+    pub ebpf: Ebpf,
+    pub maps: Maps,
+    pub events: Option<RingBuf<MapData>>,
+    pub pin_dir: PathBuf,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> anyhow::Result<T> {
+    let map = ebpf
+        .take_map(name)
+        .with_context(|| format!("map {name} missing from the eBPF object"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl Datapath {
+    /// Loads the programs and opens (or creates and pins) the maps under
+    /// `pin_dir/maps`. Nothing is attached yet.
+    pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        let map_dir = pin_dir.join("maps");
+        std::fs::create_dir_all(&map_dir)
+            .with_context(|| format!("creating {}", map_dir.display()))?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&map_dir)
+            .load(BPF_OBJECT)
+            .context("loading the eBPF object")?;
+        check_adopted_maps(&ebpf)?;
+        let xdp: &mut Xdp = ebpf
+            .program_mut(prog_names::XDP)
+            .context("program missing")?
+            .try_into()?;
+        xdp.load()
+            .with_context(|| format!("verifier rejected {}", prog_names::XDP))?;
+        for name in [prog_names::TC_INGRESS, prog_names::TC_EGRESS] {
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .context("program missing")?
+                .try_into()?;
+            p.load()
+                .with_context(|| format!("verifier rejected {name}"))?;
+        }
+        let maps = Maps {
+            config: take(&mut ebpf, names::CONFIG)?,
+            default_device: take(&mut ebpf, names::DEFAULT_DEVICE)?,
+            device_by_mac: take(&mut ebpf, names::DEVICE_BY_MAC)?,
+            device_by_ip4: take(&mut ebpf, names::DEVICE_BY_IP4)?,
+            device_by_ip6: take(&mut ebpf, names::DEVICE_BY_IP6)?,
+            egress4: take(&mut ebpf, names::EGRESS4)?,
+            egress6: take(&mut ebpf, names::EGRESS6)?,
+            inbound4: take(&mut ebpf, names::INBOUND4)?,
+            inbound6: take(&mut ebpf, names::INBOUND6)?,
+            learned: take(&mut ebpf, names::LEARNED)?,
+            flows: take(&mut ebpf, names::FLOWS)?,
+            counters: take(&mut ebpf, names::COUNTERS)?,
+            global: take(&mut ebpf, names::GLOBAL)?,
+            rate: take(&mut ebpf, names::RATE)?,
+        };
+        let events = Some(take(&mut ebpf, names::EVENTS)?);
+        Ok(Self {
+            ebpf,
+            maps,
+            events,
+            pin_dir: pin_dir.to_path_buf(),
+        })
+    }
+
+    /// Attaches (or swaps into existing pinned links) the egress judge in
+    /// `mode` and the TC egress observer on `iface`, and pins links and
+    /// programs. Returns the XDP mode used, if XDP.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> anyhow::Result<&'static str> {
+        let links = self.pin_dir.join("links");
+        let progs = self.pin_dir.join("progs");
+        std::fs::create_dir_all(&links)?;
+        std::fs::create_dir_all(&progs)?;
+        let xdp_pin = links.join(link_pin_name(iface, "xdp"));
+        let tc_in_pin = links.join(link_pin_name(iface, "tc_ingress"));
+        let tc_eg_pin = links.join(link_pin_name(iface, "tc_egress"));
+
+        // Observer first: inbound flows must be recorded before the judge
+        // sees the device's replies.
+        self.attach_tc(
+            prog_names::TC_EGRESS,
+            iface,
+            TcAttachType::Egress,
+            &tc_eg_pin,
+        )?;
+        let how = if mode == AttachMode::Tc {
+            self.attach_tc(
+                prog_names::TC_INGRESS,
+                iface,
+                TcAttachType::Ingress,
+                &tc_in_pin,
+            )?;
+            // Switching from XDP: the TC judge is in place, drop the old one.
+            remove_pin(&xdp_pin)?;
+            "tc"
+        } else {
+            let how = self.attach_xdp(iface, mode, &xdp_pin)?;
+            remove_pin(&tc_in_pin)?;
+            how
+        };
+        for name in [
+            prog_names::XDP,
+            prog_names::TC_INGRESS,
+            prog_names::TC_EGRESS,
+        ] {
+            let path = progs.join(name);
+            remove_pin(&path)?;
+            self.ebpf
+                .program_mut(name)
+                .context("program missing")?
+                .pin(&path)
+                .with_context(|| format!("pinning {name}"))?;
+        }
+        Ok(how)
+    }
+
+    fn attach_xdp(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        pin: &Path,
+    ) -> anyhow::Result<&'static str> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(prog_names::XDP)
+            .context("program missing")?
+            .try_into()?;
+        if let Some(old) = open_pinned_link(pin)? {
+            let link = XdpLink::try_from(FdLink::from(old)).context("pinned XDP link")?;
+            let id = p
+                .attach_to_link(link)
+                .context("swapping the XDP program in its pinned link")?;
+            drop(p.take_link(id)?);
+            return Ok("xdp (adopted)");
+        }
+        let (id, how) = match mode {
+            AttachMode::XdpNative => (
+                p.attach(iface, XdpMode::Driver)
+                    .with_context(|| format!("native XDP on {iface}"))?,
+                "xdp-native",
+            ),
+            AttachMode::XdpGeneric => (
+                p.attach(iface, XdpMode::Skb)
+                    .with_context(|| format!("generic XDP on {iface}"))?,
+                "xdp-generic",
+            ),
+            _ => match p.attach(iface, XdpMode::Driver) {
+                Ok(id) => (id, "xdp-native"),
+                Err(e) => {
+                    tracing::warn!(interface = iface, error = %e, "native XDP unavailable, using generic XDP");
+                    (
+                        p.attach(iface, XdpMode::Skb)
+                            .with_context(|| format!("XDP on {iface}"))?,
+                        "xdp-generic",
+                    )
+                }
+            },
+        };
+        let link: FdLink = p
+            .take_link(id)?
+            .try_into()
+            .context("XDP attached without a bpf_link (kernel < 5.9?)")?;
+        link.pin(pin)
+            .with_context(|| format!("pinning {}", pin.display()))?;
+        Ok(how)
+    }
+
+    fn attach_tc(
+        &mut self,
+        name: &str,
+        iface: &str,
+        hook: TcAttachType,
+        pin: &Path,
+    ) -> anyhow::Result<()> {
+        let p: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .context("program missing")?
+            .try_into()?;
+        if let Some(old) = open_pinned_link(pin)? {
+            let link =
+                SchedClassifierLink::try_from(FdLink::from(old)).context("pinned TC link")?;
+            let id = p
+                .attach_to_link(link)
+                .with_context(|| format!("swapping {name} in its pinned link"))?;
+            drop(p.take_link(id)?);
+            return Ok(());
+        }
+        let id = p
+            .attach(iface, hook)
+            .with_context(|| format!("attaching {name} to {iface}"))?;
+        let link: FdLink = p
+            .take_link(id)?
+            .try_into()
+            .context("TC attached without a TCX link (kernel < 6.6?)")?;
+        link.pin(pin)
+            .with_context(|| format!("pinning {}", pin.display()))?;
+        Ok(())
+    }
+
+    /// The program for tests and benchmarks (BPF_PROG_TEST_RUN).
+    pub fn xdp(&self) -> anyhow::Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(prog_names::XDP)
+            .context("program missing")?
+            .try_into()?)
+    }
+
+    pub fn tc(&self, name: &str) -> anyhow::Result<&SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program(name)
+            .context("program missing")?
+            .try_into()?)
+    }
+}
+
+/// bpffs refuses names with dots (reserved for its own files) and interface
+/// names never contain ':', so VLAN interfaces like `eth0.20` map to
+/// `eth0:20_xdp` without collisions.
+pub fn link_pin_name(iface: &str, hook: &str) -> String {
+    format!("{}_{hook}", iface.replace('.', ":"))
+}
+
+fn open_pinned_link(path: &Path) -> anyhow::Result<Option<PinnedLink>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let link = PinnedLink::from_pin(path)
+        .with_context(|| format!("opening pinned link {}", path.display()))?;
+    Ok(Some(link))
+}
+
+fn remove_pin(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// A pinned map from an older build with the same name but another layout
+/// would be misread by the new programs: refuse instead.
+fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
+    use std::mem::size_of;
+    let expect: [(&str, usize, usize); 14] = [
+        (names::CONFIG, 4, size_of::<KConfig>()),
+        (names::DEFAULT_DEVICE, 4, size_of::<DeviceInfo>()),
+        (
+            names::DEVICE_BY_MAC,
+            size_of::<MacKey>(),
+            size_of::<DeviceInfo>(),
+        ),
+        (
+            names::DEVICE_BY_IP4,
+            4 + size_of::<Lpm4>(),
+            size_of::<DeviceInfo>(),
+        ),
+        (
+            names::DEVICE_BY_IP6,
+            4 + size_of::<Lpm6>(),
+            size_of::<DeviceInfo>(),
+        ),
+        (names::EGRESS4, 4 + size_of::<Lpm4>(), size_of::<RuleSet>()),
+        (names::EGRESS6, 4 + size_of::<Lpm6>(), size_of::<RuleSet>()),
+        (names::INBOUND4, 4 + size_of::<Lpm4>(), size_of::<RuleSet>()),
+        (names::INBOUND6, 4 + size_of::<Lpm6>(), size_of::<RuleSet>()),
+        (
+            names::LEARNED,
+            size_of::<LearnedKey>(),
+            size_of::<LearnedRules>(),
+        ),
+        (names::FLOWS, size_of::<FlowKey>(), size_of::<FlowValue>()),
+        (names::COUNTERS, 4, size_of::<Counter>()),
+        (names::GLOBAL, 4, 8),
+        (names::RATE, 4, size_of::<RateState>()),
+    ];
+    for (name, key, value) in expect {
+        let map = ebpf
+            .map(name)
+            .with_context(|| format!("map {name} missing"))?;
+        let info = match map {
+            aya::maps::Map::Array(m)
+            | aya::maps::Map::HashMap(m)
+            | aya::maps::Map::LpmTrie(m)
+            | aya::maps::Map::LruHashMap(m)
+            | aya::maps::Map::PerCpuArray(m) => m.info()?,
+            _ => bail!("map {name} has an unexpected type"),
+        };
+        if info.key_size() as usize != key || info.value_size() as usize != value {
+            bail!(
+                "pinned map {name} has key/value sizes {}/{} but this build expects {key}/{value}; run `iotfence detach` to remove the old datapath",
+                info.key_size(),
+                info.value_size()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes every pin (links first, so enforcement stops before the maps go).
+pub fn detach(pin_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for sub in ["links", "progs", "maps"] {
+        let dir = pin_dir.join(sub);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for e in entries {
+            let path = e?.path();
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            removed.push(path);
+        }
+        std::fs::remove_dir(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    match std::fs::remove_dir(pin_dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", pin_dir.display()))
+        }
+        _ => {}
+    }
+    Ok(removed)
+}

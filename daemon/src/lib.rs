@@ -1,0 +1,15 @@
+//! iotfence: per-device egress allowlists for IoT networks, enforced by XDP
+//! or TC programs on the IoT-facing interface.
+
+pub mod apply;
+pub mod bpffs;
+pub mod compile;
+pub mod config;
+pub mod datapath;
+pub mod diag;
+pub mod events;
+pub mod exit;
+pub mod lock;
+pub mod policy;
+pub mod run;
+pub mod stats;

@@ -1,0 +1,163 @@
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use iotfence::{config, datapath, diag::Diagnostic, exit, lock, run};
+
+/// iotfence: per-device egress allowlists for IoT networks, enforced in the
+/// kernel with XDP/TC on the router's IoT-facing interface.
+///
+/// Exit codes: 0 ok, 64 usage error, 65 invalid configuration or policy
+/// (nothing was changed), 71 the kernel refused, 77 not permitted.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate, attach (or adopt the pinned datapath) and enforce; SIGHUP
+    /// reloads the policy, SIGTERM/SIGINT stop the daemon while enforcement
+    /// stays pinned in the kernel.
+    Run {
+        /// Configuration file (YAML); see README.md for its keys.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and its policy without touching the kernel.
+    Check {
+        /// Configuration file (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format: text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Remove iotfence from the kernel: unpin links (enforcement stops),
+    /// programs and maps. The only way to turn enforcement off.
+    Detach {
+        /// Pin directory of the datapath to remove.
+        #[arg(long, default_value = config::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Detach even while a daemon is running for this pin directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn print_diags(diags: &[Diagnostic], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(diags).unwrap_or_default()
+        );
+    } else {
+        for d in diags {
+            eprintln!("{d}");
+        }
+        eprintln!("{} problem(s); nothing was changed", diags.len());
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IOTFENCE_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let code = match cli.command {
+        Command::Check { config, format } => match run::validate(&config) {
+            Ok((cfg, policy)) => {
+                if format == "json" {
+                    println!("[]");
+                } else {
+                    println!(
+                        "{}: ok ({} profiles, {} devices, policy {})",
+                        config.display(),
+                        policy.profiles.len(),
+                        policy.devices.len(),
+                        cfg.policy.display()
+                    );
+                }
+                0
+            }
+            Err(diags) => {
+                print_diags(&diags, format == "json");
+                exit::DATA
+            }
+        },
+        Command::Run { config } => {
+            init_tracing();
+            let (cfg, policy) = match run::validate(&config) {
+                Ok(v) => v,
+                Err(diags) => {
+                    print_diags(&diags, false);
+                    return ExitCode::from(exit::DATA as u8);
+                }
+            };
+            if unsafe { libc::geteuid() } != 0 {
+                eprintln!(
+                    "iotfence run needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN for bpffs)"
+                );
+                return ExitCode::from(exit::NOPERM as u8);
+            }
+            match run::start(&cfg, &policy) {
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "could not start enforcement");
+                    exit::OS
+                }
+                Ok((dp, _lock)) => {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("tokio runtime");
+                    match rt.block_on(run::serve(cfg, policy, dp)) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "daemon failed");
+                            exit::OS
+                        }
+                    }
+                }
+            }
+        }
+        Command::Detach { pin_dir, force } => {
+            init_tracing();
+            match lock::holder(&pin_dir) {
+                Ok(Some(pid)) if !force => {
+                    eprintln!("an iotfence daemon (pid {pid}) is running for {}; stop it first or pass --force", pin_dir.display());
+                    return ExitCode::from(exit::USAGE as u8);
+                }
+                _ => {}
+            }
+            match datapath::detach(&pin_dir) {
+                Ok(removed) => {
+                    println!(
+                        "detached: removed {} pins under {}",
+                        removed.len(),
+                        pin_dir.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("detach failed: {e:#}");
+                    exit::OS
+                }
+            }
+        }
+    };
+    ExitCode::from(code as u8)
+}

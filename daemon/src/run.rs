@@ -1,0 +1,117 @@
+//! `iotfence run`: bring enforcement up (or adopt it), then serve: violation
+//! events, SIGHUP reloads, and a bounded drain on SIGTERM/SIGINT that leaves
+//! enforcement pinned in the kernel.
+
+use std::{io::Write, path::Path, time::Duration};
+
+use anyhow::Context;
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+};
+
+use crate::{
+    apply, bpffs, compile, compile::Compiled, config::Config, datapath::Datapath, diag::Diagnostic,
+    events, lock,
+};
+
+/// How long events already in the ring buffer may take to flush at shutdown.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything up to the first applied policy; no side effects before the
+/// caller has validated `cfg` and `policy`.
+pub fn start(cfg: &Config, policy: &Compiled) -> anyhow::Result<(Datapath, lock::DaemonLock)> {
+    let lock = lock::acquire(&cfg.pin_dir)?;
+    bpffs::ensure(&cfg.pin_dir)?;
+    let adopted = cfg.pin_dir.join("links").is_dir();
+    let mut dp = Datapath::load(&cfg.pin_dir)?;
+    // The policy goes in before any program is attached, so the first
+    // packet judged is judged by it.
+    let generation = apply::apply(&mut dp.maps, cfg, policy)?;
+    for iface in &cfg.interfaces {
+        let how = dp.attach(iface, cfg.attach)?;
+        tracing::info!(interface = %iface, hook = how, generation, adopted, devices = policy.devices.len(), profiles = policy.profiles.len(), "enforcing");
+    }
+    Ok((dp, lock))
+}
+
+pub async fn serve(cfg: Config, mut policy: Compiled, mut dp: Datapath) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let ring = dp
+        .events
+        .take()
+        .context("event ring buffer already taken")?;
+    // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
+    // so the fd stays open exactly as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1)?;
+    tracing::info!(pin_dir = %cfg.pin_dir.display(), "ready");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&cfg, &mut policy, &mut dp),
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &policy);
+                guard.clear_ready();
+            }
+        }
+    }
+    tracing::info!("shutting down; enforcement stays pinned in the kernel");
+    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
+    while let Ok(Ok(mut guard)) = tokio::time::timeout_at(deadline, ring.readable_mut()).await {
+        if drain(guard.get_inner_mut(), &policy) == 0 {
+            break;
+        }
+        guard.clear_ready();
+    }
+    Ok(())
+}
+
+/// Writes every queued event as a JSON line; returns how many.
+fn drain(ring: &mut RingBuf<MapData>, policy: &Compiled) -> usize {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        if let Some(e) = events::decode(&item) {
+            let v = events::describe(&e, policy);
+            if let Ok(line) = serde_json::to_string(&v) {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        n += 1;
+    }
+    let _ = out.flush();
+    n
+}
+
+/// Re-reads the policy; an invalid one leaves the running policy in force.
+fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath) {
+    match compile::load(cfg) {
+        Err(diags) => {
+            for d in &diags {
+                tracing::error!(error = %d, "reload rejected; the running policy stays in force");
+            }
+        }
+        Ok(new) => match apply::apply(&mut dp.maps, cfg, &new) {
+            Ok(generation) => {
+                tracing::info!(generation, devices = new.devices.len(), "policy reloaded");
+                *policy = new;
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed")
+            }
+        },
+    }
+}
+
+/// Validates the configuration and its policy (no side effects).
+pub fn validate(config: &Path) -> Result<(Config, Compiled), Vec<Diagnostic>> {
+    let cfg = crate::config::load(config)?;
+    let policy = compile::load(&cfg)?;
+    Ok((cfg, policy))
+}

@@ -1,0 +1,77 @@
+//! Reading the per-CPU counters: totals per (device, verdict, reason).
+
+use iotfence_common::{
+    consts::{GLOBAL_COUNTERS, MAX_DEVICES},
+    reason::{counter_index, REASONS, VERDICTS},
+    Counter, Reason, Verdict,
+};
+
+use crate::datapath::Maps;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Sum over CPUs of one (device, verdict, reason) counter.
+pub fn counter(
+    maps: &Maps,
+    device: u32,
+    verdict: Verdict,
+    reason: Reason,
+) -> anyhow::Result<Totals> {
+    let per_cpu = maps
+        .counters
+        .get(&counter_index(device, verdict, reason), 0)?;
+    Ok(per_cpu
+        .iter()
+        .fold(Totals::default(), |t, c: &Counter| Totals {
+            packets: t.packets + c.packets,
+            bytes: t.bytes + c.bytes,
+        }))
+}
+
+/// Every non-zero counter of the given devices.
+pub fn nonzero(
+    maps: &Maps,
+    devices: impl Iterator<Item = u32>,
+) -> anyhow::Result<Vec<(u32, Verdict, Reason, Totals)>> {
+    let mut out = Vec::new();
+    for d in devices.filter(|d| *d < MAX_DEVICES) {
+        for v in VERDICTS {
+            for r in REASONS {
+                let t = counter(maps, d, v, r)?;
+                if t.packets > 0 {
+                    out.push((d, v, r, t));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn global(maps: &Maps, index: u32) -> anyhow::Result<u64> {
+    debug_assert!(index < GLOBAL_COUNTERS);
+    Ok(maps.global.get(&index, 0)?.iter().sum())
+}
+
+/// Reads one counter from the maps pinned under `pin_dir` (no daemon needed).
+pub fn pinned_counter(
+    pin_dir: &std::path::Path,
+    device: u32,
+    verdict: Verdict,
+    reason: Reason,
+) -> anyhow::Result<Totals> {
+    use aya::maps::{Map, MapData, PerCpuArray};
+    let path = pin_dir
+        .join("maps")
+        .join(iotfence_common::consts::map_names::COUNTERS);
+    let data = MapData::from_pin(&path)?;
+    let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let per_cpu = map.get(&counter_index(device, verdict, reason), 0)?;
+    Ok(per_cpu.iter().fold(Totals::default(), |t, c| Totals {
+        packets: t.packets + c.packets,
+        bytes: t.bytes + c.bytes,
+    }))
+}

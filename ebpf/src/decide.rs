@@ -1,0 +1,268 @@
+//! The egress decision for a packet sent by a device, shared by the XDP and
+//! the TC-ingress program: identify the device, then allow by flow, learned
+//! address or static rule, in that order (cheapest common case first).
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use iotfence_common::{
+    consts::{
+        CONFIG_READY, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT, GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT,
+        PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    },
+    keys::{device_scope, rule_scope, SCOPE_BITS},
+    reason::counter_index,
+    values::{FlowValue, LearnedMatch},
+    Config, DeviceInfo, FlowKey, Reason, Verdict,
+};
+
+use crate::{
+    events,
+    maps::{
+        CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC, EGRESS4,
+        EGRESS6, FLOWS, LEARNED, SCRATCH,
+    },
+    parse::{is_link_icmpv6, parse, Bytes, Frag, Headers, Scratch},
+};
+
+/// A flow's last-seen time is rewritten at most this often, so that busy
+/// flows do not bounce the entry's cache line between CPUs on every packet.
+const FLOW_REFRESH_NS: u64 = 1_000_000_000;
+
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+/// Judges one device-originated packet, counts it, and reports violations.
+#[inline(always)]
+pub fn judge(b: &Bytes, len: u64) -> Action {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return Action::Drop;
+    };
+    let s = unsafe { &mut *s };
+    s.h.reset();
+    let cfg = match CONFIG.get(0) {
+        Some(c) if c.flags & CONFIG_READY != 0 => c,
+        // No complete policy yet: fail closed for IP, keep the link (ARP) up.
+        _ => {
+            return match parse(b, &mut s.h) {
+                Ok(()) if s.h.family == 0 => Action::Pass,
+                _ => Action::Drop,
+            };
+        }
+    };
+    let generation = (cfg.generation & 1) as u8;
+    let parsed = parse(b, &mut s.h);
+    let dev = identify(generation, s, false);
+    let reason = match parsed {
+        Err(reason) => reason,
+        Ok(()) => decide(cfg, generation, &dev, s),
+    };
+    let verdict = if reason.allows() {
+        Verdict::Allowed
+    } else if dev.mode == MODE_AUDIT {
+        Verdict::Audited
+    } else {
+        Verdict::Dropped
+    };
+    count(dev.device, verdict, reason, len);
+    if verdict != Verdict::Allowed {
+        events::report(cfg, &dev, &s.h, verdict, reason);
+    }
+    match verdict {
+        Verdict::Dropped => Action::Drop,
+        _ => Action::Pass,
+    }
+}
+
+#[inline(always)]
+fn decide(cfg: &Config, generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Reason {
+    let h = &s.h;
+    if h.family == 0 {
+        return Reason::NotIp;
+    }
+    if is_link_icmpv6(h) {
+        return Reason::NeighborDiscovery;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if h.frag == Frag::Later {
+        fragment_key(h, &mut s.flow);
+        return if flow_alive(cfg, &s.flow, h.proto, now) {
+            Reason::Fragment
+        } else {
+            Reason::UnknownFragment
+        };
+    }
+    if h.flow {
+        flow_key(h, &mut s.flow);
+        if flow_alive(cfg, &s.flow, h.proto, now) {
+            remember_fragments(s, dev, now);
+            return Reason::Flow;
+        }
+    }
+    s.learned.device = dev.device;
+    s.learned.addr = h.dst;
+    let mut expired = false;
+    if let Some(rules) = unsafe { LEARNED.get(&s.learned) } {
+        match rules.check(h.proto, h.rule_port, now) {
+            LearnedMatch::Allowed => {
+                open_flow(s, dev, now);
+                return Reason::Learned;
+            }
+            LearnedMatch::Expired => expired = true,
+            LearnedMatch::None => {}
+        }
+    }
+    let scope = rule_scope(generation, dev.profile);
+    let rules = if h.family == 4 {
+        s.lpm4.prefix_len = SCOPE_BITS + 32;
+        s.lpm4.data.scope = scope;
+        s.lpm4.data.addr = h.dst4();
+        EGRESS4.get(&s.lpm4)
+    } else {
+        s.lpm6.prefix_len = SCOPE_BITS + 128;
+        s.lpm6.data.scope = scope;
+        s.lpm6.data.addr = h.dst;
+        EGRESS6.get(&s.lpm6)
+    };
+    if let Some(rules) = rules {
+        if rules.allows(s.h.proto, s.h.rule_port) {
+            open_flow(s, dev, now);
+            return Reason::Rule;
+        }
+    }
+    if expired {
+        Reason::Expired
+    } else {
+        Reason::NotAllowed
+    }
+}
+
+/// The device behind a packet: by MAC, then by address or prefix, else the
+/// default record. `towards` selects the destination (packets to a device)
+/// instead of the source.
+#[inline(always)]
+pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
+    let h = &s.h;
+    let key = iotfence_common::MacKey {
+        generation,
+        _pad: 0,
+        mac: if towards { h.dst_mac } else { h.src_mac },
+    };
+    if let Some(d) = unsafe { DEVICE_BY_MAC.get(&key) } {
+        return *d;
+    }
+    let addr = if towards { h.dst } else { h.src };
+    let scope = device_scope(generation);
+    let by_ip = match h.family {
+        4 => {
+            s.lpm4.prefix_len = SCOPE_BITS + 32;
+            s.lpm4.data.scope = scope;
+            s.lpm4.data.addr = [addr[12], addr[13], addr[14], addr[15]];
+            DEVICE_BY_IP4.get(&s.lpm4)
+        }
+        6 => {
+            s.lpm6.prefix_len = SCOPE_BITS + 128;
+            s.lpm6.data.scope = scope;
+            s.lpm6.data.addr = addr;
+            DEVICE_BY_IP6.get(&s.lpm6)
+        }
+        _ => None,
+    };
+    if let Some(d) = by_ip {
+        return *d;
+    }
+    match DEFAULT_DEVICE.get(generation as u32) {
+        Some(d) => *d,
+        None => DeviceInfo::default(),
+    }
+}
+
+#[inline(always)]
+fn flow_key(h: &Headers, k: &mut FlowKey) {
+    k.src = h.src;
+    k.dst = h.dst;
+    k.sport = h.sport;
+    k.dport = h.dport;
+    k.proto = h.proto;
+    k.kind = FLOW_KIND_CONN;
+    k._pad = [0; 2];
+}
+
+#[inline(always)]
+fn fragment_key(h: &Headers, k: &mut FlowKey) {
+    k.src = h.src;
+    k.dst = h.dst;
+    k.sport = (h.frag_id >> 16) as u16;
+    k.dport = h.frag_id as u16;
+    k.proto = h.proto;
+    k.kind = FLOW_KIND_FRAGMENT;
+    k._pad = [0; 2];
+}
+
+#[inline(always)]
+fn idle_timeout(cfg: &Config, proto: u8) -> u64 {
+    match proto {
+        PROTO_TCP => cfg.tcp_idle_ns,
+        PROTO_UDP => cfg.udp_idle_ns,
+        PROTO_ICMP | PROTO_ICMPV6 => cfg.icmp_idle_ns,
+        _ => cfg.other_idle_ns,
+    }
+}
+
+/// True when the flow exists and has not been idle too long; refreshes it.
+#[inline(always)]
+pub fn flow_alive(cfg: &Config, key: &FlowKey, proto: u8, now: u64) -> bool {
+    let Some(v) = FLOWS.get_ptr_mut(key) else {
+        return false;
+    };
+    let last = unsafe { (*v).last_seen_ns };
+    let idle = now.wrapping_sub(last);
+    if idle > idle_timeout(cfg, proto) {
+        return false;
+    }
+    if idle > FLOW_REFRESH_NS {
+        unsafe { (*v).last_seen_ns = now };
+    }
+    true
+}
+
+/// Records an allowed packet's flow, and its fragment train if it is a
+/// first fragment, so the rest of the connection survives rule expiry.
+#[inline(always)]
+fn open_flow(s: &mut Scratch, dev: &DeviceInfo, now: u64) {
+    if s.h.flow {
+        insert_flow(&s.flow, dev, now, 0);
+    }
+    remember_fragments(s, dev, now);
+}
+
+#[inline(always)]
+fn remember_fragments(s: &mut Scratch, dev: &DeviceInfo, now: u64) {
+    if s.h.frag == Frag::First {
+        fragment_key(&s.h, &mut s.flow);
+        insert_flow(&s.flow, dev, now, 0);
+    }
+}
+
+#[inline(always)]
+pub fn insert_flow(key: &FlowKey, dev: &DeviceInfo, now: u64, inbound: u8) {
+    let v = FlowValue {
+        last_seen_ns: now,
+        device: dev.device,
+        inbound,
+        _pad: [0; 3],
+    };
+    if FLOWS.insert(key, &v, 0).is_err() {
+        events::global_add(GLOBAL_FLOW_INSERT_FAILED);
+    }
+}
+
+#[inline(always)]
+fn count(device: u32, verdict: Verdict, reason: Reason, len: u64) {
+    if let Some(c) = COUNTERS.get_ptr_mut(counter_index(device, verdict, reason)) {
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Violation events: a per-device GCRA rate limit in front of the ring
+//! buffer, so one flooding device cannot starve the daemon of the others.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use iotfence_common::{
+    consts::{GLOBAL_EVENTS_RINGBUF_FULL, GLOBAL_EVENTS_SENT, GLOBAL_EVENTS_SUPPRESSED},
+    Config, DeviceInfo, Reason, Verdict, ViolationEvent,
+};
+
+use crate::{
+    maps::{EVENTS, GLOBAL, RATE},
+    parse::Headers,
+};
+
+#[inline(always)]
+pub fn global_add(index: u32) {
+    if let Some(c) = GLOBAL.get_ptr_mut(index) {
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn report(cfg: &Config, dev: &DeviceInfo, h: &Headers, verdict: Verdict, reason: Reason) {
+    let Some(state) = RATE.get_ptr_mut(dev.device) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let state = unsafe { &mut *state };
+    let tat = if state.tat_ns > now {
+        state.tat_ns
+    } else {
+        now
+    };
+    if tat - now > cfg.event_burst_ns {
+        state.suppressed = state.suppressed.wrapping_add(1);
+        global_add(GLOBAL_EVENTS_SUPPRESSED);
+        return;
+    }
+    state.tat_ns = tat + cfg.event_interval_ns;
+    let Some(mut entry) = EVENTS.reserve::<ViolationEvent>(0) else {
+        state.suppressed = state.suppressed.wrapping_add(1);
+        global_add(GLOBAL_EVENTS_RINGBUF_FULL);
+        return;
+    };
+    entry.write(ViolationEvent {
+        time_ns: now,
+        device: dev.device,
+        suppressed: state.suppressed,
+        src: h.src,
+        dst: h.dst,
+        sport: h.sport,
+        dport: h.dport,
+        profile: dev.profile,
+        proto: h.proto,
+        family: h.family,
+        verdict: verdict as u8,
+        reason: reason as u8,
+        src_mac: h.src_mac,
+    });
+    entry.submit(0);
+    state.suppressed = 0;
+    global_add(GLOBAL_EVENTS_SENT);
+}

@@ -1,0 +1,70 @@
+//! TC egress on the IoT interface (router -> device): records inbound flows
+//! that the device's profile allows, so the device's replies pass the egress
+//! decision as part of a known flow.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use iotfence_common::{
+    consts::{CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS},
+    keys::{rule_scope, SCOPE_BITS},
+};
+
+use crate::{
+    decide::{identify, insert_flow},
+    events::global_add,
+    maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
+    parse::{parse, Bytes, Frag},
+};
+
+#[inline(always)]
+pub fn observe(b: &Bytes) {
+    let Some(cfg) = CONFIG.get(0) else { return };
+    if cfg.flags & CONFIG_READY == 0 {
+        return;
+    }
+    let Some(s) = SCRATCH.get_ptr_mut(1) else {
+        return;
+    };
+    let s = unsafe { &mut *s };
+    s.h.reset();
+    if parse(b, &mut s.h).is_err() || s.h.family == 0 || !s.h.flow || s.h.frag == Frag::Later {
+        return;
+    }
+    let generation = (cfg.generation & 1) as u8;
+    let dev = identify(generation, s, true);
+    let h = &s.h;
+    let scope = rule_scope(generation, dev.profile);
+    let rules = if h.family == 4 {
+        s.lpm4.prefix_len = SCOPE_BITS + 32;
+        s.lpm4.data.scope = scope;
+        s.lpm4.data.addr = h.src4();
+        INBOUND4.get(&s.lpm4)
+    } else {
+        s.lpm6.prefix_len = SCOPE_BITS + 128;
+        s.lpm6.data.scope = scope;
+        s.lpm6.data.addr = h.src;
+        INBOUND6.get(&s.lpm6)
+    };
+    let Some(rules) = rules else { return };
+    let h = &s.h;
+    if !rules.allows(h.proto, h.rule_port) {
+        return;
+    }
+    // Seen from the device: its address and port are the source. An ICMP
+    // echo keeps its identifier in `sport` both ways.
+    let echo = h.echo;
+    let k = &mut s.flow;
+    k.src = h.dst;
+    k.dst = h.src;
+    k.sport = if echo { h.sport } else { h.dport };
+    k.dport = if echo { 0 } else { h.sport };
+    k.proto = h.proto;
+    k.kind = FLOW_KIND_CONN;
+    k._pad = [0; 2];
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(v) = FLOWS.get_ptr_mut(&s.flow) {
+        unsafe { (*v).last_seen_ns = now };
+        return;
+    }
+    insert_flow(&s.flow, &dev, now, 1);
+    global_add(GLOBAL_INBOUND_FLOWS);
+}

@@ -1,0 +1,84 @@
+//! iotfence kernel programs. Each is a thin shim over shared logic:
+//! - `iotfence_xdp` / `iotfence_tc_in`: judge packets devices send (XDP or
+//!   TC ingress on the IoT-facing interface; same decision code).
+//! - `iotfence_tc_eg`: TC egress on the same interface (towards devices):
+//!   records inbound flows the device's profile allows.
+#![no_std]
+#![no_main]
+
+mod decide;
+mod events;
+mod inbound;
+mod maps;
+mod parse;
+
+use aya_ebpf::{
+    bindings::{xdp_action, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+use crate::{decide::Action, parse::Bytes};
+
+/// Bytes of headers a TC program needs in the linear part of the skb.
+const TC_PULL_BYTES: u32 = 256;
+
+#[xdp]
+pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
+    let b = Bytes {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    match decide::judge(&b, (b.end - b.start) as u64) {
+        Action::Pass => xdp_action::XDP_PASS,
+        Action::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+#[classifier]
+pub fn iotfence_tc_in(ctx: TcContext) -> i32 {
+    linearize(&ctx);
+    let b = Bytes {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    match decide::judge(&b, ctx.len() as u64) {
+        // UNSPEC lets later TC programs on the hook run too.
+        Action::Pass => TC_ACT_UNSPEC,
+        Action::Drop => TC_ACT_SHOT as i32,
+    }
+}
+
+#[classifier]
+pub fn iotfence_tc_eg(ctx: TcContext) -> i32 {
+    linearize(&ctx);
+    inbound::observe(&Bytes {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    });
+    TC_ACT_UNSPEC
+}
+
+/// Makes the headers readable through direct packet access; a packet whose
+/// headers stay out of reach then fails to parse and is judged malformed.
+#[inline(always)]
+fn linearize(ctx: &TcContext) {
+    let want = if ctx.len() < TC_PULL_BYTES {
+        ctx.len()
+    } else {
+        TC_PULL_BYTES
+    };
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        let _ = ctx.pull_data(want);
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

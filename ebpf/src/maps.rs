@@ -1,0 +1,76 @@
+//! The maps, pinned by name under the daemon's pin directory so enforcement
+//! and state outlive the daemon. Names come from `consts::map_names`.
+
+use crate::parse::Scratch;
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use iotfence_common::{
+    consts::*, values::FlowValue, Config, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules,
+    Lpm4, Lpm6, MacKey, RateState, RuleSet,
+};
+
+/// Global settings and the active policy generation (one entry).
+#[map(name = "iotf1_config")]
+pub static CONFIG: Array<Config> = Array::pinned(1, 0);
+
+/// Device record for unknown devices, per generation (index = generation).
+#[map(name = "iotf1_dev_dflt")]
+pub static DEFAULT_DEVICE: Array<DeviceInfo> = Array::pinned(2, 0);
+
+/// Devices by source MAC.
+#[map(name = "iotf1_dev_mac")]
+pub static DEVICE_BY_MAC: HashMap<MacKey, DeviceInfo> = HashMap::pinned(DEVICE_MAC_ENTRIES, 0);
+
+/// Devices by IPv4 address or CIDR.
+#[map(name = "iotf1_dev_ip4")]
+pub static DEVICE_BY_IP4: LpmTrie<Lpm4, DeviceInfo> = LpmTrie::pinned(DEVICE_PREFIX_ENTRIES, 0);
+
+/// Devices by IPv6 address or CIDR.
+#[map(name = "iotf1_dev_ip6")]
+pub static DEVICE_BY_IP6: LpmTrie<Lpm6, DeviceInfo> = LpmTrie::pinned(DEVICE_PREFIX_ENTRIES, 0);
+
+/// Static egress rules: (generation, profile, destination prefix) -> ports.
+#[map(name = "iotf1_egress4")]
+pub static EGRESS4: LpmTrie<Lpm4, RuleSet> = LpmTrie::pinned(RULE_PREFIX_ENTRIES, 0);
+
+#[map(name = "iotf1_egress6")]
+pub static EGRESS6: LpmTrie<Lpm6, RuleSet> = LpmTrie::pinned(RULE_PREFIX_ENTRIES, 0);
+
+/// Inbound allowances: (generation, profile, remote source prefix) -> device ports.
+#[map(name = "iotf1_inbound4")]
+pub static INBOUND4: LpmTrie<Lpm4, RuleSet> = LpmTrie::pinned(RULE_PREFIX_ENTRIES, 0);
+
+#[map(name = "iotf1_inbound6")]
+pub static INBOUND6: LpmTrie<Lpm6, RuleSet> = LpmTrie::pinned(RULE_PREFIX_ENTRIES, 0);
+
+/// Addresses learned from DNS answers, per device, with per-rule expiry.
+#[map(name = "iotf1_learned")]
+pub static LEARNED: HashMap<LearnedKey, LearnedRules> = HashMap::pinned(LEARNED_ENTRIES, 0);
+
+/// Live flows (and fragment trains) keyed from the device's side.
+#[map(name = "iotf1_flows")]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(FLOW_ENTRIES, 0);
+
+/// Packets and bytes by (device, verdict, reason); see `reason::counter_index`.
+#[map(name = "iotf1_counters")]
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_ENTRIES, 0);
+
+/// Counters that belong to no device (events sent, ring buffer full, ...).
+#[map(name = "iotf1_global")]
+pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::pinned(GLOBAL_COUNTERS, 0);
+
+/// Violation-event rate limiter state, by device id.
+#[map(name = "iotf1_rate")]
+pub static RATE: Array<RateState> = Array::pinned(MAX_DEVICES, 0);
+
+/// Per-CPU working memory for one packet: the headers and lookup keys do not
+/// fit the 512-byte BPF stack together. Slot 0: egress decision, slot 1:
+/// inbound observation (different hooks may nest on one CPU).
+#[map(name = "iotf1_scratch")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(2, 0);
+
+/// Violation events to the daemon.
+#[map(name = "iotf1_events")]
+pub static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);

@@ -1,0 +1,161 @@
+//! Runs the real programs on fixture packets with BPF_PROG_TEST_RUN: loads
+//! the embedded object into a private pin directory, applies a policy through
+//! the daemon's own code, and reads verdicts, counters and events back.
+
+use std::path::Path;
+
+use aya::programs::{TestRun, TestRunOptions};
+use iotfence::{
+    apply,
+    compile::{self, Compiled},
+    config::{self, Config},
+    datapath::Datapath,
+    events, stats,
+};
+use iotfence_common::{consts::prog_names, Reason, Verdict, ViolationEvent};
+
+use crate::privileged::PinDir;
+
+/// Which program a packet goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    TcIngress,
+    /// The TC egress observer (router -> device).
+    TcEgress,
+}
+
+/// What a judged packet came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+pub struct Harness {
+    pub dp: Datapath,
+    pub cfg: Config,
+    pub policy: Compiled,
+    // Last: the pins go after the handles.
+    pub pins: PinDir,
+}
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const TC_ACT_UNSPEC: u32 = u32::MAX;
+pub const TC_ACT_SHOT: u32 = 2;
+
+impl Harness {
+    /// `config_yaml` may omit `policy` and `interfaces` (filled in here).
+    pub fn new(policy_yaml: &str, config_extra: &str) -> Self {
+        let pins = PinDir::new();
+        let cfg_text = format!(
+            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\n{config_extra}",
+            pins.path.display()
+        );
+        let cfg = config::parse(Path::new("test-config.yaml"), &cfg_text)
+            .unwrap_or_else(|d| panic!("config: {d:?}"));
+        let policy =
+            compile::compile(Path::new("policy.yaml"), policy_yaml, &cfg).unwrap_or_else(|d| {
+                panic!(
+                    "policy: {}",
+                    d.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
+        let mut dp = Datapath::load(&pins.path).expect("loading the datapath");
+        apply::apply(&mut dp.maps, &cfg, &policy).expect("applying the policy");
+        Self {
+            dp,
+            cfg,
+            policy,
+            pins,
+        }
+    }
+
+    /// Loads without applying a policy (fail-closed state).
+    pub fn unconfigured() -> Self {
+        let pins = PinDir::new();
+        let cfg = config::parse(
+            Path::new("c.yaml"),
+            &format!(
+                "interfaces: [iot0]\npolicy: p.yaml\npin_dir: {}\n",
+                pins.path.display()
+            ),
+        )
+        .unwrap();
+        let policy = Compiled {
+            profiles: Vec::new(),
+            default_profile: 0,
+            devices: Vec::new(),
+        };
+        let dp = Datapath::load(&pins.path).expect("loading the datapath");
+        Self {
+            dp,
+            cfg,
+            policy,
+            pins,
+        }
+    }
+
+    pub fn run(&self, hook: Hook, packet: &[u8]) -> u32 {
+        self.try_run(hook, packet).unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN on {hook:?} with {} bytes {packet:02x?}: {e}",
+                packet.len()
+            )
+        })
+    }
+
+    pub fn try_run(&self, hook: Hook, packet: &[u8]) -> Result<u32, aya::programs::ProgramError> {
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            ..Default::default()
+        };
+        let r = match hook {
+            Hook::Xdp => self.dp.xdp().unwrap().test_run(opts),
+            Hook::TcIngress => self.dp.tc(prog_names::TC_INGRESS).unwrap().test_run(opts),
+            Hook::TcEgress => self.dp.tc(prog_names::TC_EGRESS).unwrap().test_run(opts),
+        };
+        Ok(r?.return_value)
+    }
+
+    /// Runs a device-originated packet through the judge on `hook`.
+    pub fn judge(&self, hook: Hook, packet: &[u8]) -> Action {
+        let rv = self.run(hook, packet);
+        match (hook, rv) {
+            (Hook::Xdp, XDP_PASS) | (Hook::TcIngress, TC_ACT_UNSPEC) => Action::Pass,
+            (Hook::Xdp, XDP_DROP) | (Hook::TcIngress, TC_ACT_SHOT) => Action::Drop,
+            other => panic!("unexpected return {other:?}"),
+        }
+    }
+
+    pub fn count(&self, device: u32, verdict: Verdict, reason: Reason) -> u64 {
+        stats::counter(&self.dp.maps, device, verdict, reason)
+            .unwrap()
+            .packets
+    }
+
+    pub fn events(&mut self) -> Vec<ViolationEvent> {
+        let ring = self.dp.events.as_mut().unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(events::decode(&item).expect("event size"));
+        }
+        out
+    }
+
+    pub fn device_id(&self, name: &str) -> u32 {
+        if name == "unknown" {
+            return 0;
+        }
+        self.policy
+            .devices
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no device {name}"))
+            .id
+    }
+}

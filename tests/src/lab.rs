@@ -1,0 +1,460 @@
+//! The network-namespace lab: a router namespace whose IoT-facing veth
+//! (`iot0`) carries iotfence, a switch namespace bridging the simulated
+//! devices onto that segment, and an "internet" namespace with servers.
+//! Addresses are documentation ranges only: IoT 192.0.2.0/24, internet
+//! 198.51.100.0/24 and 203.0.113.0/24. Everything is removed on drop.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::privileged::{require_root, unique, PinDir};
+
+pub const ROUTER_IOT_IP: &str = "192.0.2.1";
+pub const ROUTER_WAN_IP: &str = "198.51.100.1";
+/// Servers in the internet namespace.
+pub const SERVER_A: &str = "198.51.100.7";
+pub const SERVER_B: &str = "203.0.113.5";
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> anyhow::Result<Self> {
+        require_root();
+        let name = unique(prefix);
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut a = vec!["-n", self.name.as_str()];
+        a.extend_from_slice(args);
+        ip(&a)
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let status = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("{key}={value}"),
+            ])
+            .status()?;
+        if !status.success() {
+            bail!("sysctl {key} in {}", self.name);
+        }
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let file = File::open(self.path())?;
+        let h = thread::spawn(move || {
+            enter(&file).expect("setns");
+            f()
+        });
+        h.join()
+            .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))
+    }
+
+    /// Tries a TCP connection from inside this namespace; true if it was
+    /// accepted and the server's greeting arrived.
+    pub fn connect(&self, addr: &str, port: u16, timeout: Duration) -> bool {
+        let target: SocketAddr = format!("{addr}:{port}").parse().unwrap();
+        self.run(move || {
+            let Ok(mut s) = TcpStream::connect_timeout(&target, timeout) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(timeout));
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).is_ok() && &buf == b"hello"
+        })
+        .unwrap_or(false)
+    }
+}
+
+fn enter(file: &File) -> std::io::Result<()> {
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A TCP server greeting every client with "hello", until dropped.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    pub fn start(ns: &Netns, addr: &str, port: u16) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let bind: SocketAddr = format!("{addr}:{port}").parse()?;
+        let file = File::open(ns.path())?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            enter(&file).expect("setns");
+            let l = match TcpListener::bind(bind) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            l.set_nonblocking(true).unwrap();
+            let _ = tx.send(Ok(()));
+            while !flag.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.write_all(b"hello");
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))??;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct DeviceSpec {
+    pub name: &'static str,
+    pub mac: &'static str,
+    /// Host part in 192.0.2.0/24.
+    pub host: u8,
+}
+
+impl DeviceSpec {
+    pub fn ip(&self) -> String {
+        format!("192.0.2.{}", self.host)
+    }
+}
+
+pub struct Lab {
+    pub router: Netns,
+    pub switch: Netns,
+    pub internet: Netns,
+    pub devices: Vec<(Netns, String)>,
+    pub servers: Vec<Server>,
+    pub dir: PathBuf,
+    pub daemon: Option<Daemon>,
+    // Last: detach after the daemon is gone.
+    pub pins: PinDir,
+}
+
+impl Lab {
+    pub fn build(devices: &[DeviceSpec], ports: &[u16]) -> anyhow::Result<Self> {
+        let pins = PinDir::new();
+        let router = Netns::new("iotf-r")?;
+        let switch = Netns::new("iotf-s")?;
+        let internet = Netns::new("iotf-i")?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        router.ip(&[
+            "link",
+            "add",
+            "iot0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "uplink",
+            "netns",
+            &switch.name,
+        ])?;
+        switch.ip(&["link", "set", "uplink", "master", "br0", "up"])?;
+        router.ip(&["addr", "add", "192.0.2.1/24", "dev", "iot0"])?;
+        router.ip(&["link", "set", "iot0", "up"])?;
+        router.ip(&[
+            "link",
+            "add",
+            "wan0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &internet.name,
+        ])?;
+        router.ip(&["addr", "add", "198.51.100.1/24", "dev", "wan0"])?;
+        router.ip(&["addr", "add", "203.0.113.1/24", "dev", "wan0"])?;
+        router.ip(&["link", "set", "wan0", "up"])?;
+        router.sysctl("net.ipv4.ip_forward", "1")?;
+        internet.ip(&["addr", "add", &format!("{SERVER_A}/24"), "dev", "eth0"])?;
+        internet.ip(&["addr", "add", &format!("{SERVER_B}/24"), "dev", "eth0"])?;
+        internet.ip(&["link", "set", "eth0", "up"])?;
+        internet.ip(&["route", "add", "192.0.2.0/24", "via", ROUTER_WAN_IP])?;
+        let mut devs = Vec::new();
+        for (i, d) in devices.iter().enumerate() {
+            let ns = Netns::new("iotf-d")?;
+            let port = format!("port{i}");
+            ns.ip(&[
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &switch.name,
+            ])?;
+            switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+            ns.ip(&["link", "set", "eth0", "address", d.mac])?;
+            ns.ip(&["addr", "add", &format!("{}/24", d.ip()), "dev", "eth0"])?;
+            ns.ip(&["link", "set", "eth0", "up"])?;
+            ns.ip(&["route", "add", "default", "via", ROUTER_IOT_IP])?;
+            devs.push((ns, d.name.to_string()));
+        }
+        let mut servers = Vec::new();
+        for addr in [SERVER_A, SERVER_B] {
+            for p in ports {
+                servers.push(Server::start(&internet, addr, *p)?);
+            }
+        }
+        let dir = std::env::temp_dir().join(unique("iotfence-lab-"));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            router,
+            switch,
+            internet,
+            devices: devs,
+            servers,
+            dir,
+            daemon: None,
+            pins,
+        })
+    }
+
+    pub fn device(&self, name: &str) -> &Netns {
+        &self
+            .devices
+            .iter()
+            .find(|(_, n)| n == name)
+            .unwrap_or_else(|| panic!("no lab device {name}"))
+            .0
+    }
+
+    /// Writes the daemon configuration and policy into the lab directory.
+    pub fn write_config(&self, attach: &str, policy: &str) -> anyhow::Result<PathBuf> {
+        std::fs::write(self.dir.join("policy.yaml"), policy)?;
+        let cfg = self.dir.join("iotfence.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n",
+                self.pins.path.display()
+            ),
+        )?;
+        Ok(cfg)
+    }
+
+    /// Starts `iotfence run` in the router namespace and waits until ready.
+    pub fn start_daemon(&mut self, config: &Path) -> anyhow::Result<()> {
+        let d = Daemon::start(&self.router, config)?;
+        self.daemon = Some(d);
+        Ok(())
+    }
+
+    pub fn counter(
+        &self,
+        device: u32,
+        verdict: iotfence_common::Verdict,
+        reason: iotfence_common::Reason,
+    ) -> u64 {
+        iotfence::stats::pinned_counter(&self.pins.path, device, verdict, reason)
+            .expect("reading pinned counters")
+            .packets
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The daemon binary built next to the test executable (target/<profile>/).
+pub fn daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("IOTFENCE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("iotfence");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo xtask test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `iotfence run`, its output collected line by line.
+pub struct Daemon {
+    pub child: Child,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(r: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>, echo: bool) {
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("[iotfence] {line}");
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Daemon {
+    pub fn spawn(router: &Netns, config: &Path) -> anyhow::Result<Self> {
+        let ns = File::open(router.path())?;
+        let mut cmd = Command::new(daemon_binary());
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1");
+        // Enter only the network namespace: `ip netns exec` would also
+        // remount /sys and hide the bpffs holding the pins.
+        unsafe {
+            cmd.pre_exec(move || enter(&ns));
+        }
+        let mut child = cmd.spawn().context("starting iotfence")?;
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        collect(
+            child.stderr.take().unwrap(),
+            stderr.clone(),
+            std::env::var_os("IOTFENCE_LAB_ECHO").is_some(),
+        );
+        collect(child.stdout.take().unwrap(), stdout.clone(), false);
+        Ok(Self {
+            child,
+            stderr,
+            stdout,
+        })
+    }
+
+    pub fn start(router: &Netns, config: &Path) -> anyhow::Result<Self> {
+        let mut d = Self::spawn(router, config)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if d.stderr.lock().unwrap().iter().any(|l| l.contains("ready")) {
+                return Ok(d);
+            }
+            if let Some(status) = d.child.try_wait()? {
+                bail!(
+                    "iotfence exited ({status}) before ready:\n{}",
+                    d.stderr.lock().unwrap().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        d.kill();
+        bail!(
+            "iotfence not ready within 20 s:\n{}",
+            d.stderr.lock().unwrap().join("\n")
+        )
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        bail!("iotfence did not stop within 10 s of SIGTERM")
+    }
+}

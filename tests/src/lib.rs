@@ -1,0 +1,8 @@
+//! Test support for iotfence: packet fixtures shared by tests and benchmarks,
+//! a BPF_PROG_TEST_RUN harness, and the network-namespace lab.
+
+pub mod fixtures;
+pub mod harness;
+pub mod lab;
+pub mod packet;
+pub mod privileged;

@@ -1,0 +1,52 @@
+//! Privileged tests run for real or fail loudly: never a silent skip.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+pub fn require_root() {
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it through `cargo xtask test` as root"
+    );
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, for namespaces and pin dirs.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A pin directory on bpffs, removed (with everything pinned in it) on drop.
+pub struct PinDir {
+    pub path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new() -> Self {
+        require_root();
+        let path = PathBuf::from("/sys/fs/bpf/iotfence-test").join(unique("t"));
+        iotfence::bpffs::ensure(&path).expect("bpffs for the test pin directory");
+        Self { path }
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = iotfence::datapath::detach(&self.path);
+        let _ = std::fs::remove_dir(self.path.parent().unwrap());
+    }
+}

@@ -1,0 +1,197 @@
+//! End-to-end in network namespaces: real TCP through the router, the
+//! daemon as users run it, SIGKILL and restart.
+
+use std::time::Duration;
+
+use aya::programs::links::PinnedLink;
+use iotfence_common::{Reason, Verdict};
+use iotfence_tests::lab::{Daemon, DeviceSpec, Lab, SERVER_A, SERVER_B};
+
+const POLICY: &str = r#"
+profiles:
+  camera:
+    use: [dhcp, dns]
+    egress:
+      - to: 198.51.100.0/24
+        proto: tcp
+        ports: 443
+  observer:
+    mode: audit
+    egress:
+      - to: 198.51.100.0/24
+        proto: tcp
+        ports: 443
+devices:
+  - name: cam-1
+    mac: 02:00:5e:10:00:01
+    profile: camera
+  - name: watch-1
+    mac: 02:00:5e:10:00:02
+    profile: observer
+"#;
+
+const DEVICES: &[DeviceSpec] = &[
+    DeviceSpec {
+        name: "cam-1",
+        mac: "02:00:5e:10:00:01",
+        host: 10,
+    },
+    DeviceSpec {
+        name: "watch-1",
+        mac: "02:00:5e:10:00:02",
+        host: 11,
+    },
+];
+
+const CAM: u32 = 1;
+const WATCH: u32 = 2;
+const T: Duration = Duration::from_millis(1500);
+
+fn lab(attach: &str) -> (Lab, std::path::PathBuf) {
+    let mut lab = Lab::build(DEVICES, &[443, 22]).expect("building the lab");
+    let cfg = lab.write_config(attach, POLICY).unwrap();
+    lab.start_daemon(&cfg).expect("starting iotfence");
+    (lab, cfg)
+}
+
+fn allowed_and_forbidden(lab: &Lab) {
+    let cam = lab.device("cam-1");
+    let dropped_before = lab.counter(CAM, Verdict::Dropped, Reason::NotAllowed);
+    assert!(cam.connect(SERVER_A, 443, T), "allowed connection failed");
+    assert!(!cam.connect(SERVER_A, 22, T), "forbidden port connected");
+    assert!(
+        !cam.connect(SERVER_B, 443, T),
+        "forbidden destination connected"
+    );
+    assert!(
+        lab.counter(CAM, Verdict::Dropped, Reason::NotAllowed) >= dropped_before + 2,
+        "drops were not counted"
+    );
+}
+
+fn run_end_to_end(attach: &str) {
+    let (lab, _) = lab(attach);
+    assert!(lab.counter(CAM, Verdict::Allowed, Reason::Rule) == 0);
+    allowed_and_forbidden(&lab);
+    assert!(
+        lab.counter(CAM, Verdict::Allowed, Reason::Rule) >= 1,
+        "the allowed SYN was counted by rule"
+    );
+    assert!(
+        lab.counter(CAM, Verdict::Allowed, Reason::Flow) >= 1,
+        "the rest of the connection was counted by flow"
+    );
+    // Audit mode: the forbidden connection works, and is counted as audited.
+    let watch = lab.device("watch-1");
+    assert!(watch.connect(SERVER_A, 22, T), "audit mode must pass");
+    assert!(lab.counter(WATCH, Verdict::Audited, Reason::NotAllowed) >= 1);
+    assert_eq!(lab.counter(WATCH, Verdict::Dropped, Reason::NotAllowed), 0);
+    // Violation events reach the daemon's output with names attached.
+    let d = lab.daemon.as_ref().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = d.events();
+        let cam_22 = ev.iter().any(|e| {
+            e["device"] == "cam-1"
+                && e["dst_port"] == 22
+                && e["verdict"] == "dropped"
+                && e["dst"] == SERVER_A
+        });
+        let audited = ev
+            .iter()
+            .any(|e| e["device"] == "watch-1" && e["verdict"] == "audited");
+        if cam_22 && audited {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing violation events: {ev:?}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn xdp_allows_drops_audits_and_reports() {
+    run_end_to_end("xdp");
+}
+
+#[test]
+fn tc_allows_drops_audits_and_reports() {
+    run_end_to_end("tc");
+}
+
+#[test]
+fn sigkill_keeps_enforcement_and_a_restart_adopts_the_pins() {
+    let (mut lab, cfg) = lab("xdp");
+    let link = lab.pins.path.join("links/iot0_xdp");
+    let link_id = PinnedLink::from_pin(&link).unwrap();
+    let link_id = aya::programs::links::FdLink::from(link_id)
+        .info()
+        .unwrap()
+        .id();
+    allowed_and_forbidden(&lab);
+    let allowed = lab.counter(CAM, Verdict::Allowed, Reason::Rule);
+
+    lab.daemon.as_mut().unwrap().kill();
+    lab.daemon = None;
+    // Enforcement goes on without the daemon.
+    allowed_and_forbidden(&lab);
+    assert!(
+        lab.counter(CAM, Verdict::Allowed, Reason::Rule) > allowed,
+        "counters kept counting"
+    );
+
+    // A broken configuration is refused and changes nothing.
+    std::fs::write(
+        lab.dir.join("policy.yaml"),
+        "profiles:\n  camera:\n    egress:\n      - to: not-an-address\n        proto: tcp\n",
+    )
+    .unwrap();
+    let mut bad = Daemon::spawn(&lab.router, &cfg).unwrap();
+    let status = bad.child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(65),
+        "bad policy exit code; log:\n{}",
+        bad.log()
+    );
+    assert!(
+        bad.log()
+            .contains("policy.yaml:4:13: error: `not-an-address` is not an IP address or CIDR"),
+        "error names file:line: {}",
+        bad.log()
+    );
+    allowed_and_forbidden(&lab);
+
+    // A restarted daemon adopts the same link and the same counters.
+    std::fs::write(lab.dir.join("policy.yaml"), POLICY).unwrap();
+    let before = lab.counter(CAM, Verdict::Allowed, Reason::Rule);
+    lab.start_daemon(&cfg).unwrap();
+    assert!(
+        lab.daemon.as_ref().unwrap().log().contains("adopted=true"),
+        "{}",
+        lab.daemon.as_ref().unwrap().log()
+    );
+    let again = aya::programs::links::FdLink::from(PinnedLink::from_pin(&link).unwrap())
+        .info()
+        .unwrap()
+        .id();
+    assert_eq!(
+        again, link_id,
+        "the restarted daemon swapped programs inside the same link"
+    );
+    assert!(
+        lab.counter(CAM, Verdict::Allowed, Reason::Rule) >= before,
+        "counters were not reset"
+    );
+    allowed_and_forbidden(&lab);
+
+    // SIGTERM drains and exits 0; enforcement stays pinned.
+    let status = lab.daemon.as_mut().unwrap().terminate().unwrap();
+    assert!(status.success(), "SIGTERM exit: {status}");
+    lab.daemon = None;
+    assert!(link.exists());
+    allowed_and_forbidden(&lab);
+}

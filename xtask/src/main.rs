@@ -1,0 +1,139 @@
+//! Developer commands: `cargo xtask setup | build | test | lab`.
+//! Every command installs what it needs first (idempotently), so the two
+//! README commands work on a fresh machine.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "iotfence developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain and lab tools (Debian packages, bpf-linker).
+    Setup,
+    /// Build the daemon (with the embedded eBPF object), release mode.
+    Build,
+    /// Run every test, privileged ones included (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// The lab demo: simulated devices behind a router running iotfence.
+    Lab,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Setup => setup::all(),
+        Cmd::Build => {
+            setup::all()?;
+            cargo(&["build", "--release", "-p", "iotfence"])
+        }
+        Cmd::Test { args } => {
+            setup::all()?;
+            require_root("the tests load eBPF programs and build network namespaces")?;
+            step("building the daemon for the lab tests");
+            cargo(&["build", "-p", "iotfence"])?;
+            step("running the test suite");
+            let mut a = vec!["test", "--workspace", "--all-targets"];
+            a.extend(args.iter().map(String::as_str));
+            test_summary(&a)
+        }
+        Cmd::Lab => {
+            setup::all()?;
+            require_root("the lab builds network namespaces and attaches eBPF programs")?;
+            step("building the daemon");
+            cargo(&["build", "-p", "iotfence"])?;
+            cargo(&["run", "-q", "-p", "iotfence-tests", "--bin", "iotfence-lab"])
+        }
+    }
+}
+
+pub fn step(msg: &str) {
+    eprintln!("==> {msg}");
+}
+
+fn require_root(why: &str) -> anyhow::Result<()> {
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("run as root: {why}");
+    }
+    Ok(())
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Runs `cargo test`, echoing its output, and closes with one line that
+/// adds up every test binary's result.
+fn test_summary(args: &[&str]) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cargo}"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let mut w = part.split_whitespace();
+                if let (Some(n), Some(kind)) =
+                    (w.next().and_then(|n| n.parse::<u64>().ok()), w.next())
+                {
+                    match kind {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("{passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

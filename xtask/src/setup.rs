@@ -1,0 +1,83 @@
+//! Installs what building and testing need, skipping what is present:
+//! Debian's rustc-web (1.96, LLVM 22) with its library sources for the eBPF
+//! build (rustup toolchains here lack rust-src), LLVM 22 for bpf-linker,
+//! bpf-linker 0.13.0 itself, and the lab's tools.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context};
+
+use crate::step;
+
+/// Debian packages and a file each one provides (present = installed).
+const PACKAGES: &[(&str, &str)] = &[
+    ("rustc-web", "/usr/bin/rustc"),
+    ("cargo-web", "/usr/bin/cargo"),
+    (
+        "rust-web-src",
+        "/usr/lib/rustlib/src/rust/library/core/Cargo.toml",
+    ),
+    ("llvm-22-dev", "/usr/lib/llvm-22/bin/llvm-config"),
+    ("libpolly-22-dev", "/usr/lib/llvm-22/lib/libPolly.a"),
+    ("libzstd-dev", "/usr/include/zstd.h"),
+    ("iproute2", "/usr/sbin/ip"),
+    ("dnsmasq-base", "/usr/sbin/dnsmasq"),
+    ("nftables", "/usr/sbin/nft"),
+    ("bpftool", "/usr/sbin/bpftool"),
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn all() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, f)| !Path::new(f).exists())
+        .map(|(p, _)| *p)
+        .collect();
+    if !missing.is_empty() {
+        step(&format!(
+            "installing Debian packages: {} (first run only)",
+            missing.join(" ")
+        ));
+        run(Command::new("apt-get").arg("update").arg("-q"))?;
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing))?;
+    }
+    if bpf_linker_version().as_deref() != Some(BPF_LINKER_VERSION) {
+        step(&format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (first run only, a few minutes)"));
+        let path = format!(
+            "/usr/lib/llvm-22/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .env("PATH", path)
+                .args([
+                    "install",
+                    "bpf-linker",
+                    "--version",
+                    BPF_LINKER_VERSION,
+                    "--locked",
+                    "--force",
+                ])
+                .args(["--no-default-features", "--features", "llvm-22"]),
+        )?;
+    }
+    Ok(())
+}
+
+fn bpf_linker_version() -> Option<String> {
+    let out = Command::new("bpf-linker").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).map(str::to_owned)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
