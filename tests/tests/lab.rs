@@ -194,4 +194,28 @@ fn sigkill_keeps_enforcement_and_a_restart_adopts_the_pins() {
     lab.daemon = None;
     assert!(link.exists());
     allowed_and_forbidden(&lab);
+
+    // `iotfence detach` refuses while a daemon runs, then removes
+    // enforcement: the forbidden port connects again.
+    lab.start_daemon(&cfg).unwrap();
+    let detach = |force: bool| {
+        let mut c = std::process::Command::new(iotfence_tests::lab::daemon_binary());
+        c.args(["detach", "--pin-dir"]).arg(&lab.pins.path);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let refused = detach(false);
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+    assert!(link.exists());
+    lab.daemon.as_mut().unwrap().terminate().unwrap();
+    lab.daemon = None;
+    let done = detach(false);
+    assert!(done.status.success(), "{done:?}");
+    assert!(!lab.pins.path.exists(), "pins removed");
+    assert!(
+        lab.device("cam-1").connect(SERVER_A, 22, T),
+        "enforcement removed"
+    );
 }

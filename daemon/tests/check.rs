@@ -1,0 +1,98 @@
+//! `iotfence check`: valid files pass, broken ones get file:line:column
+//! messages and exit code 65, and nothing needs privileges.
+
+use std::{path::Path, process::Command};
+
+fn check(dir: &Path, policy: &str) -> (i32, String) {
+    std::fs::write(dir.join("policy.yaml"), policy).unwrap();
+    std::fs::write(
+        dir.join("iotfence.yaml"),
+        "interfaces: [iot0]\npolicy: policy.yaml\nresolvers: [192.0.2.1]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iotfence"))
+        .args(["check", "--config"])
+        .arg(dir.join("iotfence.yaml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("iotfence-check-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn valid_policy_passes() {
+    let d = tempdir("ok");
+    let (code, out) = check(
+        &d,
+        "profiles:\n  cam:\n    use: [dhcp, dns]\n    egress:\n      - to: [198.51.100.0/24, 2001:db8:ff::/64]\n        proto: tcp\n        ports: [443, \"8000-8100\"]\ndevices:\n  - name: c1\n    mac: 02:00:5e:10:00:01\n    profile: cam\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok (2 profiles, 1 devices"), "{out}");
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn every_problem_is_located() {
+    let d = tempdir("bad");
+    let policy = "\
+profiles:
+  cam:
+    mode: learn
+    egress:
+      - to: [198.51.100.0/24, 10.0.0.1/8]
+        proto: tcp
+      - to: 198.51.100.7
+        proto: udp
+        ports: [53, 70000]
+      - to: 198.51.100.8
+        proto: icmp
+        ports: 80
+devices:
+  - name: a
+    mac: 01:00:5e:10:00:01
+    profile: nope
+  - name: b
+    profile: cam
+";
+    let (code, out) = check(&d, policy);
+    assert_eq!(code, 65, "{out}");
+    let p = d.join("policy.yaml").display().to_string();
+    for want in [
+        format!("{p}:3:11: error: unknown mode `learn`"),
+        format!("{p}:5:31: error: `10.0.0.1/8` has host bits set"),
+        format!("{p}:9:21: error: 70000 is out of range (0 to 65535)"),
+        format!("{p}:12:16: error: this protocol has no ports"),
+        format!("{p}:15:10: error: `01:00:5e:10:00:01` is a multicast MAC address"),
+        format!("{p}:16:14: error: profile `nope` is not defined"),
+        format!("{p}:17:5: error: device `b` has neither `mac` nor `ip`"),
+    ] {
+        assert!(out.contains(&want), "missing `{want}` in:\n{out}");
+    }
+    assert!(out.contains("7 problem(s); nothing was changed"), "{out}");
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn yaml_syntax_and_unknown_keys_are_located() {
+    let d = tempdir("syntax");
+    let (code, out) = check(
+        &d,
+        "profiles:\n  cam:\n    egres:\n      - to: 198.51.100.1\n",
+    );
+    assert_eq!(code, 65, "{out}");
+    assert!(
+        out.contains("policy.yaml:3:5: error:") && out.contains("egres"),
+        "{out}"
+    );
+    let (code, out) = check(&d, "profiles: [\n");
+    assert_eq!(code, 65, "{out}");
+    assert!(out.contains("policy.yaml:"), "{out}");
+    std::fs::remove_dir_all(d).unwrap();
+}
