@@ -14,6 +14,13 @@ pub struct Totals {
     pub bytes: u64,
 }
 
+fn sum(per_cpu: &[Counter]) -> Totals {
+    per_cpu.iter().fold(Totals::default(), |t, c| Totals {
+        packets: t.packets + c.packets,
+        bytes: t.bytes + c.bytes,
+    })
+}
+
 /// Sum over CPUs of one (device, verdict, reason) counter.
 pub fn counter(
     maps: &Maps,
@@ -69,9 +76,5 @@ pub fn pinned_counter(
         .join(iotfence_common::consts::map_names::COUNTERS);
     let data = MapData::from_pin(&path)?;
     let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
-    let per_cpu = map.get(&counter_index(device, verdict, reason), 0)?;
-    Ok(per_cpu.iter().fold(Totals::default(), |t, c| Totals {
-        packets: t.packets + c.packets,
-        bytes: t.bytes + c.bytes,
-    }))
+    Ok(sum(&map.get(&counter_index(device, verdict, reason), 0)?))
 }

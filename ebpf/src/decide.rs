@@ -8,7 +8,7 @@ use iotfence_common::{
         CONFIG_READY, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT, GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT,
         PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     },
-    keys::{device_scope, rule_scope, SCOPE_BITS},
+    keys::{device_scope, rule_scope},
     reason::counter_index,
     values::{FlowValue, LearnedMatch},
     Config, DeviceInfo, FlowKey, Reason, Verdict,
@@ -112,18 +112,8 @@ fn decide(cfg: &Config, generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Re
             LearnedMatch::None => {}
         }
     }
-    let scope = rule_scope(generation, dev.profile);
-    let rules = if h.family == 4 {
-        s.lpm4.prefix_len = SCOPE_BITS + 32;
-        s.lpm4.data.scope = scope;
-        s.lpm4.data.addr = h.dst4();
-        EGRESS4.get(&s.lpm4)
-    } else {
-        s.lpm6.prefix_len = SCOPE_BITS + 128;
-        s.lpm6.data.scope = scope;
-        s.lpm6.data.addr = h.dst;
-        EGRESS6.get(&s.lpm6)
-    };
+    let dst = h.dst;
+    let rules = s.lpm(rule_scope(generation, dev.profile), dst, &EGRESS4, &EGRESS6);
     if let Some(rules) = rules {
         if rules.allows(s.h.proto, s.h.rule_port) {
             open_flow(s, dev, now);
@@ -152,21 +142,14 @@ pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
         return *d;
     }
     let addr = if towards { h.dst } else { h.src };
-    let scope = device_scope(generation);
     let by_ip = match h.family {
-        4 => {
-            s.lpm4.prefix_len = SCOPE_BITS + 32;
-            s.lpm4.data.scope = scope;
-            s.lpm4.data.addr = [addr[12], addr[13], addr[14], addr[15]];
-            DEVICE_BY_IP4.get(&s.lpm4)
-        }
-        6 => {
-            s.lpm6.prefix_len = SCOPE_BITS + 128;
-            s.lpm6.data.scope = scope;
-            s.lpm6.data.addr = addr;
-            DEVICE_BY_IP6.get(&s.lpm6)
-        }
-        _ => None,
+        0 => None,
+        _ => s.lpm(
+            device_scope(generation),
+            addr,
+            &DEVICE_BY_IP4,
+            &DEVICE_BY_IP6,
+        ),
     };
     if let Some(d) = by_ip {
         return *d;

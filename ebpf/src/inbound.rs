@@ -5,7 +5,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS},
-    keys::{rule_scope, SCOPE_BITS},
+    keys::rule_scope,
 };
 
 use crate::{
@@ -31,20 +31,15 @@ pub fn observe(b: &Bytes) {
     }
     let generation = (cfg.generation & 1) as u8;
     let dev = identify(generation, s, true);
-    let h = &s.h;
-    let scope = rule_scope(generation, dev.profile);
-    let rules = if h.family == 4 {
-        s.lpm4.prefix_len = SCOPE_BITS + 32;
-        s.lpm4.data.scope = scope;
-        s.lpm4.data.addr = h.src4();
-        INBOUND4.get(&s.lpm4)
-    } else {
-        s.lpm6.prefix_len = SCOPE_BITS + 128;
-        s.lpm6.data.scope = scope;
-        s.lpm6.data.addr = h.src;
-        INBOUND6.get(&s.lpm6)
+    let src = s.h.src;
+    let Some(rules) = s.lpm(
+        rule_scope(generation, dev.profile),
+        src,
+        &INBOUND4,
+        &INBOUND6,
+    ) else {
+        return;
     };
-    let Some(rules) = rules else { return };
     let h = &s.h;
     if !rules.allows(h.proto, h.rule_port) {
         return;

@@ -6,7 +6,8 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
+use iotfence_common::keys::SCOPE_BITS;
 use iotfence_common::{
     consts::{MAX_IPV6_EXT_HEADERS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     keys::v4_mapped,
@@ -75,16 +76,6 @@ impl Headers {
         self.src = [0; 16];
         self.dst = [0; 16];
     }
-
-    #[inline(always)]
-    pub fn src4(&self) -> [u8; 4] {
-        [self.src[12], self.src[13], self.src[14], self.src[15]]
-    }
-
-    #[inline(always)]
-    pub fn dst4(&self) -> [u8; 4] {
-        [self.dst[12], self.dst[13], self.dst[14], self.dst[15]]
-    }
 }
 
 /// Per-CPU working memory for one packet (see `maps::SCRATCH`).
@@ -94,6 +85,31 @@ pub struct Scratch {
     pub learned: LearnedKey,
     pub lpm4: Key<Lpm4>,
     pub lpm6: Key<Lpm6>,
+}
+
+impl Scratch {
+    /// Longest-prefix lookup of `addr` under `scope` in the map of the
+    /// packet's family; the key is built in the scratch, not on the stack.
+    #[inline(always)]
+    pub fn lpm<'a, V>(
+        &mut self,
+        scope: [u8; 4],
+        addr: [u8; 16],
+        v4: &'a LpmTrie<Lpm4, V>,
+        v6: &'a LpmTrie<Lpm6, V>,
+    ) -> Option<&'a V> {
+        if self.h.family == 4 {
+            self.lpm4.prefix_len = SCOPE_BITS + 32;
+            self.lpm4.data.scope = scope;
+            self.lpm4.data.addr = [addr[12], addr[13], addr[14], addr[15]];
+            v4.get(&self.lpm4)
+        } else {
+            self.lpm6.prefix_len = SCOPE_BITS + 128;
+            self.lpm6.data.scope = scope;
+            self.lpm6.data.addr = addr;
+            v6.get(&self.lpm6)
+        }
+    }
 }
 
 /// Bounds-checked access to `[start, end)`.
