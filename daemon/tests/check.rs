@@ -20,10 +20,26 @@ fn check(dir: &Path, policy: &str) -> (i32, String) {
     (out.status.code().unwrap(), text)
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
+/// A scratch directory, removed on drop (also when an assertion fails).
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("iotfence-check-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 #[test]
@@ -35,7 +51,6 @@ fn valid_policy_passes() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok (2 profiles, 1 devices"), "{out}");
-    std::fs::remove_dir_all(d).unwrap();
 }
 
 #[test]
@@ -76,7 +91,6 @@ devices:
         assert!(out.contains(&want), "missing `{want}` in:\n{out}");
     }
     assert!(out.contains("7 problem(s); nothing was changed"), "{out}");
-    std::fs::remove_dir_all(d).unwrap();
 }
 
 #[test]
@@ -94,5 +108,4 @@ fn yaml_syntax_and_unknown_keys_are_located() {
     let (code, out) = check(&d, "profiles: [\n");
     assert_eq!(code, 65, "{out}");
     assert!(out.contains("policy.yaml:"), "{out}");
-    std::fs::remove_dir_all(d).unwrap();
 }

@@ -7,10 +7,9 @@
 use core::mem::size_of;
 
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
-use iotfence_common::keys::SCOPE_BITS;
 use iotfence_common::{
     consts::{MAX_IPV6_EXT_HEADERS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
-    keys::v4_mapped,
+    keys::{v4_mapped, SCOPE_BITS},
     FlowKey, LearnedKey, Lpm4, Lpm6, Reason,
 };
 
