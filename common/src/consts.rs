@@ -11,7 +11,7 @@ pub const MAX_PROFILES: u32 = 4096;
 /// (protocol, port range) entries one destination prefix may carry.
 pub const RULES_PER_PREFIX: usize = 16;
 /// (protocol, port range, expiry) entries one learned address may carry.
-pub const LEARNED_RULES_PER_ADDR: usize = 4;
+pub const LEARNED_RULES_PER_ADDR: usize = 8;
 
 /// Default capacities; the daemon may change them at load time
 /// (`EbpfLoader::map_max_entries`) except where noted.
@@ -21,6 +21,10 @@ pub const RULE_PREFIX_ENTRIES: u32 = 65_536;
 pub const LEARNED_ENTRIES: u32 = 131_072;
 pub const FLOW_ENTRIES: u32 = 262_144;
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+/// DNS frames in flight to the daemon (about 2,000 held answers).
+pub const DNS_RING_BYTES: u32 = 4 * 1024 * 1024;
+/// Trusted resolver addresses (v4-mapped for IPv4).
+pub const RESOLVER_ENTRIES: u32 = 64;
 
 /// Counter slots: one per (verdict, reason) for every device.
 pub const COUNTER_SLOTS_PER_DEVICE: u32 = 3 * 16;
@@ -32,7 +36,21 @@ pub const GLOBAL_EVENTS_SUPPRESSED: u32 = 1;
 pub const GLOBAL_EVENTS_RINGBUF_FULL: u32 = 2;
 pub const GLOBAL_FLOW_INSERT_FAILED: u32 = 3;
 pub const GLOBAL_INBOUND_FLOWS: u32 = 4;
-pub const GLOBAL_COUNTERS: u32 = 8;
+/// DNS answers held for the daemon.
+pub const GLOBAL_DNS_HELD: u32 = 5;
+/// DNS queries copied to the daemon.
+pub const GLOBAL_DNS_QUERIES: u32 = 6;
+/// DNS answers dropped because the DNS ring buffer was full.
+pub const GLOBAL_DNS_RING_FULL: u32 = 7;
+/// DNS answers dropped because no daemon was there to learn (fail closed).
+pub const GLOBAL_DNS_NO_DAEMON: u32 = 8;
+/// DNS answers passed without learning: daemon gone with fail-open set.
+pub const GLOBAL_DNS_FAIL_OPEN: u32 = 9;
+/// DNS answers passed without learning: fragment, GSO or over DNS_FRAME_MAX.
+pub const GLOBAL_DNS_UNHELD: u32 = 10;
+/// DNS queries not copied because the DNS ring buffer was full.
+pub const GLOBAL_DNS_QUERY_RING_FULL: u32 = 11;
+pub const GLOBAL_COUNTERS: u32 = 16;
 
 /// Map names: project prefix, layout version, purpose (kernel limit: 15 bytes).
 pub mod map_names {
@@ -51,9 +69,12 @@ pub mod map_names {
     pub const GLOBAL: &str = "iotf1_global";
     pub const RATE: &str = "iotf1_rate";
     pub const EVENTS: &str = "iotf1_events";
+    pub const RESOLVERS: &str = "iotf1_resolvers";
+    pub const DNS_CONTROL: &str = "iotf1_dnsctl";
+    pub const DNS_FRAMES: &str = "iotf1_dns";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 18] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -69,6 +90,9 @@ pub mod map_names {
         GLOBAL,
         RATE,
         EVENTS,
+        RESOLVERS,
+        DNS_CONTROL,
+        DNS_FRAMES,
     ];
 }
 

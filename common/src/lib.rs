@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod consts;
+pub mod dns;
 pub mod event;
 pub mod keys;
 pub mod reason;
@@ -39,4 +40,5 @@ mod pod {
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for values::FlowValue {}
     unsafe impl aya::Pod for ViolationEvent {}
+    unsafe impl aya::Pod for dns::DnsControl {}
 }

@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use iotfence_common::{
     consts::{
-        MAX_DEVICES, MAX_PROFILES, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6,
-        PROTO_TCP, PROTO_UDP, RULES_PER_PREFIX,
+        LEARNED_RULES_PER_ADDR, MAX_DEVICES, MAX_PROFILES, MODE_AUDIT, MODE_ENFORCE, PROTO_ANY,
+        PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RULES_PER_PREFIX,
     },
     PortRule, RuleSet,
 };
@@ -17,6 +17,7 @@ use serde_saphyr::{Location, Spanned};
 use crate::{
     config::Config,
     diag::{from_yaml_error, Diagnostic, Diags},
+    dns::pattern::Pattern,
     policy::{DeviceDoc, OneOrMany, PolicyDoc, PortSpec, ProfileDoc, ProtoSpec, RuleDoc},
 };
 
@@ -40,6 +41,15 @@ pub struct CompiledProfile {
     /// prefix of the profile that covers it.
     pub egress: Vec<(IpNet, RuleSet)>,
     pub inbound: Vec<(IpNet, RuleSet)>,
+    /// Destinations named by domain: allowed once DNS answers name them.
+    pub domains: Vec<DomainRule>,
+}
+
+/// A domain pattern and what it allows for the addresses it resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainRule {
+    pub pattern: Pattern,
+    pub rules: Vec<PortRule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +68,11 @@ impl Compiled {
             .find(|d| d.id == id)
             .map(|d| d.name.as_str())
             .unwrap_or("unknown")
+    }
+
+    /// True when some profile names domains, so DNS answers must be learned.
+    pub fn learns(&self) -> bool {
+        self.profiles.iter().any(|p| !p.domains.is_empty())
     }
 
     pub fn profile_name(&self, id: u16) -> &str {
@@ -163,6 +178,7 @@ fn profile(
         }
     };
     let mut egress: Vec<(IpNet, PortRule)> = Vec::new();
+    let mut domains: Vec<DomainRule> = Vec::new();
     for u in &p.value.uses {
         match u.value.as_str() {
             "dhcp" => egress.extend(dhcp_rules(cfg)),
@@ -192,7 +208,7 @@ fn profile(
             );
         }
         match &r.value.to {
-            Some(to) => rules(d, r, to, &mut egress),
+            Some(to) => rules(d, r, to, &mut egress, Some((&mut domains, cfg))),
             None => d.on(
                 r,
                 "egress rule without `to`",
@@ -210,7 +226,7 @@ fn profile(
             );
         }
         match &r.value.from {
-            Some(from) => rules(d, r, from, &mut inbound),
+            Some(from) => rules(d, r, from, &mut inbound, None),
             None => d.on(
                 r,
                 "inbound rule without `from`",
@@ -225,6 +241,7 @@ fn profile(
         mode,
         egress,
         inbound,
+        domains,
     }
 }
 
@@ -240,6 +257,7 @@ fn builtin_default(cfg: &Config) -> CompiledProfile {
         mode: MODE_ENFORCE,
         egress,
         inbound: Vec::new(),
+        domains: Vec::new(),
     }
 }
 
@@ -277,22 +295,102 @@ fn dns_rules(cfg: &Config) -> Vec<(IpNet, PortRule)> {
         .collect()
 }
 
+/// Expands one rule into (prefix, service) entries, and into domain rules
+/// when `domains` is given (egress: destinations may be names).
 fn rules(
     d: &mut Diags<'_>,
     r: &Spanned<RuleDoc>,
     addrs: &Spanned<OneOrMany<String>>,
     out: &mut Vec<(IpNet, PortRule)>,
+    mut domains: Option<(&mut Vec<DomainRule>, &Config)>,
 ) {
     let Some(services) = service(d, &r.value) else {
         return;
     };
     for (loc, a) in addrs.value.located(addrs.referenced) {
+        if is_name(a) {
+            match domains.as_mut() {
+                Some((list, cfg)) => domain_rule(d, loc, a, &services, list, cfg),
+                None => d.at(
+                    loc,
+                    format!("`{a}`: inbound sources must be addresses or CIDRs"),
+                    Some("a remote source is only known by its address when its packet arrives"),
+                ),
+            }
+            continue;
+        }
         let Some(net) = parse_net(d, loc, a) else {
             continue;
         };
         for s in &services {
             out.push((net, *s));
         }
+    }
+}
+
+/// Looks like a domain or pattern rather than an address.
+fn is_name(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with('*')
+        || (t.parse::<IpNet>().is_err()
+            && t.parse::<IpAddr>().is_err()
+            && t.contains('.')
+            && t.chars().any(|c| c.is_ascii_alphabetic())
+            && !t.contains(':')
+            && !t.contains('/'))
+}
+
+fn domain_rule(
+    d: &mut Diags<'_>,
+    loc: Location,
+    text: &str,
+    services: &[PortRule],
+    list: &mut Vec<DomainRule>,
+    cfg: &Config,
+) {
+    let pattern = match Pattern::parse(text) {
+        Ok(p) => p,
+        Err(msg) => {
+            d.at(
+                loc,
+                msg,
+                Some("name exact hosts (api.example.com) or `*.example.com` for every name below example.com"),
+            );
+            return;
+        }
+    };
+    if cfg.resolvers.is_empty() {
+        d.at(
+            loc,
+            format!("`{text}` needs DNS learning, and the configuration lists no resolvers"),
+            Some("set `resolvers:` in the configuration file: iotfence learns only from their answers"),
+        );
+        return;
+    }
+    let entry = match list.iter_mut().position(|x| x.pattern == pattern) {
+        Some(i) => &mut list[i],
+        None => {
+            list.push(DomainRule {
+                pattern,
+                rules: Vec::new(),
+            });
+            list.last_mut().unwrap()
+        }
+    };
+    for s in services {
+        if !entry.rules.contains(s) {
+            entry.rules.push(*s);
+        }
+    }
+    if entry.rules.len() > LEARNED_RULES_PER_ADDR {
+        d.at(
+            loc,
+            format!(
+                "`{text}` carries {} (protocol, port) rules; at most {LEARNED_RULES_PER_ADDR} apply to a learned address",
+                entry.rules.len()
+            ),
+            Some("merge ports into ranges"),
+        );
     }
 }
 
@@ -312,11 +410,7 @@ fn parse_net(d: &mut Diags<'_>, loc: Location, text: &str) -> Option<IpNet> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(host(ip));
     }
-    let hint = if text.chars().any(|c| c.is_ascii_alphabetic()) {
-        "domain names are allowed once DNS learning is enabled; use addresses or CIDRs here"
-    } else {
-        "write an address (198.51.100.7) or a CIDR (198.51.100.0/24)"
-    };
+    let hint = "write an address (198.51.100.7) or a CIDR (198.51.100.0/24)";
     d.at(
         loc,
         format!("`{text}` is not an IP address or CIDR"),

@@ -53,12 +53,15 @@ pub struct Maps {
     pub counters: PerCpuArray<MapData, Counter>,
     pub global: PerCpuArray<MapData, u64>,
     pub rate: Array<MapData, RateState>,
+    pub resolvers: HashMap<MapData, [u8; 16], u32>,
 }
 
 pub struct Datapath {
     pub ebpf: Ebpf,
     pub maps: Maps,
     pub events: Option<RingBuf<MapData>>,
+    /// DNS queries and held answers, for the DNS learning thread.
+    pub dns: Option<RingBuf<MapData>>,
     pub pin_dir: PathBuf,
 }
 
@@ -113,12 +116,15 @@ impl Datapath {
             counters: take(&mut ebpf, names::COUNTERS)?,
             global: take(&mut ebpf, names::GLOBAL)?,
             rate: take(&mut ebpf, names::RATE)?,
+            resolvers: take(&mut ebpf, names::RESOLVERS)?,
         };
         let events = Some(take(&mut ebpf, names::EVENTS)?);
+        let dns = Some(take(&mut ebpf, names::DNS_FRAMES)?);
         Ok(Self {
             ebpf,
             maps,
             events,
+            dns,
             pin_dir: pin_dir.to_path_buf(),
         })
     }
@@ -303,7 +309,7 @@ fn remove_pin(path: &Path) -> io::Result<()> {
 /// would be misread by the new programs: refuse instead.
 fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
     use std::mem::size_of;
-    let expect: [(&str, usize, usize); 14] = [
+    let expect: [(&str, usize, usize); 16] = [
         (names::CONFIG, 4, size_of::<KConfig>()),
         (names::DEFAULT_DEVICE, 4, size_of::<DeviceInfo>()),
         (
@@ -334,6 +340,12 @@ fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
         (names::COUNTERS, 4, size_of::<Counter>()),
         (names::GLOBAL, 4, 8),
         (names::RATE, 4, size_of::<RateState>()),
+        (names::RESOLVERS, 16, 4),
+        (
+            names::DNS_CONTROL,
+            4,
+            size_of::<iotfence_common::dns::DnsControl>(),
+        ),
     ];
     for (name, key, value) in expect {
         let map = ebpf

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod config;
 pub mod datapath;
 pub mod diag;
+pub mod dns;
 pub mod events;
 pub mod exit;
 pub mod lock;

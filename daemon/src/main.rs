@@ -119,12 +119,12 @@ fn main() -> ExitCode {
                     tracing::error!(error = %format!("{e:#}"), "could not start enforcement");
                     exit::OS
                 }
-                Ok((dp, _lock)) => {
+                Ok(running) => {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .expect("tokio runtime");
-                    match rt.block_on(run::serve(cfg, policy, dp)) {
+                    match rt.block_on(run::serve(cfg, policy, running)) {
                         Ok(()) => 0,
                         Err(e) => {
                             tracing::error!(error = %format!("{e:#}"), "daemon failed");

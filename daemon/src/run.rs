@@ -12,7 +12,12 @@ use tokio::{
 };
 
 use crate::{
-    apply, bpffs, compile, compile::Compiled, config::Config, datapath::Datapath, diag::Diagnostic,
+    apply, bpffs, compile,
+    compile::Compiled,
+    config::Config,
+    datapath::Datapath,
+    diag::Diagnostic,
+    dns::{self, service::DnsPolicy},
     events, lock,
 };
 
@@ -21,22 +26,59 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything up to the first applied policy; no side effects before the
 /// caller has validated `cfg` and `policy`.
-pub fn start(cfg: &Config, policy: &Compiled) -> anyhow::Result<(Datapath, lock::DaemonLock)> {
+pub fn start(cfg: &Config, policy: &Compiled) -> anyhow::Result<Running> {
     let lock = lock::acquire(&cfg.pin_dir)?;
     bpffs::ensure(&cfg.pin_dir)?;
     let adopted = cfg.pin_dir.join("links").is_dir();
     let mut dp = Datapath::load(&cfg.pin_dir)?;
+    set_resolvers(&mut dp, cfg)?;
     // The policy goes in before any program is attached, so the first
     // packet judged is judged by it.
     let generation = apply::apply(&mut dp.maps, cfg, policy)?;
+    // DNS learning is up (heartbeat fresh) before any answer can be held.
+    let dns_ring = dp.dns.take().context("DNS ring buffer already taken")?;
+    let dns = dns::service::Service::start(cfg, dns_ring, DnsPolicy::of(policy))
+        .context("starting DNS learning")?;
     for iface in &cfg.interfaces {
         let how = dp.attach(iface, cfg.attach)?;
         tracing::info!(interface = %iface, hook = how, generation, adopted, devices = policy.devices.len(), profiles = policy.profiles.len(), "enforcing");
     }
-    Ok((dp, lock))
+    Ok(Running { dp, dns, lock })
 }
 
-pub async fn serve(cfg: Config, mut policy: Compiled, mut dp: Datapath) -> anyhow::Result<()> {
+/// An enforcing datapath with its DNS learning thread and the daemon lock.
+pub struct Running {
+    pub dp: Datapath,
+    pub dns: dns::service::Service,
+    pub lock: lock::DaemonLock,
+}
+
+/// The resolvers whose answers are learned from: exactly the configured ones.
+fn set_resolvers(dp: &mut Datapath, cfg: &Config) -> anyhow::Result<()> {
+    let want: Vec<[u8; 16]> = cfg
+        .resolvers
+        .iter()
+        .map(|ip| match ip {
+            std::net::IpAddr::V4(a) => iotfence_common::keys::v4_mapped(a.octets()),
+            std::net::IpAddr::V6(a) => a.octets(),
+        })
+        .collect();
+    let have: Vec<[u8; 16]> = dp.maps.resolvers.keys().filter_map(Result::ok).collect();
+    for k in have.iter().filter(|k| !want.contains(k)) {
+        dp.maps.resolvers.remove(k)?;
+    }
+    for k in &want {
+        dp.maps.resolvers.insert(k, 1, 0)?;
+    }
+    Ok(())
+}
+
+pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyhow::Result<()> {
+    let Running {
+        mut dp,
+        dns,
+        lock: _lock,
+    } = running;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -47,12 +89,16 @@ pub async fn serve(cfg: Config, mut policy: Compiled, mut dp: Datapath) -> anyho
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open exactly as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1)?;
-    tracing::info!(pin_dir = %cfg.pin_dir.display(), "ready");
+    tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&cfg, &mut policy, &mut dp),
+            _ = hup.recv() => {
+                if reload(&cfg, &mut policy, &mut dp) {
+                    dns.update(DnsPolicy::of(&policy));
+                }
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &policy);
@@ -61,6 +107,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, mut dp: Datapath) -> anyho
         }
     }
     tracing::info!("shutting down; enforcement stays pinned in the kernel");
+    dns.stop();
     let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
     while let Ok(Ok(mut guard)) = tokio::time::timeout_at(deadline, ring.readable_mut()).await {
         if drain(guard.get_inner_mut(), &policy) == 0 {
@@ -90,20 +137,24 @@ fn drain(ring: &mut RingBuf<MapData>, policy: &Compiled) -> usize {
 }
 
 /// Re-reads the policy; an invalid one leaves the running policy in force.
-fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath) {
+/// True when a new policy was applied.
+fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath) -> bool {
     match compile::load(cfg) {
         Err(diags) => {
             for d in &diags {
                 tracing::error!(error = %d, "reload rejected; the running policy stays in force");
             }
+            false
         }
         Ok(new) => match apply::apply(&mut dp.maps, cfg, &new) {
             Ok(generation) => {
                 tracing::info!(generation, devices = new.devices.len(), "policy reloaded");
                 *policy = new;
+                true
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed")
+                tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed");
+                false
             }
         },
     }

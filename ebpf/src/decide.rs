@@ -15,7 +15,7 @@ use iotfence_common::{
 };
 
 use crate::{
-    events,
+    dns, events,
     maps::{
         CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC, EGRESS4,
         EGRESS6, FLOWS, LEARNED, SCRATCH,
@@ -29,6 +29,8 @@ const FLOW_REFRESH_NS: u64 = 1_000_000_000;
 
 pub enum Action {
     Pass,
+    /// Pass, and copy the frame to the daemon: a DNS query by this device.
+    PassQuery(u32),
     Drop,
 }
 
@@ -70,6 +72,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     }
     match verdict {
         Verdict::Dropped => Action::Drop,
+        _ if dns::is_query(&s.h) => Action::PassQuery(dev.device),
         _ => Action::Pass,
     }
 }

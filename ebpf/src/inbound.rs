@@ -1,36 +1,53 @@
 //! TC egress on the IoT interface (router -> device): records inbound flows
 //! that the device's profile allows, so the device's replies pass the egress
-//! decision as part of a known flow.
+//! decision as part of a known flow, and picks out DNS answers to hold.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS},
     keys::rule_scope,
+    DeviceInfo,
 };
 
 use crate::{
     decide::{identify, insert_flow},
+    dns::{self, Answer},
     events::global_add,
     maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
-    parse::{parse, Bytes, Frag},
+    parse::{parse, Bytes, Frag, Scratch},
 };
 
 #[inline(always)]
-pub fn observe(b: &Bytes) {
-    let Some(cfg) = CONFIG.get(0) else { return };
+pub fn observe(b: &Bytes) -> Answer {
+    let Some(cfg) = CONFIG.get(0) else {
+        return Answer::Pass;
+    };
     if cfg.flags & CONFIG_READY == 0 {
-        return;
+        return Answer::Pass;
     }
     let Some(s) = SCRATCH.get_ptr_mut(1) else {
-        return;
+        return Answer::Pass;
     };
     let s = unsafe { &mut *s };
     s.h.reset();
-    if parse(b, &mut s.h).is_err() || s.h.family == 0 || !s.h.flow || s.h.frag == Frag::Later {
-        return;
+    if parse(b, &mut s.h).is_err() || s.h.family == 0 || !s.h.flow {
+        return Answer::Pass;
     }
     let generation = (cfg.generation & 1) as u8;
     let dev = identify(generation, s, true);
+    match dns::classify_answer(&s.h, dev.device) {
+        Answer::Pass => {}
+        other => return other,
+    }
+    if s.h.frag == Frag::Later {
+        return Answer::Pass;
+    }
+    record_inbound(generation, &dev, s);
+    Answer::Pass
+}
+
+#[inline(always)]
+fn record_inbound(generation: u8, dev: &DeviceInfo, s: &mut Scratch) {
     let src = s.h.src;
     let Some(rules) = s.lpm(
         rule_scope(generation, dev.profile),
@@ -60,6 +77,6 @@ pub fn observe(b: &Bytes) {
         unsafe { (*v).last_seen_ns = now };
         return;
     }
-    insert_flow(&s.flow, &dev, now, 1);
+    insert_flow(&s.flow, dev, now, 1);
     global_add(GLOBAL_INBOUND_FLOWS);
 }

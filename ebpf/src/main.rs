@@ -2,11 +2,13 @@
 //! - `iotfence_xdp` / `iotfence_tc_in`: judge packets devices send (XDP or
 //!   TC ingress on the IoT-facing interface; same decision code).
 //! - `iotfence_tc_eg`: TC egress on the same interface (towards devices):
-//!   records inbound flows the device's profile allows.
+//!   records inbound flows the device's profile allows and holds DNS
+//!   answers from trusted resolvers for the daemon to learn from.
 #![no_std]
 #![no_main]
 
 mod decide;
+mod dns;
 mod events;
 mod inbound;
 mod maps;
@@ -14,11 +16,12 @@ mod parse;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 
-use crate::{decide::Action, parse::Bytes};
+use crate::{decide::Action, dns::Answer, maps::DNS_CONTROL, parse::Bytes};
 
 /// Bytes of headers a TC program needs in the linear part of the skb.
 const TC_PULL_BYTES: u32 = 256;
@@ -31,6 +34,14 @@ pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
     };
     match decide::judge(&b, (b.end - b.start) as u64) {
         Action::Pass => xdp_action::XDP_PASS,
+        Action::PassQuery(device) => {
+            let md = ctx.ctx;
+            let ifindex = unsafe { (*md).ingress_ifindex };
+            dns::copy_query(device, ifindex, (b.end - b.start) as u32, |dst, n| unsafe {
+                bpf_xdp_load_bytes(md, 0, dst.cast(), n)
+            });
+            xdp_action::XDP_PASS
+        }
         Action::Drop => xdp_action::XDP_DROP,
     }
 }
@@ -45,18 +56,44 @@ pub fn iotfence_tc_in(ctx: TcContext) -> i32 {
     match decide::judge(&b, ctx.len() as u64) {
         // UNSPEC lets later TC programs on the hook run too.
         Action::Pass => TC_ACT_UNSPEC,
+        Action::PassQuery(device) => {
+            let skb = ctx.skb.skb;
+            let ifindex = unsafe { (*skb).ifindex };
+            dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
+                bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
+            });
+            TC_ACT_UNSPEC
+        }
         Action::Drop => TC_ACT_SHOT as i32,
     }
 }
 
 #[classifier]
 pub fn iotfence_tc_eg(ctx: TcContext) -> i32 {
+    let skb = ctx.skb.skb;
+    // An answer the daemon re-injects after learning from it.
+    if let Some(c) = DNS_CONTROL.get(0) {
+        if c.reinject_mark != 0 && unsafe { (*skb).mark } == c.reinject_mark {
+            return TC_ACT_UNSPEC;
+        }
+    }
     linearize(&ctx);
-    inbound::observe(&Bytes {
+    let answer = inbound::observe(&Bytes {
         start: ctx.data(),
         end: ctx.data_end(),
     });
-    TC_ACT_UNSPEC
+    let Answer::Hold(device) = answer else {
+        return TC_ACT_UNSPEC;
+    };
+    let (ifindex, gso_segs) = unsafe { ((*skb).ifindex, (*skb).gso_segs) };
+    let held = dns::hold(device, ifindex, ctx.len(), gso_segs, |dst, n| unsafe {
+        bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
+    });
+    if held {
+        TC_ACT_SHOT as i32
+    } else {
+        TC_ACT_UNSPEC
+    }
 }
 
 /// Makes the headers readable through direct packet access; a packet whose

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use iotfence_common::{
-    consts::*, values::FlowValue, Config, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules,
-    Lpm4, Lpm6, MacKey, RateState, RuleSet,
+    consts::*, dns::DnsControl, values::FlowValue, Config, Counter, DeviceInfo, FlowKey,
+    LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, RuleSet,
 };
 
 /// Global settings and the active policy generation (one entry).
@@ -74,3 +74,15 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(2, 0);
 /// Violation events to the daemon.
 #[map(name = "iotf1_events")]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);
+
+/// Resolvers whose answers are held and learned from (v4-mapped addresses).
+#[map(name = "iotf1_resolvers")]
+pub static RESOLVERS: HashMap<[u8; 16], u32> = HashMap::pinned(RESOLVER_ENTRIES, 0);
+
+/// DNS learning switches and the daemon's heartbeat (one entry).
+#[map(name = "iotf1_dnsctl")]
+pub static DNS_CONTROL: Array<DnsControl> = Array::pinned(1, 0);
+
+/// DNS queries (copied) and answers (held) to the daemon, in order.
+#[map(name = "iotf1_dns")]
+pub static DNS_FRAMES: RingBuf = RingBuf::pinned(DNS_RING_BYTES, 0);

@@ -56,6 +56,10 @@ pub struct Headers {
     pub frag: Frag,
     pub frag_id: u32,
     pub icmp_type: u8,
+    /// TCP/UDP payload bytes (0 for other protocols).
+    pub payload_len: u16,
+    /// Set by the judge: a query to a resolver the daemon should see.
+    pub dns_query: bool,
 }
 
 impl Headers {
@@ -72,6 +76,8 @@ impl Headers {
         self.frag = Frag::None;
         self.frag_id = 0;
         self.icmp_type = 0;
+        self.payload_len = 0;
+        self.dns_query = false;
         self.src = [0; 16];
         self.dst = [0; 16];
     }
@@ -181,7 +187,7 @@ fn parse_l2(b: &Bytes, h: &mut Headers) -> Result<(u16, usize), Reason> {
 #[inline(always)]
 pub fn parse(b: &Bytes, h: &mut Headers) -> Result<(), Reason> {
     let (ethertype, l3) = parse_l2(b, h)?;
-    let l4 = match ethertype {
+    let (l4, ip_end) = match ethertype {
         ETH_P_IP => parse_ipv4(b, l3, h)?,
         ETH_P_IPV6 => parse_ipv6(b, l3, h)?,
         _ => return Ok(()),
@@ -189,11 +195,12 @@ pub fn parse(b: &Bytes, h: &mut Headers) -> Result<(), Reason> {
     if h.frag == Frag::Later {
         return Ok(());
     }
-    parse_l4(b, l4, h)
+    parse_l4(b, l4, ip_end, h)
 }
 
+/// Returns the offsets of the L4 header and of the end of the IP packet.
 #[inline(always)]
-fn parse_ipv4(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
+fn parse_ipv4(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), Reason> {
     // Fixed-size reads first and the length checks that imply them last:
     // LLVM drops bounds checks implied by earlier variable-length ones, and
     // the verifier cannot follow that reasoning.
@@ -223,11 +230,11 @@ fn parse_ipv4(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
             Frag::First
         };
     }
-    Ok(l3 + ihl)
+    Ok((l3 + ihl, l3 + total))
 }
 
 #[inline(always)]
-fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
+fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), Reason> {
     b.ptr::<[u8; 40]>(l3)?;
     let version = b.u8(l3)? >> 4;
     let payload = b.be16(l3 + 4)? as usize;
@@ -239,6 +246,7 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
         return Err(Reason::Malformed);
     }
     h.family = 6;
+    let end = l3 + 40 + payload;
     let mut off = l3 + 40;
     let mut i = 0;
     while i < MAX_IPV6_EXT_HEADERS {
@@ -261,7 +269,7 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
                 if fo >> 3 != 0 {
                     h.frag = Frag::Later;
                     h.proto = next;
-                    return Ok(off);
+                    return Ok((off, end));
                 }
                 if fo & 1 != 0 {
                     h.frag = Frag::First;
@@ -269,7 +277,7 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
             }
             _ => {
                 h.proto = next;
-                return Ok(off);
+                return Ok((off, end));
             }
         }
         i += 1;
@@ -278,7 +286,7 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<usize, Reason> {
 }
 
 #[inline(always)]
-fn parse_l4(b: &Bytes, l4: usize, h: &mut Headers) -> Result<(), Reason> {
+fn parse_l4(b: &Bytes, l4: usize, ip_end: usize, h: &mut Headers) -> Result<(), Reason> {
     match h.proto {
         PROTO_TCP => {
             // A first fragment must carry the whole minimal TCP header, or a
@@ -292,6 +300,7 @@ fn parse_l4(b: &Bytes, l4: usize, h: &mut Headers) -> Result<(), Reason> {
             h.dport = b.be16(l4 + 2)?;
             h.rule_port = h.dport;
             h.flow = true;
+            h.payload_len = ip_end.saturating_sub(l4 + doff as usize * 4) as u16;
         }
         PROTO_UDP => {
             b.ptr::<[u8; 8]>(l4)?;
@@ -299,6 +308,7 @@ fn parse_l4(b: &Bytes, l4: usize, h: &mut Headers) -> Result<(), Reason> {
             h.dport = b.be16(l4 + 2)?;
             h.rule_port = h.dport;
             h.flow = true;
+            h.payload_len = ip_end.saturating_sub(l4 + 8) as u16;
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
             if (h.proto == PROTO_ICMP) != (h.family == 4) {

@@ -302,8 +302,9 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n",
-                self.pins.path.display()
+                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n",
+                self.pins.path.display(),
+                self.dir.join("state").display()
             ),
         )?;
         Ok(cfg)

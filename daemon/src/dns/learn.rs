@@ -1,0 +1,210 @@
+//! Decides what one DNS answer teaches: it must answer a query the device
+//! sent (transaction id, client port, resolver, question name), the question
+//! must match a domain pattern of the device's profile, and only addresses on
+//! the CNAME chain that starts at the question count. Pure: no I/O, so it is
+//! unit-tested and fuzzed directly.
+
+use std::net::IpAddr;
+
+use hickory_proto::{
+    op::{Message, MessageType, ResponseCode},
+    rr::RData,
+};
+use iotfence_common::PortRule;
+
+use super::{
+    pattern::{normalize, Pattern},
+    pending::{Pending, QueryKey},
+};
+use crate::compile::DomainRule;
+
+/// Longest CNAME chain followed (resolvers cap theirs similarly).
+pub const MAX_CHAIN: usize = 16;
+
+/// Why an answer taught nothing; `name()` values are metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// Not a parseable DNS message (or frame).
+    Malformed,
+    /// A query or other non-response from the resolver's port.
+    NotResponse,
+    /// No query from this device is waiting for this answer.
+    Unsolicited,
+    /// The answer's question differs from the query's.
+    QuestionMismatch,
+    /// The question matches no domain pattern of the device's profile.
+    NotAllowed,
+    /// Error code, or no address on the chain.
+    NoAddresses,
+    /// A DNS-over-TCP message continues in another segment.
+    TcpPartial,
+    /// The name already has the most addresses allowed per name.
+    NameCap,
+    /// The device has used its share of the learned map.
+    DeviceBudget,
+    /// The learned map is full.
+    MapFull,
+    /// The address already carries the most (protocol, port) rules.
+    AddressRulesFull,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 11] = [
+        Refusal::Malformed,
+        Refusal::NotResponse,
+        Refusal::Unsolicited,
+        Refusal::QuestionMismatch,
+        Refusal::NotAllowed,
+        Refusal::NoAddresses,
+        Refusal::TcpPartial,
+        Refusal::NameCap,
+        Refusal::DeviceBudget,
+        Refusal::MapFull,
+        Refusal::AddressRulesFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::NotResponse => "not_response",
+            Refusal::Unsolicited => "unsolicited",
+            Refusal::QuestionMismatch => "question_mismatch",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::NoAddresses => "no_addresses",
+            Refusal::TcpPartial => "tcp_partial",
+            Refusal::NameCap => "name_cap",
+            Refusal::DeviceBudget => "device_budget",
+            Refusal::MapFull => "map_full",
+            Refusal::AddressRulesFull => "address_rules_full",
+        }
+    }
+}
+
+/// Who an answer went to and who sent it.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub device: u32,
+    pub resolver: IpAddr,
+    pub client: IpAddr,
+    pub client_port: u16,
+}
+
+/// What an answer teaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lesson {
+    /// The question name (normalized): what every address is credited to.
+    pub name: String,
+    /// Patterns of the profile the name matched, with their rules.
+    pub patterns: Vec<(Pattern, Vec<PortRule>)>,
+    /// On-chain addresses and their TTLs.
+    pub addrs: Vec<(IpAddr, u32)>,
+    /// Address and CNAME records not on the question's chain (ignored).
+    pub off_chain: u32,
+}
+
+/// The question (normalized name) and id of a query message; `None` when it
+/// is not a plain one-question query.
+pub fn query_of(msg: &[u8]) -> Option<(u16, String)> {
+    let m = Message::from_vec(msg).ok()?;
+    if m.metadata.message_type != MessageType::Query || m.queries.len() != 1 {
+        return None;
+    }
+    Some((m.metadata.id, normalize(&m.queries[0].name.to_ascii())))
+}
+
+pub fn examine(
+    msg: &[u8],
+    route: Route,
+    rules: &[DomainRule],
+    pending: &mut Pending,
+    now_ns: u64,
+) -> Result<Lesson, Refusal> {
+    let m = Message::from_vec(msg).map_err(|_| Refusal::Malformed)?;
+    if m.metadata.message_type != MessageType::Response {
+        return Err(Refusal::NotResponse);
+    }
+    if m.queries.len() != 1 {
+        return Err(Refusal::Malformed);
+    }
+    let key = QueryKey {
+        client: route.client,
+        port: route.client_port,
+        resolver: route.resolver,
+        id: m.metadata.id,
+    };
+    let waiting = pending.take(&key, now_ns).ok_or(Refusal::Unsolicited)?;
+    let name = normalize(&m.queries[0].name.to_ascii());
+    if waiting.name != name || waiting.device != route.device {
+        return Err(Refusal::QuestionMismatch);
+    }
+    let patterns: Vec<(Pattern, Vec<PortRule>)> = rules
+        .iter()
+        .filter(|r| r.pattern.matches(&name))
+        .map(|r| (r.pattern.clone(), r.rules.clone()))
+        .collect();
+    if patterns.is_empty() {
+        return Err(Refusal::NotAllowed);
+    }
+    if m.metadata.response_code != ResponseCode::NoError {
+        return Err(Refusal::NoAddresses);
+    }
+    // The chain: the question, then each CNAME target in turn.
+    let owners: Vec<String> = m
+        .answers
+        .iter()
+        .map(|r| normalize(&r.name.to_ascii()))
+        .collect();
+    let mut chain = vec![name.clone()];
+    let mut on_chain = vec![false; m.answers.len()];
+    while chain.len() <= MAX_CHAIN {
+        let last = chain.last().unwrap();
+        let next = m
+            .answers
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| match &r.data {
+                RData::CNAME(c) if !on_chain[i] && &owners[i] == last => Some((i, c)),
+                _ => None,
+            });
+        let Some((i, target)) = next else { break };
+        on_chain[i] = true;
+        let target = normalize(&target.0.to_ascii());
+        if chain.contains(&target) {
+            break; // a CNAME loop
+        }
+        chain.push(target);
+    }
+    let mut addrs = Vec::new();
+    let mut off_chain = 0;
+    for (i, r) in m.answers.iter().enumerate() {
+        let addr: Option<IpAddr> = match &r.data {
+            RData::A(a) => Some(a.0.into()),
+            RData::AAAA(a) => Some(a.0.into()),
+            RData::CNAME(_) => {
+                if !on_chain[i] {
+                    off_chain += 1;
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(addr) = addr {
+            if chain.contains(&owners[i]) {
+                if !addrs.iter().any(|(a, _)| *a == addr) {
+                    addrs.push((addr, r.ttl));
+                }
+            } else {
+                off_chain += 1;
+            }
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Refusal::NoAddresses);
+    }
+    Ok(Lesson {
+        name,
+        patterns,
+        addrs,
+        off_chain,
+    })
+}

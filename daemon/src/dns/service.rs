@@ -1,0 +1,547 @@
+//! The DNS learning thread. It owns the learned map's daemon side: it reads
+//! queries and held answers from the `iotf1_dns` ring (in order), learns,
+//! writes the map, releases each answer, and keeps the kernel's heartbeat
+//! fresh. A thread of its own, so a policy reload or a slow metrics scrape
+//! never delays a held answer.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::{
+        atomic::Ordering::Relaxed,
+        mpsc::{self, Receiver, Sender, TryRecvError},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf};
+use iotfence_common::{
+    consts::map_names,
+    dns::{DnsControl, DnsFrame, DNS_FAIL_OPEN, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
+    LearnedKey, LearnedRules,
+};
+
+use super::{
+    frame,
+    inject::Injector,
+    learn::{self, Refusal, Route},
+    pattern::Pattern,
+    pending::{Pending, QueryKey},
+    state::{self, Saved, SavedCredit},
+    stats::DnsStats,
+    table::{Credit, Limits, Table, Write},
+};
+use crate::{
+    compile::{Compiled, DomainRule},
+    config::{Config, DnsSettings},
+};
+
+/// The kernel holds answers only while the heartbeat is this fresh.
+const HEARTBEAT_VALID: Duration = Duration::from_secs(3);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+/// How long a query waits for its answer.
+const QUERY_LIFETIME: Duration = Duration::from_secs(15);
+const MAX_PENDING: usize = 65_536;
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Answers still in the ring at shutdown are released within this time.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What the DNS thread needs of a policy.
+#[derive(Clone, Debug, Default)]
+pub struct DnsPolicy {
+    pub learning: bool,
+    /// By device id: name and the domain rules of its profile. Id 0 is every
+    /// unknown device (the default profile) and has an empty name.
+    pub devices: HashMap<u32, (String, Vec<DomainRule>)>,
+}
+
+impl DnsPolicy {
+    pub fn of(p: &Compiled) -> Self {
+        let mut devices = HashMap::new();
+        devices.insert(
+            0,
+            (
+                String::new(),
+                p.profiles[p.default_profile as usize].domains.clone(),
+            ),
+        );
+        for d in &p.devices {
+            devices.insert(
+                d.id,
+                (
+                    d.name.clone(),
+                    p.profiles[d.profile as usize].domains.clone(),
+                ),
+            );
+        }
+        Self {
+            learning: p.learns(),
+            devices,
+        }
+    }
+
+    fn rules(&self, device: u32) -> Option<&[DomainRule]> {
+        self.devices.get(&device).map(|(_, r)| r.as_slice())
+    }
+
+    fn id_of(&self, name: &str) -> Option<u32> {
+        self.devices
+            .iter()
+            .find(|(_, (n, _))| n == name)
+            .map(|(id, _)| *id)
+    }
+}
+
+enum Command {
+    Policy(DnsPolicy),
+    Stop,
+}
+
+pub struct Service {
+    tx: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<DnsStats>,
+}
+
+struct Engine {
+    learned: BpfHashMap<MapData, LearnedKey, LearnedRules>,
+    control: Array<MapData, DnsControl>,
+    ring: RingBuf<MapData>,
+    injector: Injector,
+    pending: Pending,
+    table: Table,
+    limits: Limits,
+    settings: DnsSettings,
+    policy: DnsPolicy,
+    stats: Arc<DnsStats>,
+    state_file: PathBuf,
+    dirty: bool,
+}
+
+fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    pin_dir: &std::path::Path,
+    name: &str,
+    wrap: fn(MapData) -> Map,
+) -> anyhow::Result<T> {
+    let path = pin_dir.join("maps").join(name);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(T::try_from(wrap(data))?)
+}
+
+impl Service {
+    /// Restores the saved state, reconciles the learned map with it and the
+    /// policy, and starts the thread. The heartbeat is written before this
+    /// returns, so answers are held from the moment programs are attached.
+    pub fn start(cfg: &Config, ring: RingBuf<MapData>, policy: DnsPolicy) -> anyhow::Result<Self> {
+        let stats = Arc::new(DnsStats::default());
+        let mut e = Engine {
+            learned: open(&cfg.pin_dir, map_names::LEARNED, Map::HashMap)?,
+            control: open(&cfg.pin_dir, map_names::DNS_CONTROL, Map::Array)?,
+            ring,
+            injector: Injector::new(cfg.dns.reinject_mark)
+                .context("opening the AF_PACKET socket that releases held answers")?,
+            pending: Pending::new(
+                MAX_PENDING,
+                cfg.dns.max_pending_per_device,
+                QUERY_LIFETIME.as_nanos() as u64,
+            ),
+            table: Table::default(),
+            limits: Limits {
+                max_addresses_per_name: cfg.dns.max_addresses_per_name,
+                max_entries_per_device: cfg.dns.max_entries_per_device,
+                max_entries: cfg.dns.max_entries,
+            },
+            settings: cfg.dns.clone(),
+            policy,
+            stats: stats.clone(),
+            state_file: cfg.state_dir.join("learned.json"),
+            dirty: false,
+        };
+        e.restore()?;
+        e.heartbeat(true)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("iotfence-dns".into())
+            .spawn(move || e.run(rx))?;
+        Ok(Self {
+            tx,
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    pub fn update(&self, policy: DnsPolicy) {
+        let _ = self.tx.send(Command::Policy(policy));
+    }
+
+    /// Releases what is still held, saves the state, stops the heartbeat.
+    pub fn stop(mut self) {
+        let _ = self.tx.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Engine {
+    fn restore(&mut self) -> anyhow::Result<()> {
+        let now = mono_ns();
+        let now_ms = state::unix_ms(SystemTime::now());
+        let saved = match state::load(&self.state_file) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(file = %self.state_file.display(), error = %format!("{e:#}"), "ignoring unreadable DNS state");
+                Saved::default()
+            }
+        };
+        let mut restored = 0;
+        for c in saved.credits {
+            if c.expires_ms <= now_ms {
+                continue;
+            }
+            let Some(device) = self.policy.id_of(&c.device) else {
+                continue;
+            };
+            let Ok(pattern) = Pattern::parse(&c.pattern) else {
+                continue;
+            };
+            let Some(rule) = self
+                .policy
+                .rules(device)
+                .and_then(|rs| rs.iter().find(|r| r.pattern == pattern))
+            else {
+                continue;
+            };
+            if !pattern.matches(&c.name) {
+                continue;
+            }
+            let credit = Credit {
+                name: c.name,
+                pattern,
+                rules: rule.rules.clone(),
+                expires_ns: now + (c.expires_ms - now_ms) * 1_000_000,
+            };
+            if self
+                .table
+                .credit(&self.limits, device, c.addr, credit)
+                .is_ok()
+            {
+                restored += 1;
+            }
+        }
+        // Entries in the kernel that the state file does not explain.
+        let kernel: Vec<(LearnedKey, LearnedRules)> =
+            self.learned.iter().filter_map(Result::ok).collect();
+        let mut orphans = 0;
+        for (k, v) in kernel {
+            let addr = addr_of(&k);
+            if self.policy.rules(k.device).is_none() {
+                let _ = self.learned.remove(&k);
+                continue;
+            }
+            if !self.table.entries.contains_key(&(k.device, addr)) {
+                self.table.adopt_orphan(k.device, addr, v);
+                orphans += 1;
+            }
+        }
+        let writes: Vec<Write> = self
+            .table
+            .entries
+            .iter()
+            .filter_map(|((d, a), cs)| {
+                super::table::value(cs).map(|v| Write::Put(super::table::key(*d, *a), v))
+            })
+            .collect();
+        self.write(writes);
+        let expired = self.table.expire(now);
+        self.write(expired);
+        self.stats.entries.store(self.table.len() as u64, Relaxed);
+        tracing::info!(
+            restored,
+            kept_unexplained = orphans,
+            "learned addresses restored"
+        );
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, alive: bool) -> anyhow::Result<()> {
+        let mut flags = 0;
+        if self.policy.learning {
+            flags |= DNS_LEARNING;
+        }
+        if self.settings.fail_open {
+            flags |= DNS_FAIL_OPEN;
+        }
+        let alive_until_ns = if alive {
+            mono_ns() + HEARTBEAT_VALID.as_nanos() as u64
+        } else {
+            0
+        };
+        self.control.set(
+            0,
+            DnsControl {
+                alive_until_ns,
+                flags,
+                reinject_mark: self.settings.reinject_mark,
+            },
+            0,
+        )?;
+        Ok(())
+    }
+
+    fn run(mut self, rx: Receiver<Command>) {
+        let fd = self.ring.as_raw_fd();
+        let mut last_beat = mono_ns();
+        let mut last_save = last_beat;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            unsafe { libc::poll(&mut pfd, 1, 100) };
+            self.drain();
+            match rx.try_recv() {
+                Ok(Command::Policy(p)) => self.reconcile(p),
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            let now = mono_ns();
+            if now - last_beat >= HEARTBEAT_EVERY.as_nanos() as u64 {
+                last_beat = now;
+                if let Err(e) = self.heartbeat(true) {
+                    tracing::error!(error = %e, "DNS heartbeat failed");
+                }
+                self.pending.expire(now);
+                let w = self.table.expire(now);
+                if !w.is_empty() {
+                    self.dirty = true;
+                }
+                self.write(w);
+                self.stats.entries.store(self.table.len() as u64, Relaxed);
+                self.stats.pending.store(self.pending.len() as u64, Relaxed);
+            }
+            if self.dirty && now - last_save >= SAVE_EVERY.as_nanos() as u64 {
+                last_save = now;
+                self.save();
+            }
+        }
+        // Stop holding new answers, release those already held, save.
+        if let Err(e) = self.heartbeat(false) {
+            tracing::error!(error = %e, "DNS heartbeat reset failed");
+        }
+        let deadline = mono_ns() + DRAIN_GRACE.as_nanos() as u64;
+        while self.drain() > 0 && mono_ns() < deadline {}
+        self.save();
+    }
+
+    fn save(&mut self) {
+        let now = mono_ns();
+        let now_ms = state::unix_ms(SystemTime::now());
+        let mut saved = Saved {
+            version: state::VERSION,
+            credits: Vec::new(),
+        };
+        for ((device, addr), credits) in &self.table.entries {
+            let Some((name, _)) = self.policy.devices.get(device) else {
+                continue;
+            };
+            for c in credits.iter().filter(|c| c.expires_ns > now) {
+                saved.credits.push(SavedCredit {
+                    device: name.clone(),
+                    addr: *addr,
+                    name: c.name.clone(),
+                    pattern: c.pattern.to_string(),
+                    expires_ms: now_ms + (c.expires_ns - now) / 1_000_000,
+                });
+            }
+        }
+        match state::save(&self.state_file, &saved) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                tracing::error!(file = %self.state_file.display(), error = %format!("{e:#}"), "saving DNS state failed")
+            }
+        }
+    }
+
+    fn reconcile(&mut self, policy: DnsPolicy) {
+        self.policy = policy;
+        let p = &self.policy;
+        let w = self.table.reconcile(|d| p.rules(d));
+        self.dirty = true;
+        self.write(w);
+        if let Err(e) = self.heartbeat(true) {
+            tracing::error!(error = %e, "DNS heartbeat failed");
+        }
+    }
+
+    fn write(&mut self, writes: Vec<Write>) {
+        for w in writes {
+            let r = match &w {
+                Write::Put(k, v) => self.learned.insert(k, v, 0),
+                Write::Delete(k) => match self.learned.remove(k) {
+                    Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                    other => other,
+                },
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "learned map write failed");
+                if matches!(w, Write::Put(..)) {
+                    self.stats.refuse(Refusal::MapFull);
+                }
+            }
+        }
+    }
+
+    /// Handles every frame in the ring; returns how many.
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            let Some(item) = self.ring.next() else { break };
+            let bytes: Vec<u8> = item.to_vec();
+            drop(item);
+            self.handle(&bytes);
+            n += 1;
+        }
+        n
+    }
+
+    fn handle(&mut self, rec: &[u8]) {
+        let hdr = std::mem::offset_of!(DnsFrame, frame);
+        if rec.len() < hdr {
+            return;
+        }
+        let u32_at = |o: usize| u32::from_ne_bytes(rec[o..o + 4].try_into().unwrap());
+        let stamp = u64::from_ne_bytes(rec[0..8].try_into().unwrap());
+        let ifindex = u32_at(std::mem::offset_of!(DnsFrame, ifindex));
+        let len = u32_at(std::mem::offset_of!(DnsFrame, len)) as usize;
+        let device = u32_at(std::mem::offset_of!(DnsFrame, device));
+        let kind = rec[std::mem::offset_of!(DnsFrame, kind)];
+        let Some(frame_bytes) = rec.get(hdr..hdr + len) else {
+            return;
+        };
+        match kind {
+            DNS_KIND_QUERY => self.query(frame_bytes, device),
+            DNS_KIND_ANSWER => self.answer(frame_bytes, device, ifindex, stamp),
+            _ => {}
+        }
+    }
+
+    fn query(&mut self, bytes: &[u8], device: u32) {
+        self.stats.queries.fetch_add(1, Relaxed);
+        let Some(f) = frame::parse(bytes) else { return };
+        let now = mono_ns();
+        for msg in frame::messages(f.proto, &bytes[f.payload.clone()]).unwrap_or_default() {
+            if let Some((id, name)) = learn::query_of(msg) {
+                let key = QueryKey {
+                    client: f.src,
+                    port: f.sport,
+                    resolver: f.dst,
+                    id,
+                };
+                self.pending.record(key, name, device, now);
+            }
+        }
+    }
+
+    fn answer(&mut self, bytes: &[u8], device: u32, ifindex: u32, stamp: u64) {
+        self.stats.answers.fetch_add(1, Relaxed);
+        let mut out = bytes.to_vec();
+        match frame::parse(bytes) {
+            None => self.stats.refuse(Refusal::Malformed),
+            Some(f) => {
+                match frame::messages(f.proto, &bytes[f.payload.clone()]) {
+                    None => self.stats.refuse(Refusal::TcpPartial),
+                    Some(msgs) => {
+                        let route = Route {
+                            device,
+                            resolver: f.src,
+                            client: f.dst,
+                            client_port: f.dport,
+                        };
+                        for m in msgs {
+                            self.learn(m, route);
+                        }
+                    }
+                }
+                frame::finalize_checksum(&mut out, &f);
+            }
+        }
+        // Released whatever was learned: a refused answer widens nothing.
+        match self.injector.send(ifindex, &out) {
+            Ok(()) => {
+                self.stats.reinjected.fetch_add(1, Relaxed);
+                self.stats.hold(mono_ns().saturating_sub(stamp));
+            }
+            Err(e) => {
+                self.stats.reinject_failed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, ifindex, len = out.len(), "releasing a held DNS answer failed");
+            }
+        }
+    }
+
+    fn learn(&mut self, msg: &[u8], route: Route) {
+        let now = mono_ns();
+        let rules = self.policy.rules(route.device).unwrap_or(&[]);
+        let lesson = match learn::examine(msg, route, rules, &mut self.pending, now) {
+            Ok(l) => l,
+            Err(r) => {
+                self.stats.refuse(r);
+                return;
+            }
+        };
+        self.stats
+            .off_chain_records
+            .fetch_add(lesson.off_chain as u64, Relaxed);
+        let mut writes = Vec::new();
+        for (addr, ttl) in &lesson.addrs {
+            let expires_ns = now + self.settings.lifetime(*ttl).as_nanos() as u64;
+            for (pattern, rules) in &lesson.patterns {
+                let c = Credit {
+                    name: lesson.name.clone(),
+                    pattern: pattern.clone(),
+                    rules: rules.clone(),
+                    expires_ns,
+                };
+                match self.table.credit(&self.limits, route.device, *addr, c) {
+                    Ok(Some(w)) => {
+                        self.stats.learned.fetch_add(1, Relaxed);
+                        writes.push(w);
+                    }
+                    Ok(None) => {}
+                    Err(r) => {
+                        self.stats.refuse(r);
+                        tracing::debug!(device = route.device, name = %lesson.name, %addr, reason = r.name(), "not learned");
+                    }
+                }
+            }
+        }
+        if !writes.is_empty() {
+            self.dirty = true;
+        }
+        tracing::debug!(device = route.device, name = %lesson.name, addrs = lesson.addrs.len(), "learned");
+        self.write(writes);
+    }
+}
+
+fn addr_of(k: &LearnedKey) -> IpAddr {
+    let a = std::net::Ipv6Addr::from(k.addr);
+    match a.to_ipv4_mapped() {
+        Some(v4) => v4.into(),
+        None => a.into(),
+    }
+}

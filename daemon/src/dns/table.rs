@@ -1,0 +1,346 @@
+//! The daemon's account of every learned address: which names (and the
+//! patterns they matched) vouch for it, until when. The kernel entry of a
+//! (device, address) is derived from its credits: one rule per distinct
+//! (protocol, ports) with the latest expiry among the credits that carry it.
+//! Learning that would pass a cap is refused; nothing a device may be using
+//! is ever evicted to make room.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
+
+use iotfence_common::{
+    consts::LEARNED_RULES_PER_ADDR, keys::v4_mapped, LearnedKey, LearnedRule, LearnedRules,
+    PortRule,
+};
+
+use super::{learn::Refusal, pattern::Pattern};
+use crate::compile::DomainRule;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_addresses_per_name: usize,
+    pub max_entries_per_device: usize,
+    pub max_entries: usize,
+}
+
+/// Why an address is allowed: a name the device resolved, the pattern that
+/// name matched, and the deadline (CLOCK_MONOTONIC ns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credit {
+    pub name: String,
+    pub pattern: Pattern,
+    pub rules: Vec<PortRule>,
+    pub expires_ns: u64,
+}
+
+/// A change for the kernel map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Put(LearnedKey, LearnedRules),
+    Delete(LearnedKey),
+}
+
+pub type EntryKey = (u32, IpAddr);
+
+#[derive(Default)]
+pub struct Table {
+    pub entries: BTreeMap<EntryKey, Vec<Credit>>,
+    /// Kernel entries found at start that no saved credit explains (learned
+    /// after the last state save): kept as they are until they expire or the
+    /// policy changes.
+    pub orphans: BTreeMap<EntryKey, LearnedRules>,
+    per_device: HashMap<u32, usize>,
+}
+
+pub fn key(device: u32, addr: IpAddr) -> LearnedKey {
+    LearnedKey {
+        device,
+        addr: match addr {
+            IpAddr::V4(a) => v4_mapped(a.octets()),
+            IpAddr::V6(a) => a.octets(),
+        },
+    }
+}
+
+/// The kernel value for a set of credits; `None` when more distinct rules
+/// than a kernel entry holds.
+pub fn value(credits: &[Credit]) -> Option<LearnedRules> {
+    let mut rules: Vec<LearnedRule> = Vec::new();
+    for c in credits {
+        for r in &c.rules {
+            match rules.iter_mut().find(|x| x.rule == *r) {
+                Some(x) => x.expires_ns = x.expires_ns.max(c.expires_ns),
+                None => rules.push(LearnedRule {
+                    expires_ns: c.expires_ns,
+                    rule: *r,
+                }),
+            }
+        }
+    }
+    if rules.len() > LEARNED_RULES_PER_ADDR {
+        return None;
+    }
+    let mut v = LearnedRules {
+        count: rules.len() as u32,
+        ..Default::default()
+    };
+    v.rules[..rules.len()].copy_from_slice(&rules);
+    Some(v)
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.orphans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn device_entries(&self, device: u32) -> usize {
+        self.per_device.get(&device).copied().unwrap_or(0)
+    }
+
+    fn addresses_of(&self, device: u32, name: &str) -> usize {
+        self.entries
+            .range((device, IpAddr::from([0u8; 4]))..)
+            .take_while(|((d, _), _)| *d == device)
+            .filter(|(_, cs)| cs.iter().any(|c| c.name == name))
+            .count()
+    }
+
+    /// Credits `addr` to `name` (matched by `pattern`) for `device` until
+    /// `expires_ns`; refreshes an existing credit (never shortening it).
+    pub fn credit(
+        &mut self,
+        limits: &Limits,
+        device: u32,
+        addr: IpAddr,
+        credit: Credit,
+    ) -> Result<Option<Write>, Refusal> {
+        let k = (device, addr);
+        let exists = self.entries.contains_key(&k) || self.orphans.contains_key(&k);
+        if !exists {
+            if self.len() >= limits.max_entries {
+                return Err(Refusal::MapFull);
+            }
+            if self.device_entries(device) >= limits.max_entries_per_device {
+                return Err(Refusal::DeviceBudget);
+            }
+        }
+        let names_addr = self
+            .entries
+            .get(&k)
+            .is_some_and(|cs| cs.iter().any(|c| c.name == credit.name));
+        if !names_addr && self.addresses_of(device, &credit.name) >= limits.max_addresses_per_name {
+            return Err(Refusal::NameCap);
+        }
+        let mut credits = self.entries.get(&k).cloned().unwrap_or_default();
+        match credits
+            .iter_mut()
+            .find(|c| c.name == credit.name && c.pattern == credit.pattern)
+        {
+            Some(c) => {
+                c.expires_ns = c.expires_ns.max(credit.expires_ns);
+                c.rules = credit.rules;
+            }
+            None => credits.push(credit),
+        }
+        let v = value(&credits).ok_or(Refusal::AddressRulesFull)?;
+        if self.orphans.remove(&k).is_none() && !self.entries.contains_key(&k) {
+            *self.per_device.entry(device).or_default() += 1;
+        }
+        self.entries.insert(k, credits);
+        Ok(Some(Write::Put(key(device, addr), v)))
+    }
+
+    fn forget(&mut self, k: &EntryKey) {
+        if let Some(n) = self.per_device.get_mut(&k.0) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Drops expired credits (and entries with none left).
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Write> {
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (k, credits) in self.entries.iter_mut() {
+            let before = credits.len();
+            credits.retain(|c| c.expires_ns > now_ns);
+            if credits.is_empty() {
+                gone.push(*k);
+            } else if credits.len() != before {
+                if let Some(v) = value(credits) {
+                    out.push(Write::Put(key(k.0, k.1), v));
+                }
+            }
+        }
+        for k in gone {
+            self.entries.remove(&k);
+            self.forget(&k);
+            out.push(Write::Delete(key(k.0, k.1)));
+        }
+        let dead: Vec<EntryKey> = self
+            .orphans
+            .iter()
+            .filter(|(_, v)| {
+                v.rules[..(v.count as usize).min(LEARNED_RULES_PER_ADDR)]
+                    .iter()
+                    .all(|r| r.expires_ns <= now_ns)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dead {
+            self.orphans.remove(&k);
+            self.forget(&k);
+            out.push(Write::Delete(key(k.0, k.1)));
+        }
+        out
+    }
+
+    /// Re-derives every entry under a new policy: credits whose pattern the
+    /// device's profile no longer has go, the rest take the pattern's current
+    /// rules. `rules_of(device)` is `None` for a device that no longer exists.
+    pub fn reconcile<'a>(
+        &mut self,
+        rules_of: impl Fn(u32) -> Option<&'a [DomainRule]>,
+    ) -> Vec<Write> {
+        let mut out = Vec::new();
+        let keys: Vec<EntryKey> = self.entries.keys().copied().collect();
+        for k in keys {
+            let credits = self.entries.get_mut(&k).unwrap();
+            let profile = rules_of(k.0).unwrap_or(&[]);
+            let before = credits.clone();
+            credits.retain_mut(|c| {
+                match profile
+                    .iter()
+                    .find(|r| r.pattern == c.pattern && r.pattern.matches(&c.name))
+                {
+                    Some(r) => {
+                        c.rules = r.rules.clone();
+                        true
+                    }
+                    None => false,
+                }
+            });
+            match value(credits) {
+                Some(v) if !credits.is_empty() => {
+                    if *credits != before {
+                        out.push(Write::Put(key(k.0, k.1), v));
+                    }
+                }
+                _ => {
+                    self.entries.remove(&k);
+                    self.forget(&k);
+                    out.push(Write::Delete(key(k.0, k.1)));
+                }
+            }
+        }
+        // Orphans cannot be checked against the new policy: they go.
+        let orphans = std::mem::take(&mut self.orphans);
+        for k in orphans.keys() {
+            self.forget(k);
+            out.push(Write::Delete(key(k.0, k.1)));
+        }
+        out
+    }
+
+    /// Adopts a kernel entry that no credit explains (see `orphans`).
+    pub fn adopt_orphan(&mut self, device: u32, addr: IpAddr, v: LearnedRules) {
+        let k = (device, addr);
+        if self.entries.contains_key(&k) || self.orphans.contains_key(&k) {
+            return;
+        }
+        *self.per_device.entry(device).or_default() += 1;
+        self.orphans.insert(k, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotfence_common::consts::PROTO_TCP;
+
+    const LIMITS: Limits = Limits {
+        max_addresses_per_name: 2,
+        max_entries_per_device: 3,
+        max_entries: 5,
+    };
+
+    fn credit(name: &str, port: u16, expires_ns: u64) -> Credit {
+        Credit {
+            name: name.into(),
+            pattern: Pattern::parse("*.example.com").unwrap(),
+            rules: vec![PortRule::new(PROTO_TCP, port, port)],
+            expires_ns,
+        }
+    }
+
+    fn ip(i: u8) -> IpAddr {
+        IpAddr::from([198, 51, 100, i])
+    }
+
+    #[test]
+    fn caps_refuse_without_evicting() {
+        let mut t = Table::default();
+        assert!(t
+            .credit(&LIMITS, 1, ip(1), credit("a.example.com", 443, 100))
+            .is_ok());
+        assert!(t
+            .credit(&LIMITS, 1, ip(2), credit("a.example.com", 443, 100))
+            .is_ok());
+        assert_eq!(
+            t.credit(&LIMITS, 1, ip(3), credit("a.example.com", 443, 100)),
+            Err(Refusal::NameCap)
+        );
+        assert!(t
+            .credit(&LIMITS, 1, ip(3), credit("b.example.com", 443, 100))
+            .is_ok());
+        assert_eq!(
+            t.credit(&LIMITS, 1, ip(4), credit("c.example.com", 443, 100)),
+            Err(Refusal::DeviceBudget)
+        );
+        assert!(t
+            .credit(&LIMITS, 2, ip(4), credit("c.example.com", 443, 100))
+            .is_ok());
+        assert!(t
+            .credit(&LIMITS, 2, ip(5), credit("d.example.com", 443, 100))
+            .is_ok());
+        assert_eq!(
+            t.credit(&LIMITS, 3, ip(6), credit("e.example.com", 443, 100)),
+            Err(Refusal::MapFull)
+        );
+        // Refreshing what exists is never refused by a cap.
+        assert!(t
+            .credit(&LIMITS, 1, ip(1), credit("a.example.com", 443, 500))
+            .is_ok());
+        assert_eq!(t.len(), 5);
+    }
+
+    #[test]
+    fn per_rule_expiry_and_gc() {
+        let mut t = Table::default();
+        t.credit(&LIMITS, 1, ip(1), credit("a.example.com", 443, 100))
+            .unwrap();
+        let w = t
+            .credit(&LIMITS, 1, ip(1), credit("b.example.com", 8883, 300))
+            .unwrap()
+            .unwrap();
+        let Write::Put(_, v) = w else { panic!() };
+        assert_eq!(v.count, 2);
+        assert_eq!(
+            t.expire(200),
+            vec![Write::Put(
+                key(1, ip(1)),
+                value(&[credit("b.example.com", 8883, 300)]).unwrap()
+            )]
+        );
+        assert_eq!(t.expire(400), vec![Write::Delete(key(1, ip(1)))]);
+        assert!(t.is_empty());
+        assert!(t
+            .credit(&LIMITS, 1, ip(1), credit("a.example.com", 443, 900))
+            .is_ok());
+    }
+}

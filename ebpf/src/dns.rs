@@ -1,0 +1,160 @@
+//! DNS learning in the kernel: copy the queries devices send to trusted
+//! resolvers, and hold the answers those resolvers send back until the
+//! daemon has put their addresses into the learned map and re-injected the
+//! frame (marked, so this program lets it go the second time). A device can
+//! therefore never connect before its answer's addresses are allowed.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use iotfence_common::{
+    consts::{
+        GLOBAL_DNS_FAIL_OPEN, GLOBAL_DNS_HELD, GLOBAL_DNS_NO_DAEMON, GLOBAL_DNS_QUERIES,
+        GLOBAL_DNS_QUERY_RING_FULL, GLOBAL_DNS_RING_FULL, GLOBAL_DNS_UNHELD, PROTO_TCP, PROTO_UDP,
+    },
+    dns::{DnsFrame, DNS_FAIL_OPEN, DNS_FRAME_MAX, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
+};
+
+use crate::{
+    events::global_add,
+    maps::{DNS_CONTROL, DNS_FRAMES, RESOLVERS},
+    parse::{Frag, Headers},
+};
+
+const DNS_PORT: u16 = 53;
+
+/// What the egress program does with a frame towards a device.
+pub enum Answer {
+    /// Not a DNS answer we learn from: deliver.
+    Pass,
+    /// Deliver, but it could not be held (counted): fragment, GSO, oversize.
+    Unheld,
+    /// Hold for the daemon (device id).
+    Hold(u32),
+}
+
+#[inline(always)]
+fn learning() -> bool {
+    match DNS_CONTROL.get(0) {
+        Some(c) => c.flags & DNS_LEARNING != 0,
+        None => false,
+    }
+}
+
+/// True for a TCP/UDP packet with DNS payload on the resolver's side of
+/// `port` (destination for queries, source for answers).
+#[inline(always)]
+fn carries_dns(h: &Headers, port: u16) -> bool {
+    port == DNS_PORT && (h.proto == PROTO_UDP || (h.proto == PROTO_TCP && h.payload_len > 0))
+}
+
+/// Whether an allowed packet from a device is a query the daemon must see.
+#[inline(always)]
+pub fn is_query(h: &Headers) -> bool {
+    carries_dns(h, h.dport)
+        && h.frag == Frag::None
+        && learning()
+        && unsafe { RESOLVERS.get(&h.dst) }.is_some()
+}
+
+/// Classifies a frame the router sends towards device `device`.
+#[inline(always)]
+pub fn classify_answer(h: &Headers, device: u32) -> Answer {
+    if !carries_dns(h, h.sport) || !learning() || unsafe { RESOLVERS.get(&h.src) }.is_none() {
+        return Answer::Pass;
+    }
+    if h.frag != Frag::None {
+        global_add(GLOBAL_DNS_UNHELD);
+        return Answer::Unheld;
+    }
+    Answer::Hold(device)
+}
+
+/// Holds an answer: returns true when the frame is now the daemon's (drop
+/// it here) and false when it must be delivered as is.
+#[inline(always)]
+pub fn hold(
+    device: u32,
+    ifindex: u32,
+    len: u32,
+    gso_segs: u32,
+    load: impl Fn(*mut u8, u32) -> i64,
+) -> bool {
+    let Some(ctl) = DNS_CONTROL.get(0) else {
+        return false;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now > ctl.alive_until_ns {
+        // Nobody would re-inject it.
+        if ctl.flags & DNS_FAIL_OPEN != 0 {
+            global_add(GLOBAL_DNS_FAIL_OPEN);
+            return false;
+        }
+        global_add(GLOBAL_DNS_NO_DAEMON);
+        return true;
+    }
+    if len == 0 || len as usize >= DNS_FRAME_MAX || gso_segs > 1 {
+        global_add(GLOBAL_DNS_UNHELD);
+        return false;
+    }
+    if !copy(DNS_KIND_ANSWER, device, ifindex, len, now, load) {
+        // Dropped: the resolver's client retries, and delivering it
+        // unlearned would break the no-first-packet-drop promise.
+        global_add(GLOBAL_DNS_RING_FULL);
+        return true;
+    }
+    global_add(GLOBAL_DNS_HELD);
+    true
+}
+
+/// Copies a query for the daemon; the query itself goes on.
+#[inline(always)]
+pub fn copy_query(device: u32, ifindex: u32, len: u32, load: impl Fn(*mut u8, u32) -> i64) {
+    if len == 0 || len as usize >= DNS_FRAME_MAX {
+        global_add(GLOBAL_DNS_UNHELD);
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if copy(DNS_KIND_QUERY, device, ifindex, len, now, load) {
+        global_add(GLOBAL_DNS_QUERIES);
+    } else {
+        global_add(GLOBAL_DNS_QUERY_RING_FULL);
+    }
+}
+
+/// Reserves a ring slot and fills it in place (a `DnsFrame` is far larger
+/// than the BPF stack). `load(dst, len)` copies the frame's first `len` bytes.
+#[inline(always)]
+fn copy(
+    kind: u8,
+    device: u32,
+    ifindex: u32,
+    len: u32,
+    now: u64,
+    load: impl Fn(*mut u8, u32) -> i64,
+) -> bool {
+    let Some(mut entry) = DNS_FRAMES.reserve::<DnsFrame>(0) else {
+        return false;
+    };
+    let p = entry.as_mut_ptr();
+    // The verifier must see 0 < n < DNS_FRAME_MAX on the register passed to
+    // the helper; a volatile reload keeps LLVM from dropping the mask as
+    // implied by the callers' earlier checks (on a register it then reuses).
+    let n = unsafe { core::ptr::read_volatile(&len) } & (DNS_FRAME_MAX as u32 - 1);
+    if n == 0 || n != len {
+        entry.discard(0);
+        return false;
+    }
+    unsafe {
+        (*p).stamp_ns = now;
+        (*p).ifindex = ifindex;
+        (*p).len = n;
+        (*p).device = device;
+        (*p).kind = kind;
+        (*p)._pad = [0, 0, 0];
+        if load((*p).frame.as_mut_ptr(), n) != 0 {
+            entry.discard(0);
+            return false;
+        }
+    }
+    entry.submit(0);
+    true
+}
