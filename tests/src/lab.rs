@@ -1,8 +1,11 @@
 //! The network-namespace lab: a router namespace whose IoT-facing veth
 //! (`iot0`) carries iotfence, a switch namespace bridging the simulated
 //! devices onto that segment, and an "internet" namespace with servers.
-//! Addresses are documentation ranges only: IoT 192.0.2.0/24, internet
-//! 198.51.100.0/24 and 203.0.113.0/24. Everything is removed on drop.
+//! Addresses are documentation ranges only: IoT 192.0.2.0/24 and
+//! 2001:db8:1::/64, internet 198.51.100.0/24, 203.0.113.0/24 and
+//! 2001:db8:ff::/64. The internet namespace also answers for every address of
+//! `ANY_V4` and `ANY_V6` (routes of type `local`), so tests can hand out
+//! thousands of distinct server addresses. Everything is removed on drop.
 
 use std::{
     fs::File,
@@ -28,6 +31,12 @@ pub const ROUTER_WAN_IP: &str = "198.51.100.1";
 /// Servers in the internet namespace.
 pub const SERVER_A: &str = "198.51.100.7";
 pub const SERVER_B: &str = "203.0.113.5";
+pub const ROUTER_IOT_IP6: &str = "2001:db8:1::1";
+pub const ROUTER_WAN_IP6: &str = "2001:db8:ff::1";
+pub const SERVER_A6: &str = "2001:db8:ff::7";
+/// Prefixes the internet namespace accepts connections on as a whole.
+pub const ANY_V4: &str = "203.0.113.128/25";
+pub const ANY_V6: &str = "2001:db8:ff::1:0/112";
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip")
@@ -65,6 +74,26 @@ impl Netns {
         ip(&a)
     }
 
+    /// Waits until no IPv6 address of the namespace is tentative (DAD done).
+    pub fn wait_ipv6_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = Command::new("ip")
+                .args(["-n", &self.name, "-6", "addr", "show", "tentative"])
+                .output()?;
+            if out.stdout.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "IPv6 addresses in {} still tentative after {timeout:?}",
+                    self.name
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
         let status = Command::new("ip")
             .args([
@@ -83,7 +112,7 @@ impl Netns {
         Ok(())
     }
 
-    fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
     }
 
@@ -94,7 +123,7 @@ impl Netns {
     ) -> anyhow::Result<T> {
         let file = File::open(self.path())?;
         let h = thread::spawn(move || {
-            enter(&file).expect("setns");
+            enter_ns(&file).expect("setns");
             f()
         });
         h.join()
@@ -104,7 +133,8 @@ impl Netns {
     /// Tries a TCP connection from inside this namespace; true if it was
     /// accepted and the server's greeting arrived.
     pub fn connect(&self, addr: &str, port: u16, timeout: Duration) -> bool {
-        let target: SocketAddr = format!("{addr}:{port}").parse().unwrap();
+        let ip: std::net::IpAddr = addr.parse().expect("an IP address");
+        let target = SocketAddr::new(ip, port);
         self.run(move || {
             let Ok(mut s) = TcpStream::connect_timeout(&target, timeout) else {
                 return false;
@@ -117,7 +147,9 @@ impl Netns {
     }
 }
 
-fn enter(file: &File) -> std::io::Result<()> {
+/// Enters the network namespace of `file` (this thread, or a child before
+/// exec).
+pub fn enter_ns(file: &File) -> std::io::Result<()> {
     if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -132,20 +164,34 @@ impl Drop for Netns {
     }
 }
 
-/// A TCP server greeting every client with "hello", until dropped.
+/// A TCP server greeting every client with "hello" and then echoing what
+/// it sends, until dropped.
 pub struct Server {
     stop: Arc<AtomicBool>,
 }
 
 impl Server {
     pub fn start(ns: &Netns, addr: &str, port: u16) -> anyhow::Result<Self> {
+        let bind: SocketAddr = if addr.contains(':') {
+            format!("[{addr}]:{port}").parse()?
+        } else {
+            format!("{addr}:{port}").parse()?
+        };
+        Self::bind(ns, bind)
+    }
+
+    /// Listens on every address of the namespace (IPv4 and IPv6).
+    pub fn start_any(ns: &Netns, port: u16) -> anyhow::Result<Self> {
+        Self::bind(ns, format!("[::]:{port}").parse()?)
+    }
+
+    fn bind(ns: &Netns, bind: SocketAddr) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let bind: SocketAddr = format!("{addr}:{port}").parse()?;
         let file = File::open(ns.path())?;
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
-            enter(&file).expect("setns");
+            enter_ns(&file).expect("setns");
             let l = match TcpListener::bind(bind) {
                 Ok(l) => l,
                 Err(e) => {
@@ -158,14 +204,40 @@ impl Server {
             while !flag.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((mut s, _)) => {
-                        let _ = s.write_all(b"hello");
+                        let _ = s.set_nonblocking(false);
+                        if s.write_all(b"hello").is_ok() {
+                            let stop = flag.clone();
+                            thread::spawn(move || echo(s, stop));
+                        }
                     }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
             }
         });
         rx.recv_timeout(Duration::from_secs(5))??;
         Ok(Self { stop })
+    }
+}
+
+/// Echoes until the peer closes, an error, or the server stops.
+fn echo(mut s: TcpStream, stop: Arc<AtomicBool>) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::Relaxed) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -185,6 +257,10 @@ pub struct DeviceSpec {
 impl DeviceSpec {
     pub fn ip(&self) -> String {
         format!("192.0.2.{}", self.host)
+    }
+
+    pub fn ip6(&self) -> String {
+        format!("2001:db8:1::{:x}", self.host)
     }
 }
 
@@ -222,6 +298,7 @@ impl Lab {
         ])?;
         switch.ip(&["link", "set", "uplink", "master", "br0", "up"])?;
         router.ip(&["addr", "add", "192.0.2.1/24", "dev", "iot0"])?;
+        router.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "iot0", "nodad"])?;
         router.ip(&["link", "set", "iot0", "up"])?;
         router.ip(&[
             "link",
@@ -237,12 +314,36 @@ impl Lab {
         ])?;
         router.ip(&["addr", "add", "198.51.100.1/24", "dev", "wan0"])?;
         router.ip(&["addr", "add", "203.0.113.1/24", "dev", "wan0"])?;
+        router.ip(&["addr", "add", "2001:db8:ff::1/64", "dev", "wan0", "nodad"])?;
         router.ip(&["link", "set", "wan0", "up"])?;
         router.sysctl("net.ipv4.ip_forward", "1")?;
+        router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         internet.ip(&["addr", "add", &format!("{SERVER_A}/24"), "dev", "eth0"])?;
         internet.ip(&["addr", "add", &format!("{SERVER_B}/24"), "dev", "eth0"])?;
+        internet.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_A6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         internet.ip(&["link", "set", "eth0", "up"])?;
         internet.ip(&["route", "add", "192.0.2.0/24", "via", ROUTER_WAN_IP])?;
+        internet.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            ROUTER_WAN_IP6,
+        ])?;
+        // Whole prefixes served by the internet namespace: the router routes
+        // them to one neighbour, which treats every address in them as local.
+        router.ip(&["route", "add", ANY_V4, "via", SERVER_A])?;
+        router.ip(&["-6", "route", "add", ANY_V6, "via", SERVER_A6])?;
+        internet.ip(&["route", "add", "local", ANY_V4, "dev", "lo"])?;
+        internet.ip(&["-6", "route", "add", "local", ANY_V6, "dev", "lo"])?;
         let mut devs = Vec::new();
         for (i, d) in devices.iter().enumerate() {
             let ns = Netns::new("iotf-d")?;
@@ -262,9 +363,27 @@ impl Lab {
             switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
             ns.ip(&["link", "set", "eth0", "address", d.mac])?;
             ns.ip(&["addr", "add", &format!("{}/24", d.ip()), "dev", "eth0"])?;
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("{}/64", d.ip6()),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
             ns.ip(&["link", "set", "eth0", "up"])?;
             ns.ip(&["route", "add", "default", "via", ROUTER_IOT_IP])?;
+            ns.ip(&["-6", "route", "add", "default", "via", ROUTER_IOT_IP6])?;
             devs.push((ns, d.name.to_string()));
+        }
+        // Link-local addresses finish duplicate address detection before
+        // any test traffic: until then neighbour discovery stalls the first
+        // IPv6 packets by a second or more.
+        for ns in [&router, &switch, &internet]
+            .into_iter()
+            .chain(devs.iter().map(|(ns, _)| ns))
+        {
+            ns.wait_ipv6_ready(Duration::from_secs(5))?;
         }
         let mut servers = Vec::new();
         for addr in [SERVER_A, SERVER_B] {
@@ -297,17 +416,72 @@ impl Lab {
 
     /// Writes the daemon configuration and policy into the lab directory.
     pub fn write_config(&self, attach: &str, policy: &str) -> anyhow::Result<PathBuf> {
+        self.write_config_with(attach, policy, "")
+    }
+
+    /// Like `write_config`, with more top-level configuration keys (YAML).
+    pub fn write_config_with(
+        &self,
+        attach: &str,
+        policy: &str,
+        extra: &str,
+    ) -> anyhow::Result<PathBuf> {
         std::fs::write(self.dir.join("policy.yaml"), policy)?;
         let cfg = self.dir.join("iotfence.yaml");
         std::fs::write(
             &cfg,
             format!(
-                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n",
+                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n{extra}",
                 self.pins.path.display(),
                 self.dir.join("state").display()
             ),
         )?;
         Ok(cfg)
+    }
+
+    /// Packets of `device` dropped for any reason.
+    pub fn dropped(&self, device: u32) -> u64 {
+        iotfence_common::reason::REASONS
+            .iter()
+            .map(|r| self.counter(device, iotfence_common::Verdict::Dropped, *r))
+            .sum()
+    }
+
+    /// The learned-map entry of (device, address), read from the pins.
+    pub fn learned(
+        &self,
+        device: u32,
+        addr: std::net::IpAddr,
+    ) -> Option<iotfence_common::LearnedRules> {
+        self.learned_map()
+            .get(&iotfence::dns::table::key(device, addr), 0)
+            .ok()
+    }
+
+    fn learned_map(
+        &self,
+    ) -> aya::maps::HashMap<
+        aya::maps::MapData,
+        iotfence_common::LearnedKey,
+        iotfence_common::LearnedRules,
+    > {
+        use aya::maps::{HashMap, Map, MapData};
+        let path = self
+            .pins
+            .path
+            .join("maps")
+            .join(iotfence_common::consts::map_names::LEARNED);
+        let data = MapData::from_pin(&path).expect("opening the pinned learned map");
+        HashMap::try_from(Map::HashMap(data)).expect("learned map type")
+    }
+
+    /// Learned-map entries of `device`.
+    pub fn learned_count(&self, device: u32) -> usize {
+        self.learned_map()
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.device == device)
+            .count()
     }
 
     /// Starts `iotfence run` in the router namespace and waits until ready.
@@ -387,7 +561,7 @@ impl Daemon {
         // Enter only the network namespace: `ip netns exec` would also
         // remount /sys and hide the bpffs holding the pins.
         unsafe {
-            cmd.pre_exec(move || enter(&ns));
+            cmd.pre_exec(move || enter_ns(&ns));
         }
         let mut child = cmd.spawn().context("starting iotfence")?;
         let stderr = Arc::new(Mutex::new(Vec::new()));

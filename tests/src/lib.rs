@@ -1,6 +1,7 @@
 //! Test support for iotfence: packet fixtures shared by tests and benchmarks,
 //! a BPF_PROG_TEST_RUN harness, and the network-namespace lab.
 
+pub mod dns;
 pub mod fixtures;
 pub mod harness;
 pub mod lab;

@@ -1,0 +1,245 @@
+//! DNS in the lab: Debian's dnsmasq as the router's resolver, serving lab
+//! names from a hosts file, and a stub resolver for the device side (UDP or
+//! TCP) built on hickory-proto.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    os::unix::process::CommandExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use hickory_proto::{
+    op::{Message, MessageType, Query},
+    rr::{Name, RData, RecordType},
+};
+
+use crate::lab::{enter_ns, Netns, ROUTER_IOT_IP};
+
+/// dnsmasq in the router namespace, listening on the router's IoT address;
+/// stopped on drop.
+pub struct Dnsmasq {
+    child: Child,
+}
+
+impl Dnsmasq {
+    /// `hosts`: (name, address) lines; `cnames`: (alias, target) pairs;
+    /// every answer carries `ttl`.
+    pub fn start(
+        router: &Netns,
+        dir: &Path,
+        hosts: &[(String, IpAddr)],
+        cnames: &[(&str, &str)],
+        ttl: u32,
+    ) -> anyhow::Result<Self> {
+        let hosts_file = dir.join("lab.hosts");
+        let mut text = String::new();
+        for (name, ip) in hosts {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        std::fs::write(&hosts_file, text)?;
+        let ns = File::open(router.path())?;
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            "--bind-interfaces",
+            "--user=root",
+            "--pid-file",
+            "--log-facility=-",
+            &format!("--listen-address={ROUTER_IOT_IP}"),
+            &format!("--local-ttl={ttl}"),
+            &format!("--addn-hosts={}", hosts_file.display()),
+        ]);
+        for (alias, target) in cnames {
+            cmd.arg(format!("--cname={alias},{target}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        unsafe {
+            cmd.pre_exec(move || enter_ns(&ns));
+        }
+        let child = cmd
+            .spawn()
+            .context("starting dnsmasq (Debian package dnsmasq-base)")?;
+        let mut d = Self { child };
+        // Ready when it answers on port 53.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(status) = d.child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = d.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("dnsmasq exited ({status}): {err}");
+            }
+            let up = router.run(|| {
+                let s = UdpSocket::bind("0.0.0.0:0").ok()?;
+                s.connect((ROUTER_IOT_IP, 53)).ok()?;
+                let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                s.send(&query_bytes(1, "ready.invalid", RecordType::A))
+                    .ok()?;
+                let mut b = [0u8; 512];
+                s.recv(&mut b).ok()
+            })?;
+            if up.is_some() {
+                return Ok(d);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("dnsmasq did not answer within 5 s")
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn query_bytes(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = id;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+/// Addresses in an answer (any owner name: this is the device's view).
+pub fn addresses(answer: &[u8]) -> Vec<IpAddr> {
+    let Ok(m) = Message::from_vec(answer) else {
+        return Vec::new();
+    };
+    if m.metadata.message_type != MessageType::Response {
+        return Vec::new();
+    }
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::from(a.0)),
+            RData::AAAA(a) => Some(IpAddr::from(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A stub resolver used from a device namespace thread.
+pub struct Stub {
+    udp: UdpSocket,
+    next_id: u16,
+    pub resolver: SocketAddr,
+}
+
+impl Stub {
+    /// Must be called on a thread inside the device's namespace.
+    pub fn new(resolver: &str) -> std::io::Result<Self> {
+        let resolver: SocketAddr = format!("{resolver}:53").parse().unwrap();
+        let udp = UdpSocket::bind("0.0.0.0:0")?;
+        udp.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(Self {
+            udp,
+            next_id: 0x1000,
+            resolver,
+        })
+    }
+
+    /// Resolves over UDP; the answer's addresses, or `None` on timeout.
+    pub fn resolve(&mut self, name: &str, qtype: RecordType) -> Option<Vec<IpAddr>> {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        self.udp
+            .send_to(&query_bytes(id, name, qtype), self.resolver)
+            .ok()?;
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let (n, from) = self.udp.recv_from(&mut buf).ok()?;
+            if from == self.resolver && n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
+                return Some(addresses(&buf[..n]));
+            }
+        }
+        None
+    }
+
+    /// Resolves over TCP (a fresh connection, one query).
+    pub fn resolve_tcp(&mut self, name: &str, qtype: RecordType) -> Option<Vec<IpAddr>> {
+        let mut s = TcpStream::connect_timeout(&self.resolver, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let q = query_bytes(0x4242, name, qtype);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        s.write_all(&framed).ok()?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).ok()?;
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg).ok()?;
+        Some(addresses(&msg))
+    }
+}
+
+/// A response to `name` (id `id`) with one A record, as a forger would send.
+pub fn answer_bytes(id: u16, name: &str, addr: std::net::Ipv4Addr, ttl: u32) -> Vec<u8> {
+    use hickory_proto::rr::{rdata::A, Record};
+    let n = Name::from_ascii(name).unwrap();
+    let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
+    m.add_query(Query::query(n.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(n, ttl, RData::A(A(addr))));
+    m.to_vec().unwrap()
+}
+
+/// Sends a raw Ethernet frame out of `ifname` from inside `ns` (AF_PACKET:
+/// it passes the interface's TC egress hook like any frame the router sends).
+pub fn send_frame(ns: &Netns, ifname: &str, frame: Vec<u8>) -> anyhow::Result<()> {
+    let ifname = std::ffi::CString::new(ifname)?;
+    ns.run(move || -> anyhow::Result<()> {
+        let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        if ifindex == 0 {
+            bail!("no interface {ifname:?}");
+        }
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+        }
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        unsafe { libc::close(fd) };
+        // ENOBUFS: a TC program took the frame (iotfence holds DNS answers).
+        if n < 0 && err.raw_os_error() != Some(libc::ENOBUFS) {
+            bail!("sendto: {err}");
+        }
+        Ok(())
+    })?
+}
+
+/// The MAC address of `ifname` in `ns`.
+pub fn mac_of(ns: &Netns, ifname: &str) -> anyhow::Result<[u8; 6]> {
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "-j", "link", "show", ifname])
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let s = v[0]["address"].as_str().context("no MAC")?;
+    iotfence::compile::parse_mac(s).context("bad MAC")
+}

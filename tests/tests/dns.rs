@@ -1,0 +1,384 @@
+//! DNS learning end to end: Debian's dnsmasq as the router's resolver, real
+//! devices in namespaces, iotfence holding answers until their addresses are
+//! learned. Outcomes are read from the drop counters and the learned map.
+
+use std::{
+    io::{Read, Write},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use hickory_proto::rr::RecordType;
+use iotfence_common::{Reason, Verdict};
+use iotfence_tests::{
+    dns::{answer_bytes, mac_of, send_frame, Dnsmasq, Stub},
+    lab::{DeviceSpec, Lab, Server, ROUTER_IOT_IP},
+    packet,
+};
+
+const DEVICE: DeviceSpec = DeviceSpec {
+    name: "dev-1",
+    mac: "02:00:5e:10:00:01",
+    host: 10,
+};
+
+const POLICY: &str = "
+profiles:
+  vendor:
+    use: [dhcp, dns]
+    egress:
+      - to: [\"*.vendor.example\"]
+        proto: tcp
+        ports: 443
+devices:
+  - name: dev-1
+    mac: 02:00:5e:10:00:01
+    profile: vendor
+";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn connect(ns: &iotfence_tests::lab::Netns, addr: IpAddr) -> bool {
+    ns.connect(&addr.to_string(), 443, Duration::from_secs(1))
+}
+
+/// Resolve-then-connect-at-once with fresh names, each for an address never
+/// seen before: not one first packet may be dropped.
+fn fresh_names_never_drop_the_first_packet(attach: &str, trials: usize) {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let hosts: Vec<(String, IpAddr)> = (0..trials)
+        .map(|i| {
+            let addr = if i < 100 {
+                IpAddr::V4(Ipv4Addr::new(203, 0, 113, 129 + i as u8))
+            } else {
+                ip(&format!("2001:db8:ff::1:{:x}", i))
+            };
+            (format!("n{i}.fresh.vendor.example"), addr)
+        })
+        .collect();
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
+    let cfg = lab.write_config(attach, POLICY).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    let names: Vec<(String, IpAddr)> = hosts.clone();
+    let failures = lab
+        .device("dev-1")
+        .run(move || {
+            let mut stub = Stub::new(ROUTER_IOT_IP).unwrap();
+            let mut failures = Vec::new();
+            for (name, want) in &names {
+                let qtype = if want.is_ipv4() {
+                    RecordType::A
+                } else {
+                    RecordType::AAAA
+                };
+                let got = stub.resolve(name, qtype);
+                if got.as_deref() != Some(&[*want][..]) {
+                    failures.push(format!("{name}: answer {got:?}"));
+                    continue;
+                }
+                // At once: no pause between the answer and the SYN.
+                if TcpStream::connect_timeout(&SocketAddr::new(*want, 443), Duration::from_secs(2))
+                    .is_err()
+                {
+                    failures.push(format!("{name}: connect to {want} failed"));
+                }
+            }
+            failures
+        })
+        .unwrap();
+    let dropped = lab.dropped(1);
+    let log = lab.daemon.as_ref().unwrap().log();
+    let reasons: Vec<String> = iotfence_common::reason::REASONS
+        .iter()
+        .map(|r| (r, lab.counter(1, Verdict::Dropped, *r)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{}={n}", r.name()))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {trials} trials failed: {:?}; drops: {reasons:?}\n{log}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(dropped, 0, "first packets dropped");
+    assert!(lab.learned_count(1) >= trials, "every address learned");
+}
+
+#[test]
+fn xdp_fresh_names_never_drop_the_first_packet() {
+    fresh_names_never_drop_the_first_packet("xdp", 1000);
+}
+
+#[test]
+fn tc_fresh_names_never_drop_the_first_packet() {
+    fresh_names_never_drop_the_first_packet("tc", 200);
+}
+
+/// Real answers of every shape, and forged ones: each has its outcome, and
+/// none opens anything the policy does not name.
+#[test]
+fn answers_are_learned_only_from_the_chain_of_a_real_query() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let mut hosts: Vec<(String, IpAddr)> = vec![
+        ("edge.cdn-other.example".into(), ip("203.0.113.131")),
+        ("api.vendor.example".into(), ip("203.0.113.132")),
+        ("v6.vendor.example".into(), ip("2001:db8:ff::1:6")),
+        ("tcp.vendor.example".into(), ip("203.0.113.133")),
+        ("shop.evil.example".into(), ip("203.0.113.134")),
+    ];
+    for i in 0..40u8 {
+        hosts.push((
+            "flood.vendor.example".into(),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 160 + i)),
+        ));
+    }
+    let cnames = [
+        ("cdn.vendor.example", "edge.cdn-other.example"),
+        ("alias.evil.example", "api.vendor.example"),
+    ];
+    // TTL 0 everywhere: learned entries live min_ttl + grace.
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &cnames, 0).unwrap();
+    let cfg = lab
+        .write_config_with("xdp", POLICY, "dns:\n  max_addresses_per_name: 8\n")
+        .unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    let dev = lab.device("dev-1");
+    let resolve = |name: &'static str, qtype: RecordType, tcp: bool| {
+        dev.run(move || {
+            let mut stub = Stub::new(ROUTER_IOT_IP).unwrap();
+            if tcp {
+                stub.resolve_tcp(name, qtype)
+            } else {
+                stub.resolve(name, qtype)
+            }
+        })
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name}: no answer"))
+    };
+    let not_allowed = || lab.counter(1, Verdict::Dropped, Reason::NotAllowed);
+
+    // A CNAME chain from an allowed name to another domain: learned.
+    assert_eq!(
+        resolve("cdn.vendor.example", RecordType::A, false),
+        vec![ip("203.0.113.131")]
+    );
+    assert!(lab.learned(1, ip("203.0.113.131")).is_some());
+    assert!(connect(dev, ip("203.0.113.131")));
+
+    // A chain from a name the profile does not allow, through an allowed
+    // one: the device gets its answer, nothing is learned.
+    assert_eq!(
+        resolve("alias.evil.example", RecordType::A, false),
+        vec![ip("203.0.113.132")]
+    );
+    assert!(lab.learned(1, ip("203.0.113.132")).is_none());
+    let before = not_allowed();
+    assert!(!connect(dev, ip("203.0.113.132")));
+    assert!(
+        not_allowed() > before,
+        "the refused connection is counted as a drop"
+    );
+
+    // Not in the profile at all.
+    assert_eq!(
+        resolve("shop.evil.example", RecordType::A, false),
+        vec![ip("203.0.113.134")]
+    );
+    assert!(lab.learned(1, ip("203.0.113.134")).is_none());
+
+    // AAAA, then DNS over TCP.
+    assert_eq!(
+        resolve("v6.vendor.example", RecordType::AAAA, false),
+        vec![ip("2001:db8:ff::1:6")]
+    );
+    assert!(connect(dev, ip("2001:db8:ff::1:6")));
+    assert_eq!(
+        resolve("tcp.vendor.example", RecordType::A, true),
+        vec![ip("203.0.113.133")]
+    );
+    assert!(lab.learned(1, ip("203.0.113.133")).is_some());
+    assert!(connect(dev, ip("203.0.113.133")));
+
+    // TTL 0 is clamped up to min_ttl (60 s) plus grace (60 s).
+    let e = lab.learned(1, ip("203.0.113.131")).unwrap();
+    let left = e.rules[0]
+        .expires_ns
+        .saturating_sub(iotfence::dns::service::mono_ns());
+    assert!(
+        left > 100_000_000_000 && left <= 120_000_000_000,
+        "{left} ns left"
+    );
+
+    // Many addresses for one name: at most max_addresses_per_name learned.
+    let flood = resolve("flood.vendor.example", RecordType::A, false);
+    assert!(
+        flood.len() > 8,
+        "dnsmasq returned {} addresses",
+        flood.len()
+    );
+    let learned = flood
+        .iter()
+        .filter(|a| lab.learned(1, **a).is_some())
+        .count();
+    assert_eq!(learned, 8);
+
+    // Forged: an answer from a host that is not a configured resolver.
+    let forged = ip("203.0.113.140");
+    lab.internet
+        .run(move || {
+            let s = UdpSocket::bind("198.51.100.7:53").unwrap();
+            let a = answer_bytes(
+                7,
+                "forged.vendor.example",
+                "203.0.113.140".parse().unwrap(),
+                300,
+            );
+            s.send_to(&a, "192.0.2.10:40000").unwrap();
+        })
+        .unwrap();
+    // Forged: an answer from the resolver's address that no query asked for.
+    let unsolicited = ip("203.0.113.141");
+    let router_mac = mac_of(&lab.router, "iot0").unwrap();
+    let dev_mac = iotfence::compile::parse_mac(DEVICE.mac).unwrap();
+    let a = answer_bytes(
+        9,
+        "unsolicited.vendor.example",
+        "203.0.113.141".parse().unwrap(),
+        300,
+    );
+    let frame = packet::eth(
+        router_mac,
+        dev_mac,
+        &[],
+        0x0800,
+        &packet::ipv4(
+            packet::v4(ROUTER_IOT_IP),
+            packet::v4("192.0.2.10"),
+            17,
+            &packet::udp(53, 40001, &a),
+        ),
+    );
+    send_frame(&lab.router, "iot0", frame).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for addr in [forged, unsolicited] {
+        assert!(
+            lab.learned(1, addr).is_none(),
+            "{addr} learned from a forged answer"
+        );
+        let before = not_allowed();
+        assert!(!connect(dev, addr));
+        assert!(not_allowed() > before);
+    }
+}
+
+/// After TTL + grace a new connection is dropped (as `expired`), while one
+/// opened before keeps working.
+#[test]
+fn expiry_stops_new_connections_not_established_ones() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let hosts = vec![("short.vendor.example".to_string(), ip("203.0.113.150"))];
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 1).unwrap();
+    let cfg = lab
+        .write_config_with(
+            "xdp",
+            POLICY,
+            "dns:\n  min_ttl_seconds: 1\n  max_ttl_seconds: 1\n  grace_seconds: 1\n",
+        )
+        .unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    let dev = lab.device("dev-1");
+    let mut conn = dev
+        .run(|| {
+            let mut stub = Stub::new(ROUTER_IOT_IP).unwrap();
+            assert_eq!(
+                stub.resolve("short.vendor.example", RecordType::A),
+                Some(vec![ip("203.0.113.150")])
+            );
+            let mut s = TcpStream::connect_timeout(
+                &"203.0.113.150:443".parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut hello = [0u8; 5];
+            s.read_exact(&mut hello).unwrap();
+            s
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Dropped as `expired` until the daemon collects the entry (within
+    // half a second), as `not_allowed` after.
+    let before = lab.dropped(1);
+    assert!(
+        !connect(dev, ip("203.0.113.150")),
+        "new connection after expiry"
+    );
+    assert!(lab.dropped(1) > before);
+    conn.write_all(b"still").unwrap();
+    let mut echo = [0u8; 5];
+    conn.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"still", "the established connection keeps working");
+    // The daemon garbage-collects the expired entry.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(lab.learned(1, ip("203.0.113.150")).is_none());
+}
+
+/// Learned entries keep working while the daemon is down and are restored
+/// from the state file when it returns; meanwhile new answers are not
+/// delivered (fail closed), so nothing is allowed unlearned.
+#[test]
+fn learned_entries_survive_a_restart_and_answers_fail_closed_meanwhile() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let hosts = vec![
+        ("keep.vendor.example".to_string(), ip("203.0.113.151")),
+        ("later.vendor.example".to_string(), ip("203.0.113.152")),
+    ];
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
+    let cfg = lab.write_config("xdp", POLICY).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    let resolve = |lab: &Lab, name: &'static str| {
+        lab.device("dev-1")
+            .run(move || {
+                Stub::new(ROUTER_IOT_IP)
+                    .unwrap()
+                    .resolve(name, RecordType::A)
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        resolve(&lab, "keep.vendor.example"),
+        Some(vec![ip("203.0.113.151")])
+    );
+    let status = lab.daemon.as_mut().unwrap().terminate().unwrap();
+    assert!(status.success());
+    assert!(
+        lab.dir.join("state/learned.json").exists(),
+        "state saved on exit"
+    );
+    let dev = lab.device("dev-1");
+    assert!(
+        connect(dev, ip("203.0.113.151")),
+        "learned entry works without the daemon"
+    );
+    assert_eq!(
+        resolve(&lab, "later.vendor.example"),
+        None,
+        "answers are held back while nobody learns"
+    );
+    lab.start_daemon(&cfg).unwrap();
+    let log = lab.daemon.as_ref().unwrap().log();
+    assert!(log.contains("restored=1"), "{log}");
+    let dev = lab.device("dev-1");
+    assert!(connect(dev, ip("203.0.113.151")));
+    assert_eq!(
+        resolve(&lab, "later.vendor.example"),
+        Some(vec![ip("203.0.113.152")])
+    );
+    assert!(connect(dev, ip("203.0.113.152")));
+}
