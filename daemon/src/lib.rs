@@ -10,6 +10,7 @@ pub mod diag;
 pub mod dns;
 pub mod events;
 pub mod exit;
+pub mod ids;
 pub mod lock;
 pub mod policy;
 pub mod run;

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             init_tracing();
-            let (cfg, policy) = match run::validate(&config) {
+            let (cfg, mut policy) = match run::validate(&config) {
                 Ok(v) => v,
                 Err(diags) => {
                     print_diags(&diags, false);
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(exit::NOPERM as u8);
             }
-            match run::start(&cfg, &policy) {
+            match run::start(&cfg, &mut policy) {
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "could not start enforcement");
                     exit::OS

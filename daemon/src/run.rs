@@ -18,7 +18,9 @@ use crate::{
     datapath::Datapath,
     diag::Diagnostic,
     dns::{self, service::DnsPolicy},
-    events, lock,
+    events,
+    ids::DeviceIds,
+    lock,
 };
 
 /// How long events already in the ring buffer may take to flush at shutdown.
@@ -26,8 +28,10 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything up to the first applied policy; no side effects before the
 /// caller has validated `cfg` and `policy`.
-pub fn start(cfg: &Config, policy: &Compiled) -> anyhow::Result<Running> {
+pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     let lock = lock::acquire(&cfg.pin_dir)?;
+    let mut ids = DeviceIds::load(&cfg.state_dir);
+    ids.assign(policy).context("assigning device ids")?;
     bpffs::ensure(&cfg.pin_dir)?;
     let adopted = cfg.pin_dir.join("links").is_dir();
     let mut dp = Datapath::load(&cfg.pin_dir)?;
@@ -43,13 +47,14 @@ pub fn start(cfg: &Config, policy: &Compiled) -> anyhow::Result<Running> {
         let how = dp.attach(iface, cfg.attach)?;
         tracing::info!(interface = %iface, hook = how, generation, adopted, devices = policy.devices.len(), profiles = policy.profiles.len(), "enforcing");
     }
-    Ok(Running { dp, dns, lock })
+    Ok(Running { dp, dns, ids, lock })
 }
 
 /// An enforcing datapath with its DNS learning thread and the daemon lock.
 pub struct Running {
     pub dp: Datapath,
     pub dns: dns::service::Service,
+    pub ids: DeviceIds,
     pub lock: lock::DaemonLock,
 }
 
@@ -77,6 +82,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     let Running {
         mut dp,
         dns,
+        mut ids,
         lock: _lock,
     } = running;
     let mut term = signal(SignalKind::terminate())?;
@@ -95,7 +101,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                if reload(&cfg, &mut policy, &mut dp) {
+                if reload(&cfg, &mut policy, &mut dp, &mut ids) {
                     dns.update(DnsPolicy::of(&policy));
                 }
             }
@@ -138,7 +144,7 @@ fn drain(ring: &mut RingBuf<MapData>, policy: &Compiled) -> usize {
 
 /// Re-reads the policy; an invalid one leaves the running policy in force.
 /// True when a new policy was applied.
-fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath) -> bool {
+fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath, ids: &mut DeviceIds) -> bool {
     match compile::load(cfg) {
         Err(diags) => {
             for d in &diags {
@@ -146,7 +152,10 @@ fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath) -> bool {
             }
             false
         }
-        Ok(new) => match apply::apply(&mut dp.maps, cfg, &new) {
+        Ok(mut new) => match ids
+            .assign(&mut new)
+            .and_then(|()| apply::apply(&mut dp.maps, cfg, &new))
+        {
             Ok(generation) => {
                 tracing::info!(generation, devices = new.devices.len(), "policy reloaded");
                 *policy = new;

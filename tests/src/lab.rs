@@ -619,6 +619,32 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGHUP and waits (bounded) for the daemon's verdict on the
+    /// policy: true when it was reloaded, false when it was rejected.
+    pub fn reload(&self) -> anyhow::Result<bool> {
+        let seen = |s: &str| {
+            self.stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(s))
+                .count()
+        };
+        let (ok, bad) = (seen("policy reloaded"), seen("reload rejected"));
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if seen("policy reloaded") > ok {
+                return Ok(true);
+            }
+            if seen("reload rejected") > bad {
+                return Ok(false);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        bail!("no reload verdict within 10 s:\n{}", self.log())
+    }
+
     /// SIGTERM, then the exit status (bounded wait).
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

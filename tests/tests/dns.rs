@@ -382,3 +382,55 @@ fn learned_entries_survive_a_restart_and_answers_fail_closed_meanwhile() {
     );
     assert!(connect(dev, ip("203.0.113.152")));
 }
+
+/// A reload keeps what devices learned for patterns that still exist, even
+/// when devices are inserted before them; a pattern removed takes its
+/// learned addresses with it.
+#[test]
+fn reload_keeps_learned_entries_of_remaining_patterns() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let hosts = vec![
+        ("a.vendor.example".to_string(), ip("203.0.113.171")),
+        ("b.other.example".to_string(), ip("203.0.113.172")),
+    ];
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
+    let two_patterns = POLICY.replace(
+        "      - to: [\"*.vendor.example\"]",
+        "      - to: [\"*.other.example\"]\n        proto: tcp\n        ports: 443\n      - to: [\"*.vendor.example\"]",
+    );
+    let cfg = lab.write_config("xdp", &two_patterns).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    for name in ["a.vendor.example", "b.other.example"] {
+        let got = lab
+            .device("dev-1")
+            .run(move || {
+                Stub::new(ROUTER_IOT_IP)
+                    .unwrap()
+                    .resolve(name, RecordType::A)
+            })
+            .unwrap();
+        assert!(got.is_some_and(|v| v.len() == 1), "{name}");
+    }
+    assert!(lab.learned(1, ip("203.0.113.171")).is_some());
+    assert!(lab.learned(1, ip("203.0.113.172")).is_some());
+    // A new device ahead of dev-1, and *.other.example gone.
+    let edited = POLICY.replace(
+        "devices:\n",
+        "devices:\n  - name: newcomer\n    mac: 02:00:5e:10:00:09\n    profile: vendor\n",
+    );
+    std::fs::write(lab.dir.join("policy.yaml"), edited).unwrap();
+    assert!(lab.daemon.as_ref().unwrap().reload().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        lab.learned(1, ip("203.0.113.171")).is_some(),
+        "kept, under the same device id"
+    );
+    assert!(
+        lab.learned(1, ip("203.0.113.172")).is_none(),
+        "its pattern was removed"
+    );
+    let dev = lab.device("dev-1");
+    assert!(connect(dev, ip("203.0.113.171")));
+    assert!(!connect(dev, ip("203.0.113.172")));
+}
