@@ -109,3 +109,32 @@ fn yaml_syntax_and_unknown_keys_are_located() {
     assert_eq!(code, 65, "{out}");
     assert!(out.contains("policy.yaml:"), "{out}");
 }
+
+#[test]
+fn domain_patterns_are_checked() {
+    let d = tempdir("domains");
+    let policy = "\
+profiles:
+  gw:
+    egress:
+      - to: [api.casambi.com, \"*.com\", \"*\", \"a.*.example.com\"]
+        proto: tcp
+        ports: 443
+    inbound:
+      - from: [\"*.casambi.com\"]
+        proto: tcp
+        ports: 80
+";
+    let (code, out) = check(&d, policy);
+    assert_eq!(code, 65, "{out}");
+    let p = d.join("policy.yaml").display().to_string();
+    for want in [
+        format!("{p}:4:31: error: `*.com` would allow every name under a top-level domain"),
+        format!("{p}:4:40: error: `*` would allow every name"),
+        format!("{p}:4:45: error: `a.*.example.com`: `*` may only stand alone"),
+        format!("{p}:8:16: error: `*.casambi.com`: inbound sources must be addresses or CIDRs"),
+    ] {
+        assert!(out.contains(&want), "missing `{want}` in:\n{out}");
+    }
+    assert!(out.contains("4 problem(s)"), "{out}");
+}
