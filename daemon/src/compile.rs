@@ -1,8 +1,15 @@
 //! Validates a policy against the configuration and compiles it into what
 //! the maps hold. Every problem is collected (not just the first) with its
-//! location; nothing here touches the kernel.
+//! file and location; nothing here touches the kernel.
+//!
+//! A policy may span files (see `sources`): profiles, devices, variables
+//! and requirements from every file form one namespace.
 
-use std::{collections::BTreeMap, net::IpAddr, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use iotfence_common::{
     consts::{
@@ -16,13 +23,16 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::{
     config::Config,
-    diag::{from_yaml_error, Diagnostic, Diags},
+    diag::{Diagnostic, Diags},
     dns::pattern::Pattern,
-    policy::{DeviceDoc, OneOrMany, PolicyDoc, PortSpec, ProfileDoc, ProtoSpec, RuleDoc},
+    policy::{OneOrMany, PortSpec, ProfileDoc, ProtoSpec, RequireDoc, RuleDoc},
+    sources::{self, Source},
 };
 
 /// Name of the profile built in for unknown devices.
 pub const BUILTIN_DEFAULT: &str = "default";
+/// The site variable the built-in `ntp` block sends to.
+pub const NTP_VAR: &str = "ntp_servers";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiled {
@@ -31,9 +41,13 @@ pub struct Compiled {
     pub default_profile: u16,
     /// Device ids start at 1; 0 is "unknown device".
     pub devices: Vec<CompiledDevice>,
+    /// Lints that do not reject the policy.
+    pub warnings: Vec<Diagnostic>,
+    /// Every file the policy was read from (watched for changes).
+    pub files: Vec<PathBuf>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompiledProfile {
     pub name: String,
     pub mode: u8,
@@ -43,6 +57,9 @@ pub struct CompiledProfile {
     pub inbound: Vec<(IpNet, RuleSet)>,
     /// Destinations named by domain: allowed once DNS answers name them.
     pub domains: Vec<DomainRule>,
+    pub description: Option<String>,
+    pub source: Option<String>,
+    pub limitations: Vec<String>,
 }
 
 /// A domain pattern and what it allows for the addresses it resolves to.
@@ -83,77 +100,340 @@ impl Compiled {
     }
 }
 
-/// Reads, parses, validates and compiles the policy file of `cfg`.
+/// Reads, parses, validates and compiles the policy of `cfg`.
 pub fn load(cfg: &Config) -> Result<Compiled, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(&cfg.policy).map_err(|e| {
-        vec![Diagnostic {
-            file: cfg.policy.display().to_string(),
-            line: 1,
-            column: 1,
-            message: format!("cannot read policy: {e}"),
-            hint: Some(format!(
-                "`policy:` in {} is relative to that file",
-                cfg.file.display()
-            )),
-        }]
-    })?;
-    compile(&cfg.policy, &text, cfg)
+    load_path(&cfg.policy, cfg)
 }
 
+/// Reads a policy file or directory with its includes, and compiles it.
+pub fn load_path(entry: &Path, cfg: &Config) -> Result<Compiled, Vec<Diagnostic>> {
+    let sources = sources::read(entry)?;
+    compile_sources(&sources, cfg)
+}
+
+/// Compiles one file's text (no includes are followed).
 pub fn compile(path: &Path, text: &str, cfg: &Config) -> Result<Compiled, Vec<Diagnostic>> {
-    let doc: PolicyDoc =
-        serde_saphyr::from_str(text).map_err(|e| vec![from_yaml_error(path, &e)])?;
-    let mut d = Diags::new(path);
-    let mut names: Vec<String> = doc.profiles.keys().cloned().collect();
-    let builtin = doc.default_profile.is_none() && !doc.profiles.contains_key(BUILTIN_DEFAULT);
+    let src = sources::parse(path, text)?;
+    compile_sources(std::slice::from_ref(&src), cfg)
+}
+
+/// A profile before folding: rules as written, expanded.
+#[derive(Clone, Default)]
+struct Draft {
+    mode: u8,
+    egress: Vec<(IpNet, PortRule)>,
+    inbound: Vec<(IpNet, PortRule)>,
+    domains: Vec<DomainRule>,
+}
+
+/// Site variables and what vendor files require of them.
+struct Vars<'a> {
+    set: BTreeMap<&'a str, &'a Spanned<OneOrMany<String>>>,
+    required: BTreeMap<&'a str, &'a Spanned<RequireDoc>>,
+}
+
+impl Vars<'_> {
+    fn hint(&self, name: &str) -> String {
+        let what = self
+            .required
+            .get(name)
+            .and_then(|r| r.value.description.as_deref())
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        format!("set `{name}`{what} under `vars:` in the site policy")
+    }
+}
+
+fn is_networks(r: &RequireDoc) -> bool {
+    r.kind.as_ref().is_some_and(|k| k.value == "networks")
+}
+
+pub fn compile_sources(sources: &[Source], cfg: &Config) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut all: Vec<Diagnostic> = Vec::new();
+    let mut vars = Vars {
+        set: BTreeMap::new(),
+        required: BTreeMap::new(),
+    };
+    let mut profile_docs: BTreeMap<&str, (usize, &Spanned<ProfileDoc>)> = BTreeMap::new();
+    let mut default_doc: Option<(usize, &Spanned<String>)> = None;
+    for (i, src) in sources.iter().enumerate() {
+        let mut d = Diags::new(&src.path);
+        for (name, v) in &src.doc.vars {
+            if vars.set.contains_key(name.as_str()) {
+                d.on(
+                    v,
+                    format!("variable `{name}` is set twice"),
+                    Some("set each variable once, in the site policy"),
+                );
+            } else {
+                vars.set.insert(name, v);
+            }
+        }
+        for (name, r) in &src.doc.requires {
+            if let Some(k) = &r.value.kind {
+                if k.value != "networks" && k.value != "hosts" {
+                    d.on(
+                        k,
+                        format!("unknown variable kind `{}`", k.value),
+                        Some("use networks (addresses and CIDRs) or hosts (also domain names)"),
+                    );
+                }
+            }
+            vars.required.entry(name).or_insert(r);
+        }
+        for (name, p) in &src.doc.profiles {
+            if profile_docs.contains_key(name.as_str()) {
+                d.on(p, format!("profile `{name}` is defined twice"), None);
+            } else {
+                profile_docs.insert(name, (i, p));
+            }
+        }
+        if let Some(dp) = &src.doc.default_profile {
+            if default_doc.is_some() {
+                d.on(dp, "default_profile is set twice", None);
+            } else {
+                default_doc = Some((i, dp));
+            }
+        }
+        all.extend(d.list);
+    }
+    check_vars(sources, &vars, &mut all);
+
+    // Profile ids: defined profiles by name, then device-specific variants,
+    // then the built-in default when no profile takes its name.
+    let mut names: Vec<String> = profile_docs.keys().map(|n| n.to_string()).collect();
+    let mut drafts: BTreeMap<String, Draft> = BTreeMap::new();
+    let mut profiles: BTreeMap<String, CompiledProfile> = BTreeMap::new();
+    for (name, (i, p)) in &profile_docs {
+        let mut d = Diags::new(&sources[*i].path);
+        drafts.insert(name.to_string(), draft(&mut d, name, p, cfg, &vars));
+        profiles.insert(
+            name.to_string(),
+            CompiledProfile {
+                name: name.to_string(),
+                description: p.value.description.clone(),
+                source: p.value.source.clone(),
+                limitations: p.value.limitations.clone(),
+                ..Default::default()
+            },
+        );
+        all.extend(d.list);
+    }
+    let builtin = !profile_docs.contains_key(BUILTIN_DEFAULT);
+    let defined =
+        |n: &str| profile_docs.contains_key(n) || (builtin && n == BUILTIN_DEFAULT);
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let default_name = match default_doc {
+        Some((i, s)) => {
+            if !defined(&s.value) {
+                let mut d = Diags::new(&sources[i].path);
+                d.on(
+                    s,
+                    format!("default_profile `{}` is not defined", s.value),
+                    Some("define it under `profiles:`"),
+                );
+                all.extend(d.list);
+            }
+            s.value.clone()
+        }
+        None => BUILTIN_DEFAULT.to_string(),
+    };
+    used.insert(default_name.clone());
+
+    // Devices, in file order; a device with overrides gets its own variant
+    // of its profile, named `<profile>@<device>`.
+    let mut devices: Vec<CompiledDevice> = Vec::new();
+    let mut device_profiles: Vec<String> = Vec::new();
+    for src in sources {
+        let mut d = Diags::new(&src.path);
+        for dev in &src.doc.devices {
+            let v = &dev.value;
+            let base = v.profile.value.as_str();
+            if !defined(base) {
+                d.on(
+                    &v.profile,
+                    format!("profile `{base}` is not defined"),
+                    Some("define it under `profiles:`, or include the vendor file that does"),
+                );
+            }
+            used.insert(base.to_string());
+            let mut profile = base.to_string();
+            if v.mode.is_some() || !v.egress.is_empty() {
+                let mut variant = drafts.get(base).cloned().unwrap_or_default();
+                if let Some(m) = &v.mode {
+                    variant.mode = parse_mode(&mut d, m);
+                }
+                for r in &v.egress {
+                    egress_rule(&mut d, r, cfg, &vars, &mut variant);
+                }
+                profile = format!("{base}@{}", v.name.value);
+                let mut cp = profiles.get(base).cloned().unwrap_or_default();
+                cp.name = profile.clone();
+                profiles.insert(profile.clone(), cp);
+                drafts.insert(profile.clone(), variant);
+                names.push(profile.clone());
+            }
+            if let Some(dev) = device(&mut d, dev, &devices) {
+                devices.push(dev);
+                device_profiles.push(profile);
+            }
+        }
+        all.extend(d.list);
+    }
+    if devices.len() >= MAX_DEVICES as usize {
+        all.push(Diagnostic::file_error(
+            &sources[0].path,
+            format!(
+                "{} devices; at most {} are supported",
+                devices.len(),
+                MAX_DEVICES - 1
+            ),
+            None,
+        ));
+    }
     if builtin {
         names.push(BUILTIN_DEFAULT.into());
+        let mut egress = dhcp_rules(cfg);
+        egress.extend(dns_rules(cfg));
+        drafts.insert(
+            BUILTIN_DEFAULT.into(),
+            Draft {
+                mode: MODE_ENFORCE,
+                egress,
+                ..Default::default()
+            },
+        );
+        profiles.insert(
+            BUILTIN_DEFAULT.into(),
+            CompiledProfile {
+                name: BUILTIN_DEFAULT.into(),
+                description: Some("built in: DHCP and DNS to the site's servers".into()),
+                ..Default::default()
+            },
+        );
     }
     if names.len() > MAX_PROFILES as usize {
-        d.file(
+        all.push(Diagnostic::file_error(
+            &sources[0].path,
             format!(
                 "{} profiles; at most {MAX_PROFILES} are supported",
                 names.len()
             ),
             None,
-        );
+        ));
     }
-    let mut profiles = Vec::new();
-    for (name, p) in &doc.profiles {
-        profiles.push(profile(&mut d, name, p, cfg));
+    // Fold every profile's rules into LPM-ready entries.
+    let mut compiled_profiles = Vec::new();
+    for name in &names {
+        let draft = drafts.remove(name).unwrap_or_default();
+        let mut cp = profiles.remove(name).unwrap_or_default();
+        let (file, loc) = match profile_docs.get(name.split('@').next().unwrap_or(name)) {
+            Some((i, p)) => (sources[*i].path.clone(), Some(p.referenced)),
+            None => (PathBuf::from("<builtin>"), None),
+        };
+        let mut d = Diags::new(&file);
+        cp.mode = draft.mode;
+        cp.egress = fold(&mut d, loc, name, draft.egress);
+        cp.inbound = fold(&mut d, loc, name, draft.inbound);
+        cp.domains = draft.domains;
+        all.extend(d.list);
+        compiled_profiles.push(cp);
     }
-    if builtin {
-        profiles.push(builtin_default(cfg));
-    }
-    let id_of = |n: &str| names.iter().position(|x| x == n).map(|i| i as u16);
-    let default_profile = match &doc.default_profile {
-        Some(s) => id_of(&s.value).unwrap_or_else(|| {
-            d.on(
-                s,
-                format!("default_profile `{}` is not defined", s.value),
-                Some("define it under `profiles:`"),
+    // Lint: profiles no device uses.
+    for (name, (i, p)) in &profile_docs {
+        if !used.contains(*name) {
+            let mut d = Diags::new(&sources[*i].path);
+            d.warn_at(
+                p.referenced,
+                format!("profile `{name}` is not used by any device"),
+                Some("assign it to a device, or remove it"),
             );
-            0
-        }),
-        None => id_of(BUILTIN_DEFAULT).unwrap_or(0),
+            all.extend(d.list);
+        }
+    }
+    let id_of = |n: &str| {
+        names
+            .iter()
+            .position(|x| x == n)
+            .map(|i| i as u16)
+            .unwrap_or(0)
     };
-    let devices = devices(&mut d, &doc.devices, &id_of);
-    if !d.list.is_empty() {
-        return Err(d.list);
+    for (dev, p) in devices.iter_mut().zip(&device_profiles) {
+        dev.profile = id_of(p);
+    }
+    if all.iter().any(Diagnostic::is_error) {
+        return Err(all);
     }
     Ok(Compiled {
-        profiles,
-        default_profile,
+        profiles: compiled_profiles,
+        default_profile: id_of(&default_name),
         devices,
+        warnings: all,
+        files: sources.iter().map(|s| s.path.clone()).collect(),
     })
 }
 
-fn profile(
+/// Every variable value is an address, CIDR or (for `hosts` variables) a
+/// domain pattern; checked once, where it is written.
+fn check_vars(sources: &[Source], vars: &Vars<'_>, all: &mut Vec<Diagnostic>) {
+    for src in sources {
+        let mut d = Diags::new(&src.path);
+        for (name, v) in &src.doc.vars {
+            if !std::ptr::eq(vars.set[name.as_str()], v) {
+                continue;
+            }
+            let networks = vars
+                .required
+                .get(name.as_str())
+                .is_some_and(|r| is_networks(&r.value));
+            let items = v.value.located(v.referenced);
+            if items.is_empty() {
+                d.on(v, format!("variable `{name}` is empty"), Some("an empty list would silently allow nothing; remove the profiles that need it instead"));
+            }
+            for (loc, text) in items {
+                if text.starts_with('$') {
+                    d.at(loc, "a variable's values cannot name other variables", None);
+                } else if is_name(text) {
+                    if networks {
+                        d.at(
+                            loc,
+                            format!("`{name}` holds networks, and `{text}` is a name"),
+                            Some("write addresses or CIDRs"),
+                        );
+                    } else if let Err(msg) = Pattern::parse(text) {
+                        d.at(loc, msg, None);
+                    }
+                } else {
+                    parse_net(&mut d, loc, text);
+                }
+            }
+        }
+        all.extend(d.list);
+    }
+}
+
+fn parse_mode(d: &mut Diags<'_>, m: &Spanned<String>) -> u8 {
+    match m.value.as_str() {
+        "enforce" => MODE_ENFORCE,
+        "audit" => MODE_AUDIT,
+        other => {
+            d.on(
+                m,
+                format!("unknown mode `{other}`"),
+                Some("use enforce or audit"),
+            );
+            MODE_ENFORCE
+        }
+    }
+}
+
+fn draft(
     d: &mut Diags<'_>,
     name: &str,
     p: &Spanned<ProfileDoc>,
     cfg: &Config,
-) -> CompiledProfile {
+    vars: &Vars<'_>,
+) -> Draft {
     if name.is_empty()
         || !name
             .chars()
@@ -165,23 +445,18 @@ fn profile(
             None,
         );
     }
-    let mode = match p.value.mode.as_ref().map(|m| m.value.as_str()) {
-        None | Some("enforce") => MODE_ENFORCE,
-        Some("audit") => MODE_AUDIT,
-        Some(other) => {
-            d.on(
-                p.value.mode.as_ref().unwrap(),
-                format!("unknown mode `{other}`"),
-                Some("use enforce or audit"),
-            );
-            MODE_ENFORCE
-        }
+    let mut out = Draft {
+        mode: p
+            .value
+            .mode
+            .as_ref()
+            .map(|m| parse_mode(d, m))
+            .unwrap_or(MODE_ENFORCE),
+        ..Default::default()
     };
-    let mut egress: Vec<(IpNet, PortRule)> = Vec::new();
-    let mut domains: Vec<DomainRule> = Vec::new();
     for u in &p.value.uses {
         match u.value.as_str() {
-            "dhcp" => egress.extend(dhcp_rules(cfg)),
+            "dhcp" => out.egress.extend(dhcp_rules(cfg)),
             "dns" => {
                 if cfg.resolvers.is_empty() {
                     d.on(
@@ -190,33 +465,31 @@ fn profile(
                         Some("set `resolvers:` in the configuration file"),
                     );
                 }
-                egress.extend(dns_rules(cfg));
+                out.egress.extend(dns_rules(cfg));
             }
+            "ntp" => match vars.set.get(NTP_VAR) {
+                None => d.on(
+                    u,
+                    format!("`ntp` sends to the site variable `{NTP_VAR}`, which is not set"),
+                    Some(&vars.hint(NTP_VAR)),
+                ),
+                Some(v) => {
+                    let ntp = [PortRule::new(PROTO_UDP, 123, 123)];
+                    for (_, text) in v.value.located(v.referenced) {
+                        destination(d, u.referenced, text, &ntp, &mut out, cfg);
+                    }
+                }
+            },
             other => d.on(
                 u,
                 format!("unknown building block `{other}`"),
-                Some("available: dhcp, dns"),
+                Some("available: dhcp, dns, ntp"),
             ),
         }
     }
     for r in &p.value.egress {
-        if r.value.from.is_some() {
-            d.on(
-                r,
-                "egress rules name destinations with `to`, not `from`",
-                None,
-            );
-        }
-        match &r.value.to {
-            Some(to) => rules(d, r, to, &mut egress, Some((&mut domains, cfg))),
-            None => d.on(
-                r,
-                "egress rule without `to`",
-                Some("add `to: [198.51.100.0/24]`"),
-            ),
-        }
+        egress_rule(d, r, cfg, vars, &mut out);
     }
-    let mut inbound: Vec<(IpNet, PortRule)> = Vec::new();
     for r in &p.value.inbound {
         if r.value.to.is_some() {
             d.on(
@@ -225,39 +498,134 @@ fn profile(
                 None,
             );
         }
-        match &r.value.from {
-            Some(from) => rules(d, r, from, &mut inbound, None),
-            None => d.on(
+        let Some(from) = &r.value.from else {
+            d.on(
                 r,
                 "inbound rule without `from`",
                 Some("add `from: [192.0.2.0/24]`"),
-            ),
+            );
+            continue;
+        };
+        let Some(services) = service(d, &r.value) else {
+            continue;
+        };
+        for (loc, text) in expand(d, from, vars) {
+            if is_name(text) {
+                d.at(
+                    loc,
+                    format!("`{text}`: inbound sources must be addresses or CIDRs"),
+                    Some("a remote source is only known by its address when its packet arrives"),
+                );
+            } else if let Some(net) = parse_net(d, loc, text) {
+                check_family(d, loc, &net, &services);
+                out.inbound.extend(services.iter().map(|s| (net, *s)));
+            }
         }
     }
-    let egress = fold(d, p, name, egress);
-    let inbound = fold(d, p, name, inbound);
-    CompiledProfile {
-        name: name.to_string(),
-        mode,
-        egress,
-        inbound,
-        domains,
+    out
+}
+
+fn egress_rule(
+    d: &mut Diags<'_>,
+    r: &Spanned<RuleDoc>,
+    cfg: &Config,
+    vars: &Vars<'_>,
+    out: &mut Draft,
+) {
+    if r.value.from.is_some() {
+        d.on(
+            r,
+            "egress rules name destinations with `to`, not `from`",
+            None,
+        );
+    }
+    let Some(to) = &r.value.to else {
+        d.on(
+            r,
+            "egress rule without `to`",
+            Some("add `to: [198.51.100.0/24]`"),
+        );
+        return;
+    };
+    let Some(services) = service(d, &r.value) else {
+        return;
+    };
+    for (loc, text) in expand(d, to, vars) {
+        destination(d, loc, text, &services, out, cfg);
     }
 }
 
-/// The profile for unknown devices when the policy names none: they may get
-/// an address and resolve names, nothing more.
-fn builtin_default(cfg: &Config) -> CompiledProfile {
-    let mut egress = dhcp_rules(cfg);
-    egress.extend(dns_rules(cfg));
-    let mut d = Diags::new(Path::new("<builtin>"));
-    let egress = fold_entries(&mut d, egress).unwrap_or_default();
-    CompiledProfile {
-        name: BUILTIN_DEFAULT.into(),
-        mode: MODE_ENFORCE,
-        egress,
-        inbound: Vec::new(),
-        domains: Vec::new(),
+/// The items of a `to:` / `from:` list with `$variables` replaced by their
+/// values (located at the reference). An unset variable is an error that
+/// names it: never a silently empty allowlist.
+fn expand<'v>(
+    d: &mut Diags<'_>,
+    list: &'v Spanned<OneOrMany<String>>,
+    vars: &Vars<'v>,
+) -> Vec<(Location, &'v str)> {
+    let mut out = Vec::new();
+    for (loc, text) in list.value.located(list.referenced) {
+        let Some(name) = text.trim().strip_prefix('$') else {
+            out.push((loc, text.as_str()));
+            continue;
+        };
+        match vars.set.get(name) {
+            Some(v) => out.extend(
+                v.value
+                    .located(v.referenced)
+                    .into_iter()
+                    .map(|(_, t)| (loc, t.as_str())),
+            ),
+            None => d.at(
+                loc,
+                format!("variable `${name}` is not set"),
+                Some(&vars.hint(name)),
+            ),
+        }
+    }
+    out
+}
+
+/// One egress destination: an address or CIDR, or a domain pattern.
+fn destination(
+    d: &mut Diags<'_>,
+    loc: Location,
+    text: &str,
+    services: &[PortRule],
+    out: &mut Draft,
+    cfg: &Config,
+) {
+    if is_name(text) {
+        domain_rule(d, loc, text, services, &mut out.domains, cfg);
+    } else if let Some(net) = parse_net(d, loc, text) {
+        check_family(d, loc, &net, services);
+        if net.prefix_len() == 0 {
+            d.warn_at(
+                loc,
+                format!("`{text}` allows every destination of its address family"),
+                Some("name the vendor's networks or domains instead"),
+            );
+        }
+        out.egress.extend(services.iter().map(|s| (net, *s)));
+    }
+}
+
+/// ICMP never reaches an IPv6 address, nor ICMPv6 an IPv4 one.
+fn check_family(d: &mut Diags<'_>, loc: Location, net: &IpNet, services: &[PortRule]) {
+    for s in services {
+        let bad = match (s.proto, net) {
+            (PROTO_ICMP, IpNet::V6(_)) => {
+                Some("icmp to an IPv6 destination can never match; use icmpv6")
+            }
+            (PROTO_ICMPV6, IpNet::V4(_)) => {
+                Some("icmpv6 to an IPv4 destination can never match; use icmp")
+            }
+            _ => None,
+        };
+        if let Some(msg) = bad {
+            d.at(loc, format!("{net}: {msg}"), None);
+            return;
+        }
     }
 }
 
@@ -293,39 +661,6 @@ fn dns_rules(cfg: &Config) -> Vec<(IpNet, PortRule)> {
             ]
         })
         .collect()
-}
-
-/// Expands one rule into (prefix, service) entries, and into domain rules
-/// when `domains` is given (egress: destinations may be names).
-fn rules(
-    d: &mut Diags<'_>,
-    r: &Spanned<RuleDoc>,
-    addrs: &Spanned<OneOrMany<String>>,
-    out: &mut Vec<(IpNet, PortRule)>,
-    mut domains: Option<(&mut Vec<DomainRule>, &Config)>,
-) {
-    let Some(services) = service(d, &r.value) else {
-        return;
-    };
-    for (loc, a) in addrs.value.located(addrs.referenced) {
-        if is_name(a) {
-            match domains.as_mut() {
-                Some((list, cfg)) => domain_rule(d, loc, a, &services, list, cfg),
-                None => d.at(
-                    loc,
-                    format!("`{a}`: inbound sources must be addresses or CIDRs"),
-                    Some("a remote source is only known by its address when its packet arrives"),
-                ),
-            }
-            continue;
-        }
-        let Some(net) = parse_net(d, loc, a) else {
-            continue;
-        };
-        for s in &services {
-            out.push((net, *s));
-        }
-    }
 }
 
 /// Looks like a domain or pattern rather than an address.
@@ -532,7 +867,7 @@ fn range(spec: &PortSpec, max: i64) -> Result<(u16, u16), String> {
 /// longer prefixes, because an LPM lookup returns only the longest match.
 fn fold(
     d: &mut Diags<'_>,
-    p: &Spanned<ProfileDoc>,
+    loc: Option<Location>,
     name: &str,
     entries: Vec<(IpNet, PortRule)>,
 ) -> Vec<(IpNet, RuleSet)> {
@@ -541,11 +876,11 @@ fn fold(
         Some(v) => v,
         None => {
             for m in inner.list {
-                d.on(
-                    p,
-                    format!("profile `{name}`: {}", m.message),
-                    m.hint.as_deref(),
-                );
+                let message = format!("profile `{name}`: {}", m.message);
+                match loc {
+                    Some(l) => d.at(l, message, m.hint.as_deref()),
+                    None => d.file(message, m.hint.as_deref()),
+                }
             }
             Vec::new()
         }
@@ -592,93 +927,78 @@ fn fold_entries(
     Some(out)
 }
 
-fn devices(
+/// One device's identity, checked against the devices before it.
+fn device(
     d: &mut Diags<'_>,
-    docs: &[Spanned<DeviceDoc>],
-    id_of: &dyn Fn(&str) -> Option<u16>,
-) -> Vec<CompiledDevice> {
-    let mut out: Vec<CompiledDevice> = Vec::new();
-    if docs.len() >= MAX_DEVICES as usize {
-        d.file(
-            format!(
-                "{} devices; at most {} are supported",
-                docs.len(),
-                MAX_DEVICES - 1
-            ),
+    dev: &Spanned<crate::policy::DeviceDoc>,
+    before: &[CompiledDevice],
+) -> Option<CompiledDevice> {
+    let v = &dev.value;
+    if before.iter().any(|o| o.name == v.name.value) {
+        d.on(
+            &v.name,
+            format!("device `{}` is defined twice", v.name.value),
             None,
         );
-        return out;
     }
-    for (i, dev) in docs.iter().enumerate() {
-        let v = &dev.value;
-        if out.iter().any(|o| o.name == v.name.value) {
+    let mac = v.mac.as_ref().and_then(|m| match parse_mac(&m.value) {
+        Some(mac) if mac[0] & 1 == 1 => {
             d.on(
-                &v.name,
-                format!("device `{}` is defined twice", v.name.value),
-                None,
+                m,
+                format!("`{}` is a multicast MAC address", m.value),
+                Some("a device sends from a unicast address"),
             );
+            None
         }
-        let profile = id_of(&v.profile.value).unwrap_or_else(|| {
-            d.on(
-                &v.profile,
-                format!("profile `{}` is not defined", v.profile.value),
-                Some("define it under `profiles:`"),
-            );
-            0
-        });
-        let mac = v.mac.as_ref().and_then(|m| match parse_mac(&m.value) {
-            Some(mac) if mac[0] & 1 == 1 => {
+        Some(mac) => {
+            if let Some(o) = before.iter().find(|o| o.mac == Some(mac)) {
                 d.on(
                     m,
-                    format!("`{}` is a multicast MAC address", m.value),
-                    Some("a device sends from a unicast address"),
+                    format!("MAC {} is also device `{}`", m.value, o.name),
+                    None,
                 );
-                None
             }
-            Some(mac) => {
-                if let Some(o) = out.iter().find(|o| o.mac == Some(mac)) {
-                    d.on(
-                        m,
-                        format!("MAC {} is also device `{}`", m.value, o.name),
-                        None,
-                    );
-                }
-                Some(mac)
-            }
-            None => {
-                d.on(
-                    m,
-                    format!("`{}` is not a MAC address", m.value),
-                    Some("write it as 02:00:5e:10:00:01"),
-                );
-                None
-            }
-        });
-        let mut nets = Vec::new();
-        for (loc, a) in v.ip.iter().flat_map(|l| l.value.located(l.referenced)) {
-            if let Some(net) = parse_net(d, loc, a) {
-                if let Some(o) = out.iter().find(|o| o.nets.contains(&net)) {
-                    d.at(loc, format!("{net} is also device `{}`", o.name), None);
-                }
-                nets.push(net);
-            }
+            Some(mac)
         }
-        if v.mac.is_none() && v.ip.is_none() {
+        None => {
             d.on(
-                dev,
-                format!("device `{}` has neither `mac` nor `ip`", v.name.value),
-                Some("iotfence recognizes devices by MAC, then by source address"),
+                m,
+                format!("`{}` is not a MAC address", m.value),
+                Some("write it as 02:00:5e:10:00:01"),
             );
+            None
         }
-        out.push(CompiledDevice {
-            id: i as u32 + 1,
-            name: v.name.value.clone(),
-            profile,
-            mac,
-            nets,
-        });
+    });
+    let mut nets = Vec::new();
+    for (loc, a) in v.ip.iter().flat_map(|l| l.value.located(l.referenced)) {
+        if let Some(net) = parse_net(d, loc, a) {
+            if let Some(o) = before
+                .iter()
+                .find(|o| o.nets.iter().any(|n| n.contains(&net) || net.contains(n)))
+            {
+                d.at(
+                    loc,
+                    format!("{net} overlaps device `{}`", o.name),
+                    Some("a source address identifies one device"),
+                );
+            }
+            nets.push(net);
+        }
     }
-    out
+    if v.mac.is_none() && v.ip.is_none() {
+        d.on(
+            dev,
+            format!("device `{}` has neither `mac` nor `ip`", v.name.value),
+            Some("iotfence recognizes devices by MAC, then by source address"),
+        );
+    }
+    Some(CompiledDevice {
+        id: before.len() as u32 + 1,
+        name: v.name.value.clone(),
+        profile: 0,
+        mac,
+        nets,
+    })
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {

@@ -144,15 +144,25 @@ pub struct FlowIdle {
 
 pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic {
-            file: path.display().to_string(),
-            line: 1,
-            column: 1,
-            message: format!("cannot read configuration: {e}"),
-            hint: None,
-        }]
+        vec![Diagnostic::file_error(
+            path,
+            format!("cannot read configuration: {e}"),
+            None,
+        )]
     })?;
     parse(path, &text)
+}
+
+/// The configuration `iotfence check PATH` uses when given no file: the
+/// defaults, with one placeholder resolver so `use: [dns]` can be checked.
+pub fn standalone(policy: &Path) -> Config {
+    let mut cfg = parse(
+        Path::new("<standalone>"),
+        "interfaces: [iot0]\npolicy: policy.yaml\nresolvers: [192.0.2.1]\n",
+    )
+    .expect("the built-in standalone configuration is valid");
+    cfg.policy = policy.to_path_buf();
+    cfg
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {

@@ -1,12 +1,21 @@
 //! Problems found in a configuration or policy, each with file:line:column,
-//! a plain message and a hint.
+//! a plain message and a hint. Errors reject the input; warnings (lints) are
+//! printed and do not.
 
 use std::{fmt, path::Path};
 
 use serde_saphyr::{Location, Spanned};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
+    pub severity: Severity,
     pub file: String,
     pub line: u64,
     pub column: u64,
@@ -14,11 +23,33 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+impl Diagnostic {
+    /// An error about a whole file (no better location).
+    pub fn file_error(file: &Path, message: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            file: file.display().to_string(),
+            line: 1,
+            column: 1,
+            message: message.into(),
+            hint,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
         write!(
             f,
-            "{}:{}:{}: error: {}",
+            "{}:{}:{}: {level}: {}",
             self.file, self.line, self.column, self.message
         )?;
         if let Some(hint) = &self.hint {
@@ -42,29 +73,40 @@ impl<'a> Diags<'a> {
         }
     }
 
-    pub fn at(&mut self, loc: Location, message: impl Into<String>, hint: Option<&str>) {
+    fn push(&mut self, severity: Severity, loc: Location, message: String, hint: Option<&str>) {
         self.list.push(Diagnostic {
+            severity,
             file: self.file.display().to_string(),
             line: loc.line(),
             column: loc.column(),
-            message: message.into(),
+            message,
             hint: hint.map(str::to_owned),
         });
+    }
+
+    pub fn at(&mut self, loc: Location, message: impl Into<String>, hint: Option<&str>) {
+        self.push(Severity::Error, loc, message.into(), hint);
     }
 
     pub fn on<T>(&mut self, s: &Spanned<T>, message: impl Into<String>, hint: Option<&str>) {
         self.at(s.referenced, message, hint);
     }
 
+    pub fn warn_at(&mut self, loc: Location, message: impl Into<String>, hint: Option<&str>) {
+        self.push(Severity::Warning, loc, message.into(), hint);
+    }
+
     /// A whole-file problem (no better location), e.g. a missing key.
     pub fn file(&mut self, message: impl Into<String>, hint: Option<&str>) {
-        self.list.push(Diagnostic {
-            file: self.file.display().to_string(),
-            line: 1,
-            column: 1,
-            message: message.into(),
-            hint: hint.map(str::to_owned),
-        });
+        self.list.push(Diagnostic::file_error(
+            self.file,
+            message,
+            hint.map(str::to_owned),
+        ));
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(Diagnostic::is_error)
     }
 }
 
@@ -82,6 +124,7 @@ pub fn from_yaml_error(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
         .unwrap_or("invalid YAML")
         .to_string();
     Diagnostic {
+        severity: Severity::Error,
         file: file.display().to_string(),
         line,
         column,

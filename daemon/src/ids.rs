@@ -102,6 +102,8 @@ mod tests {
                     nets: Vec::new(),
                 })
                 .collect(),
+            warnings: Vec::new(),
+            files: Vec::new(),
         }
     }
 

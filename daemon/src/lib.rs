@@ -14,4 +14,5 @@ pub mod ids;
 pub mod lock;
 pub mod policy;
 pub mod run;
+pub mod sources;
 pub mod stats;

@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use iotfence::{config, datapath, diag::Diagnostic, exit, lock, run};
+use iotfence::{compile, config, datapath, diag::Diagnostic, exit, lock, run};
 
 /// iotfence: per-device egress allowlists for IoT networks, enforced in the
 /// kernel with XDP/TC on the router's IoT-facing interface.
@@ -25,13 +25,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a configuration and its policy without touching the kernel.
+    /// Validate a policy (file or directory, with its includes) and/or a
+    /// configuration, without touching the kernel. Lints are printed as
+    /// warnings; errors exit with 65.
     Check {
-        /// Configuration file (YAML).
+        /// Policy file or directory; default: the configuration's `policy`.
+        path: Option<PathBuf>,
+        /// Configuration file (YAML). Without it, the `dns` and `dhcp`
+        /// blocks are checked against a placeholder resolver.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Output format: text or json.
-        #[arg(long, default_value = "text")]
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
     /// Remove iotfence from the kernel: unpin links (enforcement stops),
@@ -56,7 +61,61 @@ fn print_diags(diags: &[Diagnostic], json: bool) {
         for d in diags {
             eprintln!("{d}");
         }
-        eprintln!("{} problem(s); nothing was changed", diags.len());
+        let errors = diags.iter().filter(|d| d.is_error()).count();
+        eprintln!("{errors} problem(s); nothing was changed");
+    }
+}
+
+fn check(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
+    let cfg = match (&config, &path) {
+        (Some(c), _) => match config::load(c) {
+            Ok(cfg) => cfg,
+            Err(diags) => {
+                print_diags(&diags, json);
+                return exit::DATA;
+            }
+        },
+        (None, Some(p)) => config::standalone(p),
+        (None, None) => {
+            eprintln!("iotfence check: give a policy PATH, --config FILE, or both");
+            return exit::USAGE;
+        }
+    };
+    let policy_path = path.unwrap_or_else(|| cfg.policy.clone());
+    match compile::load_path(&policy_path, &cfg) {
+        Ok(policy) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&policy.warnings).unwrap_or_default()
+                );
+            } else {
+                for w in &policy.warnings {
+                    eprintln!("{w}");
+                }
+                // Device variants (`profile@device`) repeat their profile's.
+                let limits: usize = policy
+                    .profiles
+                    .iter()
+                    .filter(|p| !p.name.contains('@'))
+                    .map(|p| p.limitations.len())
+                    .sum();
+                println!(
+                    "{}: ok ({} profiles, {} devices, {} files, {} warnings, {} known limitations)",
+                    policy_path.display(),
+                    policy.profiles.len(),
+                    policy.devices.len(),
+                    policy.files.len(),
+                    policy.warnings.len(),
+                    limits
+                );
+            }
+            0
+        }
+        Err(diags) => {
+            print_diags(&diags, json);
+            exit::DATA
+        }
     }
 }
 
@@ -79,26 +138,11 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Check { config, format } => match run::validate(&config) {
-            Ok((cfg, policy)) => {
-                if format == "json" {
-                    println!("[]");
-                } else {
-                    println!(
-                        "{}: ok ({} profiles, {} devices, policy {})",
-                        config.display(),
-                        policy.profiles.len(),
-                        policy.devices.len(),
-                        cfg.policy.display()
-                    );
-                }
-                0
-            }
-            Err(diags) => {
-                print_diags(&diags, format == "json");
-                exit::DATA
-            }
-        },
+        Command::Check {
+            path,
+            config,
+            format,
+        } => check(path, config, format == "json"),
         Command::Run { config } => {
             init_tracing();
             let (cfg, mut policy) = match run::validate(&config) {

@@ -1,6 +1,8 @@
 //! The policy language (YAML): profiles of allowed destinations, inbound
-//! allowances, devices, and the default profile for unknown devices.
-//! Parsing keeps every value's location so validation can point at it.
+//! allowances, devices, the default profile for unknown devices, site
+//! variables and includes. A policy may span files (`include:`, or a
+//! directory of files); every file has this one shape. Parsing keeps every
+//! value's location so validation can point at it.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +12,16 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDoc {
+    /// Further policy files or directories, relative to this file.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Site variables: name -> addresses, CIDRs or domain names; profiles
+    /// use them as `$name` in `to:` / `from:`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Spanned<OneOrMany<String>>>,
+    /// Variables the profiles of this file need the site to set.
+    #[serde(default)]
+    pub requires: BTreeMap<String, Spanned<RequireDoc>>,
     /// Profile for devices no entry matches; the built-in `default` (DHCP and
     /// DNS to the configured resolvers) when unset.
     #[serde(default)]
@@ -31,9 +43,13 @@ pub struct ProfileDoc {
     /// `enforce` (default) or `audit`.
     #[serde(default)]
     pub mode: Option<Spanned<String>>,
-    /// Built-in infrastructure blocks: `dhcp`, `dns`.
+    /// Built-in infrastructure blocks: `dhcp`, `dns`, `ntp`.
     #[serde(default, rename = "use")]
     pub uses: Vec<Spanned<String>>,
+    /// What the vendor requires that addresses and ports cannot express
+    /// (URL paths, certificate pinning, ...), stated for the admin.
+    #[serde(default)]
+    pub limitations: Vec<String>,
     #[serde(default)]
     pub egress: Vec<Spanned<RuleDoc>>,
     #[serde(default)]
@@ -139,4 +155,24 @@ pub struct DeviceDoc {
     #[serde(default)]
     pub ip: Option<Spanned<OneOrMany<String>>>,
     pub profile: Spanned<String>,
+    /// Overrides the profile's mode for this device only.
+    #[serde(default)]
+    pub mode: Option<Spanned<String>>,
+    /// Extra egress rules for this device only, on top of its profile.
+    #[serde(default)]
+    pub egress: Vec<Spanned<RuleDoc>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A site variable a vendor file needs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireDoc {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `networks`: addresses and CIDRs only; `hosts` (default): domain
+    /// names too.
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
 }

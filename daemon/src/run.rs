@@ -157,6 +157,7 @@ fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath, ids: &mut Devi
             .and_then(|()| apply::apply(&mut dp.maps, cfg, &new))
         {
             Ok(generation) => {
+                log_warnings(&new);
                 tracing::info!(generation, devices = new.devices.len(), "policy reloaded");
                 *policy = new;
                 true
@@ -173,5 +174,12 @@ fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath, ids: &mut Devi
 pub fn validate(config: &Path) -> Result<(Config, Compiled), Vec<Diagnostic>> {
     let cfg = crate::config::load(config)?;
     let policy = compile::load(&cfg)?;
+    log_warnings(&policy);
     Ok((cfg, policy))
+}
+
+fn log_warnings(policy: &Compiled) {
+    for w in &policy.warnings {
+        tracing::warn!(warning = %w, "policy lint");
+    }
 }

@@ -138,3 +138,115 @@ profiles:
     }
     assert!(out.contains("4 problem(s)"), "{out}");
 }
+
+fn check_path(path: &Path, json: bool) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotfence"));
+    cmd.arg("check").arg(path);
+    if json {
+        cmd.args(["--format", "json"]);
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+/// The shipped example site, with every vendor profile it includes, passes
+/// with no warnings; and every vendor file is part of it.
+#[test]
+fn shipped_policies_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let (code, out) = check_path(&root.join("site.example.yaml"), false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 0 warnings"), "{out}");
+    let site = std::fs::read_to_string(root.join("site.example.yaml")).unwrap();
+    for f in std::fs::read_dir(root.join("vendors")).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".yaml") {
+            assert!(
+                site.contains(&format!("vendors/{name}")),
+                "{name} is not in the example site"
+            );
+        }
+    }
+}
+
+/// Includes (files and directories), site variables, the `ntp` block and
+/// per-device overrides; problems are located in the file they are in.
+#[test]
+fn includes_and_variables() {
+    let d = tempdir("include");
+    std::fs::create_dir_all(d.join("vendors")).unwrap();
+    std::fs::write(
+        d.join("vendors/printer.yaml"),
+        "requires:\n  printers:\n    description: the printer subnet\n    kind: networks\nprofiles:\n  dca:\n    use: [dns, ntp]\n    limitations: [\"URL paths cannot be enforced\"]\n    egress:\n      - to: \"$printers\"\n        proto: udp\n        ports: 161\n      - to: [\"*.mpsmonitor.com\"]\n        proto: tcp\n        ports: 443\n",
+    )
+    .unwrap();
+    let site = d.join("site.yaml");
+    std::fs::write(
+        &site,
+        "include: [vendors]\nvars:\n  printers: [192.0.2.128/26]\n  ntp_servers: [192.0.2.1]\ndevices:\n  - name: dca-1\n    mac: 02:00:5e:10:00:01\n    profile: dca\n  - name: dca-2\n    mac: 02:00:5e:10:00:02\n    profile: dca\n    mode: audit\n    egress:\n      - to: 203.0.113.9\n        proto: tcp\n        ports: 22\n",
+    )
+    .unwrap();
+    let (code, out) = check_path(&site, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok (3 profiles, 2 devices, 2 files, 0 warnings, 1 known limitations)"),
+        "{out}"
+    );
+
+    // A missing include is reported where it is named (and alone: what it
+    // would define is unknown).
+    std::fs::write(&site, "include: [vendors/printer.yaml, missing.yaml]\n").unwrap();
+    let (code, out) = check_path(&site, false);
+    assert_eq!(code, 65, "{out}");
+    let s = site.display().to_string();
+    assert!(
+        out.contains(&format!("{s}:1:33: error: cannot read policy")),
+        "{out}"
+    );
+    // Unset variable, a name where networks are required.
+    std::fs::write(
+        &site,
+        "include: [vendors/printer.yaml]\nvars:\n  printers: [printers.example.com]\ndevices:\n  - name: dca-1\n    mac: 02:00:5e:10:00:01\n    profile: dca\n",
+    )
+    .unwrap();
+    let (code, out) = check_path(&site, false);
+    assert_eq!(code, 65, "{out}");
+    let v = d.join("vendors/printer.yaml").display().to_string();
+    for want in [
+        format!("{s}:3:14: error: `printers` holds networks, and `printers.example.com` is a name"),
+        format!(
+            "{v}:7:16: error: `ntp` sends to the site variable `ntp_servers`, which is not set"
+        ),
+    ] {
+        assert!(out.contains(&want), "missing `{want}` in:\n{out}");
+    }
+    // JSON for machines, with severities.
+    let (code, out) = check_path(&site, true);
+    assert_eq!(code, 65);
+    assert!(out.contains("\"severity\": \"error\""), "{out}");
+}
+
+#[test]
+fn lints() {
+    let d = tempdir("lints");
+    let p = d.join("p.yaml");
+    std::fs::write(
+        &p,
+        "profiles:\n  a:\n    egress:\n      - to: 0.0.0.0/0\n        proto: tcp\n        ports: 443\n  unused:\n    egress:\n      - to: 2001:db8:ff::/64\n        proto: icmp\ndevices:\n  - name: x\n    mac: 02:00:5e:10:00:01\n    ip: 192.0.2.0/28\n    profile: a\n  - name: y\n    ip: 192.0.2.5\n    profile: a\n",
+    )
+    .unwrap();
+    let (code, out) = check_path(&p, false);
+    assert_eq!(code, 65, "{out}");
+    let s = p.display().to_string();
+    for want in [
+        format!("{s}:4:13: warning: `0.0.0.0/0` allows every destination"),
+        format!("{s}:8:5: warning: profile `unused` is not used by any device"),
+        format!("{s}:9:13: error: 2001:db8:ff::/64: icmp to an IPv6 destination can never match"),
+        format!("{s}:17:9: error: 192.0.2.5/32 overlaps device `x`"),
+    ] {
+        assert!(out.contains(&want), "missing `{want}` in:\n{out}");
+    }
+    assert!(out.contains("2 problem(s)"), "{out}");
+}

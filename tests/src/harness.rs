@@ -90,6 +90,8 @@ impl Harness {
             profiles: Vec::new(),
             default_profile: 0,
             devices: Vec::new(),
+            warnings: Vec::new(),
+            files: Vec::new(),
         };
         let dp = Datapath::load(&pins.path).expect("loading the datapath");
         Self {
