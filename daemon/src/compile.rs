@@ -220,8 +220,7 @@ pub fn compile_sources(sources: &[Source], cfg: &Config) -> Result<Compiled, Vec
         all.extend(d.list);
     }
     let builtin = !profile_docs.contains_key(BUILTIN_DEFAULT);
-    let defined =
-        |n: &str| profile_docs.contains_key(n) || (builtin && n == BUILTIN_DEFAULT);
+    let defined = |n: &str| profile_docs.contains_key(n) || (builtin && n == BUILTIN_DEFAULT);
     let mut used: BTreeSet<String> = BTreeSet::new();
     let default_name = match default_doc {
         Some((i, s)) => {

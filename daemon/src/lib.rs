@@ -16,3 +16,4 @@ pub mod policy;
 pub mod run;
 pub mod sources;
 pub mod stats;
+pub mod watch;

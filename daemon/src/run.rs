@@ -95,15 +95,28 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open exactly as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1)?;
+    let mut watcher = crate::watch::Watcher::new()?;
+    watcher.watch(&crate::watch::dirs(&cfg.policy, &policy.files));
+    // A change is applied once the files have been quiet this long: editors
+    // write in several steps, and a half-written file must not be loaded.
+    let debounce = Duration::from_millis(300);
+    let mut reload_at: Option<tokio::time::Instant> = None;
     tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => {
+            _ = hup.recv() => reload_at = Some(tokio::time::Instant::now()),
+            changed = watcher.changed() => {
+                changed?;
+                reload_at = Some(tokio::time::Instant::now() + debounce);
+            }
+            _ = tokio::time::sleep_until(reload_at.unwrap_or_else(tokio::time::Instant::now)), if reload_at.is_some() => {
+                reload_at = None;
                 if reload(&cfg, &mut policy, &mut dp, &mut ids) {
                     dns.update(DnsPolicy::of(&policy));
                 }
+                watcher.watch(&crate::watch::dirs(&cfg.policy, &policy.files));
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
