@@ -65,7 +65,14 @@ impl Dnsmasq {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         unsafe {
-            cmd.pre_exec(move || enter_ns(&ns));
+            cmd.pre_exec(move || {
+                // Dies with the test process, even when that is killed; its
+                // own process group holds the children it forks for DNS
+                // over TCP, so dropping it kills them too.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::setpgid(0, 0);
+                enter_ns(&ns)
+            });
         }
         let child = cmd
             .spawn()
@@ -101,6 +108,7 @@ impl Dnsmasq {
 
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

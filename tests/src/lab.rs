@@ -561,7 +561,11 @@ impl Daemon {
         // Enter only the network namespace: `ip netns exec` would also
         // remount /sys and hide the bpffs holding the pins.
         unsafe {
-            cmd.pre_exec(move || enter_ns(&ns));
+            cmd.pre_exec(move || {
+                // Dies with the test process, even when that is killed.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                enter_ns(&ns)
+            });
         }
         let mut child = cmd.spawn().context("starting iotfence")?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -658,4 +662,147 @@ impl Daemon {
         self.kill();
         bail!("iotfence did not stop within 10 s of SIGTERM")
     }
+}
+
+/// A UDP server echoing every datagram to its sender, until dropped. It
+/// answers from the address the datagram was sent to (IPV6_PKTINFO, which
+/// Linux also reports for IPv4 on a dual-stack socket): the internet
+/// namespace owns whole prefixes (`ANY_V4`, `ANY_V6`), and a reply from its
+/// primary address would not reach a connected client socket.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpEcho {
+    /// Listens on every address of the namespace (IPv4 and IPv6).
+    pub fn start_any(ns: &Netns, port: u16) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let file = File::open(ns.path())?;
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            enter_ns(&file).expect("setns");
+            let s = match udp_echo_socket(port) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(()));
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Some((n, peer, local)) = udp_recv_to(&s, &mut buf) {
+                    let _ = udp_send_from(&s, &buf[..n], &peer, local);
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))??;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [::]:port, reporting each datagram's destination and free to answer from
+/// addresses the namespace only routes as local (IPv6 needs FREEBIND there).
+fn udp_echo_socket(port: u16) -> std::io::Result<std::net::UdpSocket> {
+    let s = std::net::UdpSocket::bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))?;
+    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    let on: libc::c_int = 1;
+    for opt in [libc::IPV6_RECVPKTINFO, libc::IPV6_FREEBIND] {
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                opt,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(s)
+}
+
+/// One datagram: its length, its sender and the address it was sent to
+/// (IPv4 as mapped IPv6); `None` on timeout.
+fn udp_recv_to(
+    s: &std::net::UdpSocket,
+    buf: &mut [u8],
+) -> Option<(usize, libc::sockaddr_in6, libc::in6_addr)> {
+    let mut peer: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 32];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut peer as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return None;
+    }
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        let (level, kind) = unsafe { ((*c).cmsg_level, (*c).cmsg_type) };
+        if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+            let info: libc::in6_pktinfo =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            return Some((n as usize, peer, info.ipi6_addr));
+        }
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    None
+}
+
+/// Sends `data` to `peer` from the local address `from`.
+fn udp_send_from(
+    s: &std::net::UdpSocket,
+    data: &[u8],
+    peer: &libc::sockaddr_in6,
+    from: libc::in6_addr,
+) -> std::io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut control = [0u64; 8];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (peer as *const libc::sockaddr_in6 as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    let info_len = std::mem::size_of::<libc::in6_pktinfo>() as u32;
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(info_len) } as _;
+    let n = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::IPPROTO_IPV6;
+        (*c).cmsg_type = libc::IPV6_PKTINFO;
+        (*c).cmsg_len = libc::CMSG_LEN(info_len) as _;
+        std::ptr::write_unaligned(
+            libc::CMSG_DATA(c).cast(),
+            libc::in6_pktinfo {
+                ipi6_addr: from,
+                ipi6_ifindex: 0,
+            },
+        );
+        libc::sendmsg(s.as_raw_fd(), &msg, 0)
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
