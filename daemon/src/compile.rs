@@ -490,22 +490,7 @@ fn draft(
         egress_rule(d, r, cfg, vars, &mut out);
     }
     for r in &p.value.inbound {
-        if r.value.to.is_some() {
-            d.on(
-                r,
-                "inbound rules name remote sources with `from`, not `to`",
-                None,
-            );
-        }
-        let Some(from) = &r.value.from else {
-            d.on(
-                r,
-                "inbound rule without `from`",
-                Some("add `from: [192.0.2.0/24]`"),
-            );
-            continue;
-        };
-        let Some(services) = service(d, &r.value) else {
+        let Some((from, services)) = rule_parts(d, r, Direction::Inbound) else {
             continue;
         };
         for (loc, text) in expand(d, from, vars) {
@@ -524,6 +509,46 @@ fn draft(
     out
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Egress,
+    Inbound,
+}
+
+/// A rule's address list (`to` for egress, `from` for inbound) and its
+/// services; reports a rule that uses the other direction's key or lacks
+/// its own.
+fn rule_parts<'r>(
+    d: &mut Diags<'_>,
+    r: &'r Spanned<RuleDoc>,
+    dir: Direction,
+) -> Option<(&'r Spanned<OneOrMany<String>>, Vec<PortRule>)> {
+    let (own, other, wrong, missing, hint) = match dir {
+        Direction::Egress => (
+            &r.value.to,
+            &r.value.from,
+            "egress rules name destinations with `to`, not `from`",
+            "egress rule without `to`",
+            "add `to: [198.51.100.0/24]`",
+        ),
+        Direction::Inbound => (
+            &r.value.from,
+            &r.value.to,
+            "inbound rules name remote sources with `from`, not `to`",
+            "inbound rule without `from`",
+            "add `from: [192.0.2.0/24]`",
+        ),
+    };
+    if other.is_some() {
+        d.on(r, wrong, None);
+    }
+    let Some(list) = own else {
+        d.on(r, missing, Some(hint));
+        return None;
+    };
+    Some((list, service(d, &r.value)?))
+}
+
 fn egress_rule(
     d: &mut Diags<'_>,
     r: &Spanned<RuleDoc>,
@@ -531,22 +556,7 @@ fn egress_rule(
     vars: &Vars<'_>,
     out: &mut Draft,
 ) {
-    if r.value.from.is_some() {
-        d.on(
-            r,
-            "egress rules name destinations with `to`, not `from`",
-            None,
-        );
-    }
-    let Some(to) = &r.value.to else {
-        d.on(
-            r,
-            "egress rule without `to`",
-            Some("add `to: [198.51.100.0/24]`"),
-        );
-        return;
-    };
-    let Some(services) = service(d, &r.value) else {
+    let Some((to, services)) = rule_parts(d, r, Direction::Egress) else {
         return;
     };
     for (loc, text) in expand(d, to, vars) {

@@ -213,30 +213,12 @@ pub fn send_frame(ns: &Netns, ifname: &str, frame: Vec<u8>) -> anyhow::Result<()
         if ifindex == 0 {
             bail!("no interface {ifname:?}");
         }
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        if fd < 0 {
-            bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
-        }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        let err = std::io::Error::last_os_error();
-        unsafe { libc::close(fd) };
+        // The daemon's own re-injection socket (mark 0: an ordinary frame).
+        let sent = iotfence::dns::inject::Injector::new(0)?.send(ifindex, &frame);
         // ENOBUFS: a TC program took the frame (iotfence holds DNS answers).
-        if n < 0 && err.raw_os_error() != Some(libc::ENOBUFS) {
-            bail!("sendto: {err}");
+        match sent {
+            Err(e) if e.raw_os_error() != Some(libc::ENOBUFS) => bail!("sendto: {e}"),
+            _ => {}
         }
         Ok(())
     })?

@@ -186,37 +186,58 @@ impl Server {
     }
 
     fn bind(ns: &Netns, bind: SocketAddr) -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let file = File::open(ns.path())?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            enter_ns(&file).expect("setns");
-            let l = match TcpListener::bind(bind) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            l.set_nonblocking(true).unwrap();
-            let _ = tx.send(Ok(()));
-            while !flag.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        if s.write_all(b"hello").is_ok() {
-                            let stop = flag.clone();
-                            thread::spawn(move || echo(s, stop));
+        let stop = serve_in(
+            ns,
+            move || {
+                let l = TcpListener::bind(bind)?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            },
+            |l, flag| {
+                while !flag.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((mut s, _)) => {
+                            let _ = s.set_nonblocking(false);
+                            if s.write_all(b"hello").is_ok() {
+                                let stop = flag.clone();
+                                thread::spawn(move || echo(s, stop));
+                            }
                         }
+                        Err(_) => thread::sleep(Duration::from_millis(2)),
                     }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5))??;
+            },
+        )?;
         Ok(Self { stop })
     }
+}
+
+/// Runs a server on a thread inside `ns`: `open` binds its socket there
+/// (its error is returned here, within 5 s), then `serve` runs until the
+/// returned flag is set.
+fn serve_in<S: 'static>(
+    ns: &Netns,
+    open: impl FnOnce() -> std::io::Result<S> + Send + 'static,
+    serve: impl FnOnce(S, Arc<AtomicBool>) + Send + 'static,
+) -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let file = File::open(ns.path())?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        enter_ns(&file).expect("setns");
+        match open() {
+            Ok(s) => {
+                let _ = tx.send(Ok(()));
+                serve(s, flag);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))??;
+    Ok(stop)
 }
 
 /// Echoes until the peer closes, an error, or the server stops.
@@ -676,28 +697,18 @@ pub struct UdpEcho {
 impl UdpEcho {
     /// Listens on every address of the namespace (IPv4 and IPv6).
     pub fn start_any(ns: &Netns, port: u16) -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let file = File::open(ns.path())?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            enter_ns(&file).expect("setns");
-            let s = match udp_echo_socket(port) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
+        let stop = serve_in(
+            ns,
+            move || udp_echo_socket(port),
+            |s, flag| {
+                let mut buf = [0u8; 2048];
+                while !flag.load(Ordering::Relaxed) {
+                    if let Some((n, peer, local)) = udp_recv_to(&s, &mut buf) {
+                        let _ = udp_send_from(&s, &buf[..n], &peer, local);
+                    }
                 }
-            };
-            let _ = tx.send(Ok(()));
-            let mut buf = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
-                if let Some((n, peer, local)) = udp_recv_to(&s, &mut buf) {
-                    let _ = udp_send_from(&s, &buf[..n], &peer, local);
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(5))??;
+            },
+        )?;
         Ok(Self { stop })
     }
 }
