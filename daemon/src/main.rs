@@ -39,6 +39,9 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Print the JSON Schema of policy files (shipped as
+    /// policies/policy.schema.json, for editors).
+    Schema,
     /// Remove iotfence from the kernel: unpin links (enforcement stops),
     /// programs and maps. The only way to turn enforcement off.
     Detach {
@@ -177,6 +180,10 @@ fn main() -> ExitCode {
                     }
                 }
             }
+        }
+        Command::Schema => {
+            print!("{}", iotfence::policy::schema());
+            0
         }
         Command::Detach { pin_dir, force } => {
             init_tracing();

@@ -6,33 +6,46 @@
 
 use std::collections::BTreeMap;
 
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-#[derive(Debug, Deserialize)]
+/// An iotfence policy file: profiles built from vendors' firewall
+/// requirements, the devices that use them, and site variables.
+/// See README.md, "Policy language".
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "iotfence policy")]
 pub struct PolicyDoc {
     /// Further policy files or directories, relative to this file.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub include: Vec<Spanned<String>>,
     /// Site variables: name -> addresses, CIDRs or domain names; profiles
     /// use them as `$name` in `to:` / `from:`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, OneOrMany<String>>")]
     pub vars: BTreeMap<String, Spanned<OneOrMany<String>>>,
     /// Variables the profiles of this file need the site to set.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RequireDoc>")]
     pub requires: BTreeMap<String, Spanned<RequireDoc>>,
     /// Profile for devices no entry matches; the built-in `default` (DHCP and
     /// DNS to the configured resolvers) when unset.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub default_profile: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ProfileDoc>")]
     pub profiles: BTreeMap<String, Spanned<ProfileDoc>>,
     #[serde(default)]
+    #[schemars(with = "Vec<DeviceDoc>")]
     pub devices: Vec<Spanned<DeviceDoc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileDoc {
     #[serde(default)]
@@ -42,38 +55,47 @@ pub struct ProfileDoc {
     pub source: Option<String>,
     /// `enforce` (default) or `audit`.
     #[serde(default)]
+    #[schemars(with = "Option<Mode>")]
     pub mode: Option<Spanned<String>>,
     /// Built-in infrastructure blocks: `dhcp`, `dns`, `ntp`.
     #[serde(default, rename = "use")]
+    #[schemars(with = "Vec<Block>")]
     pub uses: Vec<Spanned<String>>,
     /// What the vendor requires that addresses and ports cannot express
     /// (URL paths, certificate pinning, ...), stated for the admin.
     #[serde(default)]
     pub limitations: Vec<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<RuleDoc>")]
     pub egress: Vec<Spanned<RuleDoc>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RuleDoc>")]
     pub inbound: Vec<Spanned<RuleDoc>>,
 }
 
 /// One rule: destinations (`to`, egress) or remote sources (`from`,
 /// inbound) with a protocol and its ports or ICMP types.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDoc {
     /// Egress: destination addresses or CIDRs.
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<String>>")]
     pub to: Option<Spanned<OneOrMany<String>>>,
     /// Inbound: remote sources allowed to open flows to the device.
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<String>>")]
     pub from: Option<Spanned<OneOrMany<String>>>,
     /// tcp, udp, icmp, icmpv6, any, or an IP protocol number.
+    #[schemars(with = "ProtoSpec")]
     pub proto: Spanned<ProtoSpec>,
     /// For tcp/udp: ports and ranges ("8000-8100"). Omitted: every port.
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<PortSpec>>")]
     pub ports: Option<Spanned<OneOrMany<PortSpec>>>,
     /// For icmp/icmpv6: message types. Omitted: every type.
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<PortSpec>>")]
     pub types: Option<Spanned<OneOrMany<PortSpec>>>,
     /// Where in the vendor document the rule comes from.
     #[serde(default)]
@@ -145,28 +167,34 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceDoc {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub mac: Option<Spanned<String>>,
     /// Addresses or CIDRs the device sends from.
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany<String>>")]
     pub ip: Option<Spanned<OneOrMany<String>>>,
+    #[schemars(with = "String")]
     pub profile: Spanned<String>,
     /// Overrides the profile's mode for this device only.
     #[serde(default)]
+    #[schemars(with = "Option<Mode>")]
     pub mode: Option<Spanned<String>>,
     /// Extra egress rules for this device only, on top of its profile.
     #[serde(default)]
+    #[schemars(with = "Vec<RuleDoc>")]
     pub egress: Vec<Spanned<RuleDoc>>,
     #[serde(default)]
     pub description: Option<String>,
 }
 
 /// A site variable a vendor file needs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequireDoc {
     #[serde(default)]
@@ -174,5 +202,98 @@ pub struct RequireDoc {
     /// `networks`: addresses and CIDRs only; `hosts` (default): domain
     /// names too.
     #[serde(default)]
+    #[schemars(with = "Option<RequireKind>")]
     pub kind: Option<Spanned<String>>,
+}
+
+// Schema-only types: what the compiler accepts for fields it reads as
+// located strings, so editors can complete and check them.
+
+/// Enforcement mode of a profile or device.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Mode {
+    /// Drop what the profile does not allow (default).
+    Enforce,
+    /// Pass everything, count and report what `enforce` would drop.
+    Audit,
+}
+
+/// Built-in infrastructure blocks a profile can `use`.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Block {
+    /// DHCP to the router (UDP 67/68, DHCPv6 546/547).
+    Dhcp,
+    /// DNS to the configured resolvers; answers for the profile's names are learned.
+    Dns,
+    /// NTP (UDP 123) to the site variable `$ntp_servers`.
+    Ntp,
+}
+
+/// What a required site variable may hold.
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RequireKind {
+    /// Addresses and CIDRs only.
+    Networks,
+    /// Addresses, CIDRs and domain names (default).
+    Hosts,
+}
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let one = generator.subschema_for::<T>();
+        json_schema!({
+            "description": "A value or a list of values.",
+            "anyOf": [one, { "type": "array", "items": one }]
+        })
+    }
+}
+
+impl JsonSchema for ProtoSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Protocol".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A protocol name, or an IP protocol number.",
+            "anyOf": [
+                { "enum": ["tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "any"] },
+                { "type": "integer", "minimum": 0, "maximum": 254 }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for PortSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Port".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A port (or ICMP type), or an inclusive range `low-high`.",
+            "anyOf": [
+                { "type": "integer", "minimum": 0, "maximum": 65535 },
+                { "type": "string", "pattern": "^ *[0-9]+ *(- *[0-9]+ *)?$" }
+            ]
+        })
+    }
+}
+
+/// The JSON Schema of a policy file, generated from the types above.
+pub fn schema() -> String {
+    let mut s = serde_json::to_string_pretty(&schemars::schema_for!(PolicyDoc))
+        .expect("a schema serializes");
+    s.push('\n');
+    s
 }
