@@ -23,6 +23,9 @@ pub const FLOW_ENTRIES: u32 = 262_144;
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;
 /// DNS frames in flight to the daemon (about 2,000 held answers).
 pub const DNS_RING_BYTES: u32 = 4 * 1024 * 1024;
+/// (device, verdict, protocol, port) violation counters; least recently
+/// used ones are evicted, which bounds the metric's label sets.
+pub const VIOLATION_ENTRIES: u32 = 16_384;
 /// Trusted resolver addresses (v4-mapped for IPv4).
 pub const RESOLVER_ENTRIES: u32 = 64;
 
@@ -72,9 +75,10 @@ pub mod map_names {
     pub const RESOLVERS: &str = "iotf1_resolvers";
     pub const DNS_CONTROL: &str = "iotf1_dnsctl";
     pub const DNS_FRAMES: &str = "iotf1_dns";
+    pub const VIOLATIONS: &str = "iotf1_viol";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -93,6 +97,7 @@ pub mod map_names {
         RESOLVERS,
         DNS_CONTROL,
         DNS_FRAMES,
+        VIOLATIONS,
     ];
 }
 

@@ -65,6 +65,18 @@ pub struct LearnedKey {
     pub addr: [u8; 16],
 }
 
+/// Denied packets of one device by (verdict, protocol, destination port or
+/// ICMP type): the "what did it try" view of the metrics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ViolationKey {
+    pub device: u32,
+    /// Destination port (TCP/UDP/SCTP), ICMP type, else 0.
+    pub port: u16,
+    pub proto: u8,
+    pub verdict: u8,
+}
+
 /// IPv4 address as a v4-mapped IPv6 address (`::ffff:a.b.c.d`).
 #[inline(always)]
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {

@@ -14,7 +14,7 @@ pub mod reason;
 pub mod values;
 
 pub use event::ViolationEvent;
-pub use keys::{FlowKey, LearnedKey, Lpm4, Lpm6, MacKey};
+pub use keys::{FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ViolationKey};
 pub use reason::{Reason, Verdict};
 pub use values::{
     Config, Counter, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState, RuleSet,
@@ -29,6 +29,7 @@ mod pod {
     unsafe impl aya::Pod for Lpm4 {}
     unsafe impl aya::Pod for Lpm6 {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ViolationKey {}
     unsafe impl aya::Pod for LearnedKey {}
     unsafe impl aya::Pod for DeviceInfo {}
     unsafe impl aya::Pod for PortRule {}

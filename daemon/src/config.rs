@@ -3,7 +3,7 @@
 //! validated completely before anything touches the kernel.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -39,6 +39,15 @@ struct ConfigDoc {
     state_dir: Option<Spanned<String>>,
     #[serde(default)]
     dns: DnsDoc,
+    #[serde(default)]
+    metrics: MetricsDoc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsDoc {
+    listen: Option<Spanned<String>>,
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +78,8 @@ struct FlowIdleDoc {
 struct EventsDoc {
     per_second: Option<Spanned<f64>>,
     burst: Option<Spanned<u32>>,
+    /// Also append every event (JSON lines) to this file.
+    file: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +119,15 @@ pub struct Config {
     /// device ids).
     pub state_dir: PathBuf,
     pub dns: DnsSettings,
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served;
+    /// `None` when disabled.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Violation events are also appended here (JSON lines).
+    pub events_file: Option<PathBuf>,
 }
+
+/// Loopback only by default: counters name devices, which is site data.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9742";
 
 /// DNS learning settings (`dns:` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,6 +300,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
     let dns = dns_settings(&mut d, &doc.dns);
+    let metrics_listen = match (&doc.metrics.listen, doc.metrics.enabled) {
+        (_, Some(false)) => None,
+        (None, _) => Some(DEFAULT_METRICS_LISTEN.parse().expect("a valid default")),
+        (Some(s), _) => match s.value.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                d.on(
+                    s,
+                    format!("`{}` is not an address:port to listen on", s.value),
+                    Some("e.g. 127.0.0.1:9742, or [::]:9742 for every address"),
+                );
+                None
+            }
+        },
+    };
+    let events_file = doc.events.file.as_ref().map(|f| base.join(&f.value));
     if !d.list.is_empty() {
         return Err(d.list);
     }
@@ -297,6 +332,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         event_burst,
         state_dir,
         dns,
+        metrics_listen,
+        events_file,
     })
 }
 

@@ -1,36 +1,49 @@
-//! Violation events from the ring buffer, rendered as one JSON line each.
+//! Violation events from the ring buffer, rendered as one JSON line each,
+//! with the name the device resolved the destination from when known.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
 
 use iotfence_common::{Reason, ViolationEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::compile::Compiled;
+use crate::{compile::Compiled, dns::names::Names, metrics::render::protocol_name};
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Violation {
+    /// Wall-clock time of the packet (RFC 3339, UTC).
+    pub time: String,
     /// CLOCK_MONOTONIC nanoseconds (the kernel's clock for the event).
     pub monotonic_ns: u64,
     pub device: String,
     pub device_id: u32,
     pub profile: String,
-    pub verdict: &'static str,
-    pub reason: &'static str,
+    /// `enforce` or `audit`.
+    pub mode: String,
+    /// `dropped`, or `audited` (passed because the profile audits).
+    pub verdict: String,
+    pub reason: String,
     pub src_mac: String,
-    pub protocol: u8,
+    pub protocol: String,
     pub src: Option<String>,
     pub dst: Option<String>,
     pub src_port: u16,
     pub dst_port: u16,
+    /// The name this device last resolved to `dst`, if it did.
+    pub domain: Option<String>,
     /// Events of this device suppressed by the rate limit before this one.
     pub suppressed: u32,
+    /// One sentence for people: who tried what, and where it came from.
+    pub summary: String,
 }
 
-fn addr(family: u8, a: [u8; 16]) -> Option<String> {
+fn addr(family: u8, a: [u8; 16]) -> Option<IpAddr> {
     let v6 = Ipv6Addr::from(a);
     match family {
-        4 => v6.to_ipv4_mapped().map(|v4| IpAddr::V4(v4).to_string()),
-        6 => Some(v6.to_string()),
+        4 => v6.to_ipv4_mapped().map(IpAddr::V4),
+        6 => Some(IpAddr::V6(v6)),
         _ => None,
     }
 }
@@ -43,29 +56,67 @@ pub fn decode(bytes: &[u8]) -> Option<ViolationEvent> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
-pub fn describe(e: &ViolationEvent, policy: &Compiled) -> Violation {
+/// Converts a CLOCK_MONOTONIC stamp to wall-clock time, through the
+/// current offset between the two clocks.
+fn wall_time(monotonic_ns: u64) -> SystemTime {
+    let now_mono = crate::dns::service::mono_ns();
+    let now = SystemTime::now();
+    now.checked_sub(Duration::from_nanos(now_mono.saturating_sub(monotonic_ns)))
+        .unwrap_or(now)
+}
+
+pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violation {
     let m = e.src_mac;
+    let device = policy.device_name(e.device).to_string();
+    let profile = policy.profiles.get(e.profile as usize);
+    let dst = addr(e.family, e.dst);
+    let domain = dst.and_then(|a| names.of(e.device, a));
+    let verdict = match e.verdict {
+        2 => "audited",
+        _ => "dropped",
+    };
+    let protocol = protocol_name(e.proto);
+    let has_ports = matches!(e.proto, 6 | 17 | 132);
+    let target = match (dst, has_ports) {
+        (Some(IpAddr::V6(a)), true) => format!("[{a}]:{}/{protocol}", e.dport),
+        (Some(a), true) => format!("{a}:{}/{protocol}", e.dport),
+        (Some(a), false) => format!("{a} ({protocol})"),
+        (None, _) => "a non-IP or malformed frame".to_string(),
+    };
+    let reason = Reason::from_u8(e.reason)
+        .map(Reason::name)
+        .unwrap_or("unknown");
+    let mut summary = format!("{device} tried {target}");
+    match &domain {
+        Some(d) => summary += &format!(", which it got from {d}"),
+        None if dst.is_some() => summary += ", an address it never resolved",
+        None => {}
+    }
+    summary += &format!(": {verdict} ({reason})");
     Violation {
+        time: humantime::format_rfc3339_millis(wall_time(e.time_ns)).to_string(),
         monotonic_ns: e.time_ns,
-        device: policy.device_name(e.device).to_string(),
+        device,
         device_id: e.device,
-        profile: policy.profile_name(e.profile).to_string(),
-        verdict: match e.verdict {
-            2 => "audited",
-            _ => "dropped",
-        },
-        reason: Reason::from_u8(e.reason)
-            .map(Reason::name)
-            .unwrap_or("unknown"),
+        profile: profile.map(|p| p.name.clone()).unwrap_or("unknown".into()),
+        mode: match profile.map(|p| p.mode) {
+            Some(iotfence_common::consts::MODE_AUDIT) => "audit",
+            _ => "enforce",
+        }
+        .into(),
+        verdict: verdict.into(),
+        reason: reason.into(),
         src_mac: format!(
             "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             m[0], m[1], m[2], m[3], m[4], m[5]
         ),
-        protocol: e.proto,
-        src: addr(e.family, e.src),
-        dst: addr(e.family, e.dst),
+        protocol,
+        src: addr(e.family, e.src).map(|a| a.to_string()),
+        dst: dst.map(|a| a.to_string()),
         src_port: e.sport,
         dst_port: e.dport,
+        domain,
         suppressed: e.suppressed,
+        summary,
     }
 }

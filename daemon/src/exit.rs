@@ -9,3 +9,5 @@ pub const DATA: i32 = 65;
 pub const OS: i32 = 71;
 /// Not permitted (needs root / CAP_BPF + CAP_NET_ADMIN).
 pub const NOPERM: i32 = 77;
+/// The daemon could not be reached (`iotfence status`).
+pub const UNAVAILABLE: i32 = 69;

@@ -12,6 +12,8 @@ pub mod events;
 pub mod exit;
 pub mod ids;
 pub mod lock;
+pub mod mapstat;
+pub mod metrics;
 pub mod policy;
 pub mod run;
 pub mod sources;

@@ -1,13 +1,14 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use iotfence::{compile, config, datapath, diag::Diagnostic, exit, lock, run};
+use iotfence::{compile, config, datapath, diag::Diagnostic, exit, lock, metrics, run};
 
 /// iotfence: per-device egress allowlists for IoT networks, enforced in the
 /// kernel with XDP/TC on the router's IoT-facing interface.
 ///
 /// Exit codes: 0 ok, 64 usage error, 65 invalid configuration or policy
-/// (nothing was changed), 71 the kernel refused, 77 not permitted.
+/// (nothing was changed), 69 daemon unreachable (status), 71 the kernel
+/// refused, 77 not permitted.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -39,6 +40,20 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Show a running daemon's devices with their counters, learned
+    /// destinations (and the names they came from) and recent violations.
+    Status {
+        /// Configuration file of the daemon (for its metrics address).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The daemon's metrics address; default: from --config, else
+        /// 127.0.0.1:9742.
+        #[arg(long)]
+        address: Option<std::net::SocketAddr>,
+        /// Output format: text or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Print the JSON Schema of policy files (shipped as
     /// policies/policy.schema.json, for editors).
     Schema,
@@ -52,6 +67,52 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+fn status(config: Option<PathBuf>, address: Option<std::net::SocketAddr>, json: bool) -> i32 {
+    let addr = match (address, config) {
+        (Some(a), _) => a,
+        (None, Some(c)) => match config::load(&c) {
+            Ok(cfg) => match cfg.metrics_listen {
+                Some(a) => a,
+                None => {
+                    eprintln!("{}: metrics are disabled, so is status", c.display());
+                    return exit::USAGE;
+                }
+            },
+            Err(diags) => {
+                print_diags(&diags, false);
+                return exit::DATA;
+            }
+        },
+        (None, None) => config::DEFAULT_METRICS_LISTEN
+            .parse()
+            .expect("valid default"),
+    };
+    // A wildcard listen address is reached through loopback.
+    let addr = match addr.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => {
+            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        std::net::IpAddr::V6(a) if a.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    };
+    match metrics::status::fetch(addr) {
+        Ok(doc) if json => {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            0
+        }
+        Ok(doc) => {
+            print!("{}", metrics::status::text(&doc));
+            0
+        }
+        Err(e) => {
+            eprintln!("iotfence status: {e:#}");
+            exit::UNAVAILABLE
+        }
+    }
 }
 
 fn print_diags(diags: &[Diagnostic], json: bool) {
@@ -181,6 +242,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Status {
+            config,
+            address,
+            format,
+        } => status(config, address, format == "json"),
         Command::Schema => {
             print!("{}", iotfence::policy::schema());
             0

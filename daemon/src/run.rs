@@ -2,7 +2,7 @@
 //! events, SIGHUP reloads, and a bounded drain on SIGTERM/SIGINT that leaves
 //! enforcement pinned in the kernel.
 
-use std::{io::Write, path::Path, time::Duration};
+use std::{io::Write, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use aya::maps::{MapData, RingBuf};
@@ -21,6 +21,7 @@ use crate::{
     events,
     ids::DeviceIds,
     lock,
+    metrics::Shared,
 };
 
 /// How long events already in the ring buffer may take to flush at shutdown.
@@ -30,6 +31,18 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// caller has validated `cfg` and `policy`.
 pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     let lock = lock::acquire(&cfg.pin_dir)?;
+    // Bound before anything is attached, so a taken port fails the start
+    // instead of leaving enforcement without its metrics.
+    let metrics = match cfg.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the metrics address {addr}"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+    };
+    let events_out = EventSink::open(cfg)?;
     let mut ids = DeviceIds::load(&cfg.state_dir);
     ids.assign(policy).context("assigning device ids")?;
     bpffs::ensure(&cfg.pin_dir)?;
@@ -43,11 +56,26 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     let dns_ring = dp.dns.take().context("DNS ring buffer already taken")?;
     let dns = dns::service::Service::start(cfg, dns_ring, DnsPolicy::of(policy))
         .context("starting DNS learning")?;
+    let shared = Arc::new(Shared::new(
+        cfg.pin_dir.clone(),
+        dns.stats.clone(),
+        dns.names.clone(),
+    ));
+    shared.applied(policy);
     for iface in &cfg.interfaces {
         let how = dp.attach(iface, cfg.attach)?;
+        shared.attached(iface, how);
         tracing::info!(interface = %iface, hook = how, generation, adopted, devices = policy.devices.len(), profiles = policy.profiles.len(), "enforcing");
     }
-    Ok(Running { dp, dns, ids, lock })
+    Ok(Running {
+        dp,
+        dns,
+        ids,
+        lock,
+        shared,
+        metrics,
+        events_out,
+    })
 }
 
 /// An enforcing datapath with its DNS learning thread and the daemon lock.
@@ -56,6 +84,50 @@ pub struct Running {
     pub dns: dns::service::Service,
     pub ids: DeviceIds,
     pub lock: lock::DaemonLock,
+    pub shared: Arc<Shared>,
+    /// The bound metrics listener, served once the runtime runs.
+    pub metrics: Option<std::net::TcpListener>,
+    pub events_out: EventSink,
+}
+
+/// Where violation events go: stdout (the journal under systemd) and,
+/// optionally, appended to a file, reopened on reload for log rotation.
+pub struct EventSink {
+    path: Option<std::path::PathBuf>,
+    file: Option<std::fs::File>,
+}
+
+impl EventSink {
+    fn open(cfg: &Config) -> anyhow::Result<Self> {
+        let mut s = EventSink {
+            path: cfg.events_file.clone(),
+            file: None,
+        };
+        s.reopen()?;
+        Ok(s)
+    }
+
+    fn reopen(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = &self.path {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening the events file {}", p.display()))?;
+            self.file = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Writes one line; false when the file refused it.
+    fn write(&mut self, line: &str) -> bool {
+        let stdout = std::io::stdout();
+        let _ = writeln!(stdout.lock(), "{line}");
+        match &mut self.file {
+            Some(f) => writeln!(f, "{line}").is_ok(),
+            None => true,
+        }
+    }
 }
 
 /// The resolvers whose answers are learned from: exactly the configured ones.
@@ -84,7 +156,15 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
         dns,
         mut ids,
         lock: _lock,
+        shared,
+        metrics,
+        mut events_out,
     } = running;
+    if let Some(l) = metrics {
+        let addr =
+            crate::metrics::http::serve(tokio::net::TcpListener::from_std(l)?, shared.clone())?;
+        tracing::info!(%addr, "metrics: /metrics /healthz /readyz /status");
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -113,14 +193,17 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             }
             _ = tokio::time::sleep_until(reload_at.unwrap_or_else(tokio::time::Instant::now)), if reload_at.is_some() => {
                 reload_at = None;
-                if reload(&cfg, &mut policy, &mut dp, &mut ids) {
+                if reload(&cfg, &mut policy, &mut dp, &mut ids, &shared) {
                     dns.update(DnsPolicy::of(&policy));
+                }
+                if let Err(e) = events_out.reopen() {
+                    tracing::warn!(error = %format!("{e:#}"), "events file");
                 }
                 watcher.watch(&crate::watch::dirs(&cfg.policy, &policy.files));
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &policy);
+                drain(guard.get_inner_mut(), &policy, &shared, &mut events_out);
                 guard.clear_ready();
             }
         }
@@ -129,7 +212,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     dns.stop();
     let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
     while let Ok(Ok(mut guard)) = tokio::time::timeout_at(deadline, ring.readable_mut()).await {
-        if drain(guard.get_inner_mut(), &policy) == 0 {
+        if drain(guard.get_inner_mut(), &policy, &shared, &mut events_out) == 0 {
             break;
         }
         guard.clear_ready();
@@ -138,31 +221,47 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
 }
 
 /// Writes every queued event as a JSON line; returns how many.
-fn drain(ring: &mut RingBuf<MapData>, policy: &Compiled) -> usize {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    policy: &Compiled,
+    shared: &Shared,
+    out: &mut EventSink,
+) -> usize {
     let mut n = 0;
+    let mut failed = 0;
     while let Some(item) = ring.next() {
         if let Some(e) = events::decode(&item) {
-            let v = events::describe(&e, policy);
+            let v = events::describe(&e, policy, &shared.names);
             if let Ok(line) = serde_json::to_string(&v) {
-                let _ = writeln!(out, "{line}");
+                if !out.write(&line) {
+                    failed += 1;
+                }
             }
+            shared.violation(v);
         }
         n += 1;
     }
-    let _ = out.flush();
+    if failed > 0 {
+        shared.lock().event_write_errors += failed;
+    }
     n
 }
 
 /// Re-reads the policy; an invalid one leaves the running policy in force.
 /// True when a new policy was applied.
-fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath, ids: &mut DeviceIds) -> bool {
+fn reload(
+    cfg: &Config,
+    policy: &mut Compiled,
+    dp: &mut Datapath,
+    ids: &mut DeviceIds,
+    shared: &Shared,
+) -> bool {
     match compile::load(cfg) {
         Err(diags) => {
             for d in &diags {
                 tracing::error!(error = %d, "reload rejected; the running policy stays in force");
             }
+            shared.reload_failed(diags.first().map(|d| d.to_string()).unwrap_or_default());
             false
         }
         Ok(mut new) => match ids
@@ -172,11 +271,13 @@ fn reload(cfg: &Config, policy: &mut Compiled, dp: &mut Datapath, ids: &mut Devi
             Ok(generation) => {
                 log_warnings(&new);
                 tracing::info!(generation, devices = new.devices.len(), "policy reloaded");
+                shared.applied(&new);
                 *policy = new;
                 true
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed");
+                shared.reload_failed(format!("{e:#}"));
                 false
             }
         },

@@ -11,14 +11,14 @@ use iotfence_common::{
     keys::{device_scope, rule_scope},
     reason::counter_index,
     values::{FlowValue, LearnedMatch},
-    Config, DeviceInfo, FlowKey, Reason, Verdict,
+    Config, Counter, DeviceInfo, FlowKey, Reason, Verdict, ViolationKey,
 };
 
 use crate::{
     dns, events,
     maps::{
         CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC, EGRESS4,
-        EGRESS6, FLOWS, LEARNED, SCRATCH,
+        EGRESS6, FLOWS, LEARNED, SCRATCH, VIOLATIONS,
     },
     parse::{is_link_icmpv6, parse, Bytes, Frag, Headers, Scratch},
 };
@@ -68,6 +68,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     };
     count(dev.device, verdict, reason, len);
     if verdict != Verdict::Allowed {
+        count_violation(dev.device, verdict, &s.h, len);
         events::report(cfg, &dev, &s.h, verdict, reason);
     }
     match verdict {
@@ -240,6 +241,34 @@ pub fn insert_flow(key: &FlowKey, dev: &DeviceInfo, now: u64, inbound: u8) {
     };
     if FLOWS.insert(key, &v, 0).is_err() {
         events::global_add(GLOBAL_FLOW_INSERT_FAILED);
+    }
+}
+
+/// Per-CPU value, so an existing key is bumped without atomics; a new key
+/// costs one insert (an LRU map evicts the coldest key when full).
+#[inline(always)]
+fn count_violation(device: u32, verdict: Verdict, h: &Headers, len: u64) {
+    let key = ViolationKey {
+        device,
+        port: h.rule_port,
+        proto: h.proto,
+        verdict: verdict as u8,
+    };
+    match VIOLATIONS.get_ptr_mut(&key) {
+        Some(c) => unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+        },
+        None => {
+            let _ = VIOLATIONS.insert(
+                &key,
+                &Counter {
+                    packets: 1,
+                    bytes: len,
+                },
+                0,
+            );
+        }
     }
 }
 

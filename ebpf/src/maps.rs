@@ -4,11 +4,11 @@
 use crate::parse::Scratch;
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use iotfence_common::{
     consts::*, dns::DnsControl, values::FlowValue, Config, Counter, DeviceInfo, FlowKey,
-    LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, RuleSet,
+    LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, RuleSet, ViolationKey,
 };
 
 /// Global settings and the active policy generation (one entry).
@@ -86,3 +86,8 @@ pub static DNS_CONTROL: Array<DnsControl> = Array::pinned(1, 0);
 /// DNS queries (copied) and answers (held) to the daemon, in order.
 #[map(name = "iotf1_dns")]
 pub static DNS_FRAMES: RingBuf = RingBuf::pinned(DNS_RING_BYTES, 0);
+
+/// Denied packets by (device, verdict, protocol, port), for the metrics.
+#[map(name = "iotf1_viol")]
+pub static VIOLATIONS: LruPerCpuHashMap<ViolationKey, Counter> =
+    LruPerCpuHashMap::pinned(VIOLATION_ENTRIES, 0);

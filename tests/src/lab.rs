@@ -452,12 +452,18 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n{extra}",
+                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n  file: {}\n{extra}",
                 self.pins.path.display(),
-                self.dir.join("state").display()
+                self.dir.join("state").display(),
+                self.events_file().display()
             ),
         )?;
         Ok(cfg)
+    }
+
+    /// Where the lab's daemon appends its violation events.
+    pub fn events_file(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
     }
 
     /// Packets of `device` dropped for any reason.

@@ -5,5 +5,7 @@ pub mod dns;
 pub mod fixtures;
 pub mod harness;
 pub mod lab;
+pub mod observe;
 pub mod packet;
 pub mod privileged;
+pub mod scenario;

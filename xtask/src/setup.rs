@@ -24,6 +24,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("dnsmasq-base", "/usr/sbin/dnsmasq"),
     ("nftables", "/usr/sbin/nft"),
     ("bpftool", "/usr/sbin/bpftool"),
+    // promtool checks the metrics; the server runs the dashboard test.
+    ("prometheus", "/usr/bin/promtool"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

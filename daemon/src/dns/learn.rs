@@ -112,6 +112,21 @@ pub fn query_of(msg: &[u8]) -> Option<(u16, String)> {
     Some((m.metadata.id, normalize(&m.queries[0].name.to_ascii())))
 }
 
+/// A solicited answer's on-chain addresses, whatever the policy says of its
+/// name: what violation events cite as "got it from".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The question name (normalized).
+    pub name: String,
+    /// On-chain addresses and their TTLs (empty unless NOERROR).
+    pub addrs: Vec<(IpAddr, u32)>,
+    /// Address and CNAME records not on the question's chain (ignored).
+    pub off_chain: u32,
+    pub no_error: bool,
+}
+
+/// Checks and learns: the answer must be solicited, its name allowed, and
+/// its addresses on the question's chain.
 pub fn examine(
     msg: &[u8],
     route: Route,
@@ -119,6 +134,38 @@ pub fn examine(
     pending: &mut Pending,
     now_ns: u64,
 ) -> Result<Lesson, Refusal> {
+    lesson(answer(msg, route, pending, now_ns)?, rules)
+}
+
+/// What the profile's `rules` allow of a solicited answer.
+pub fn lesson(a: Answer, rules: &[DomainRule]) -> Result<Lesson, Refusal> {
+    let patterns: Vec<(Pattern, Vec<PortRule>)> = rules
+        .iter()
+        .filter(|r| r.pattern.matches(&a.name))
+        .map(|r| (r.pattern.clone(), r.rules.clone()))
+        .collect();
+    if patterns.is_empty() {
+        return Err(Refusal::NotAllowed);
+    }
+    if !a.no_error || a.addrs.is_empty() {
+        return Err(Refusal::NoAddresses);
+    }
+    Ok(Lesson {
+        name: a.name,
+        patterns,
+        addrs: a.addrs,
+        off_chain: a.off_chain,
+    })
+}
+
+/// Parses an answer, matches it to its pending query (consuming it) and
+/// collects the addresses on the question's CNAME chain.
+pub fn answer(
+    msg: &[u8],
+    route: Route,
+    pending: &mut Pending,
+    now_ns: u64,
+) -> Result<Answer, Refusal> {
     let m = Message::from_vec(msg).map_err(|_| Refusal::Malformed)?;
     if m.metadata.message_type != MessageType::Response {
         return Err(Refusal::NotResponse);
@@ -137,17 +184,7 @@ pub fn examine(
     if waiting.name != name || waiting.device != route.device {
         return Err(Refusal::QuestionMismatch);
     }
-    let patterns: Vec<(Pattern, Vec<PortRule>)> = rules
-        .iter()
-        .filter(|r| r.pattern.matches(&name))
-        .map(|r| (r.pattern.clone(), r.rules.clone()))
-        .collect();
-    if patterns.is_empty() {
-        return Err(Refusal::NotAllowed);
-    }
-    if m.metadata.response_code != ResponseCode::NoError {
-        return Err(Refusal::NoAddresses);
-    }
+    let no_error = m.metadata.response_code == ResponseCode::NoError;
     // The chain: the question, then each CNAME target in turn.
     let owners: Vec<String> = m
         .answers
@@ -198,13 +235,13 @@ pub fn examine(
             }
         }
     }
-    if addrs.is_empty() {
-        return Err(Refusal::NoAddresses);
+    if !no_error {
+        addrs.clear();
     }
-    Ok(Lesson {
+    Ok(Answer {
         name,
-        patterns,
         addrs,
         off_chain,
+        no_error,
     })
 }

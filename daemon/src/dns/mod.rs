@@ -6,6 +6,7 @@
 pub mod frame;
 pub mod inject;
 pub mod learn;
+pub mod names;
 pub mod pattern;
 pub mod pending;
 pub mod service;

@@ -30,6 +30,7 @@ use super::{
     frame,
     inject::Injector,
     learn::{self, Refusal, Route},
+    names::Names,
     pattern::Pattern,
     pending::{Pending, QueryKey},
     state::{self, Saved, SavedCredit},
@@ -115,6 +116,8 @@ pub struct Service {
     tx: Sender<Command>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<DnsStats>,
+    /// The name each device last resolved to each address.
+    pub names: Arc<Names>,
 }
 
 struct Engine {
@@ -128,6 +131,7 @@ struct Engine {
     settings: DnsSettings,
     policy: DnsPolicy,
     stats: Arc<DnsStats>,
+    names: Arc<Names>,
     state_file: PathBuf,
     dirty: bool,
 }
@@ -148,6 +152,7 @@ impl Service {
     /// returns, so answers are held from the moment programs are attached.
     pub fn start(cfg: &Config, ring: RingBuf<MapData>, policy: DnsPolicy) -> anyhow::Result<Self> {
         let stats = Arc::new(DnsStats::default());
+        let names = Arc::new(Names::default());
         let mut e = Engine {
             learned: open(&cfg.pin_dir, map_names::LEARNED, Map::HashMap)?,
             control: open(&cfg.pin_dir, map_names::DNS_CONTROL, Map::Array)?,
@@ -168,6 +173,7 @@ impl Service {
             settings: cfg.dns.clone(),
             policy,
             stats: stats.clone(),
+            names: names.clone(),
             state_file: cfg.state_dir.join("learned.json"),
             dirty: false,
         };
@@ -181,6 +187,7 @@ impl Service {
             tx,
             thread: Some(thread),
             stats,
+            names,
         })
     }
 
@@ -497,7 +504,12 @@ impl Engine {
     fn learn(&mut self, msg: &[u8], route: Route) {
         let now = mono_ns();
         let rules = self.policy.rules(route.device).unwrap_or(&[]);
-        let lesson = match learn::examine(msg, route, rules, &mut self.pending, now) {
+        let lesson = match learn::answer(msg, route, &mut self.pending, now).and_then(|a| {
+            for (addr, _) in &a.addrs {
+                self.names.record(route.device, *addr, &a.name);
+            }
+            learn::lesson(a, rules)
+        }) {
             Ok(l) => l,
             Err(r) => {
                 self.stats.refuse(r);

@@ -1,0 +1,146 @@
+//! What the daemon shows about itself: Prometheus metrics (`/metrics`),
+//! liveness and readiness (`/healthz`, `/readyz`) and the status document
+//! `iotfence status` reads (`/status`). Kernel counters are read from the
+//! pinned maps at scrape time; the serve loop only publishes its policy view
+//! and reload outcomes here.
+
+pub mod http;
+pub mod render;
+pub mod status;
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use crate::{
+    compile::Compiled,
+    dns::{names::Names, stats::DnsStats},
+    events::Violation,
+};
+
+/// Recent violations kept for `iotfence status`.
+pub const RECENT_VIOLATIONS: usize = 100;
+
+/// One device as the metrics label it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceView {
+    pub id: u32,
+    pub name: String,
+    pub profile: String,
+    pub mode: &'static str,
+}
+
+/// The daemon's view, published by the serve loop.
+#[derive(Default)]
+pub struct Status {
+    /// Device id 0 ("unknown", the default profile) first.
+    pub devices: Vec<DeviceView>,
+    pub profiles: usize,
+    /// Policies applied since the daemon started (1 = the startup policy).
+    pub generation: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// Unix time of the last successful apply (startup included).
+    pub last_success: f64,
+    /// The last rejected reload's first error, until a reload succeeds.
+    pub last_error: Option<String>,
+    /// (interface, hook) for every attached program.
+    pub attached: Vec<(String, &'static str)>,
+    pub recent: VecDeque<Violation>,
+    /// Violation lines the events file could not take.
+    pub event_write_errors: u64,
+}
+
+pub struct Shared {
+    pub pin_dir: std::path::PathBuf,
+    pub dns: Arc<DnsStats>,
+    pub names: Arc<Names>,
+    pub started: SystemTime,
+    status: Mutex<Status>,
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn mode_name(mode: u8) -> &'static str {
+    if mode == iotfence_common::consts::MODE_AUDIT {
+        "audit"
+    } else {
+        "enforce"
+    }
+}
+
+impl Shared {
+    pub fn new(pin_dir: std::path::PathBuf, dns: Arc<DnsStats>, names: Arc<Names>) -> Self {
+        Self {
+            pin_dir,
+            dns,
+            names,
+            started: SystemTime::now(),
+            status: Mutex::new(Status::default()),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A policy was applied (at start or by a reload).
+    pub fn applied(&self, policy: &Compiled) {
+        let default = policy.profiles.get(policy.default_profile as usize);
+        let mut devices = vec![DeviceView {
+            id: 0,
+            name: "unknown".into(),
+            profile: default.map(|p| p.name.clone()).unwrap_or_default(),
+            mode: mode_name(default.map(|p| p.mode).unwrap_or(0)),
+        }];
+        devices.extend(policy.devices.iter().map(|d| {
+            let p = policy.profiles.get(d.profile as usize);
+            DeviceView {
+                id: d.id,
+                name: d.name.clone(),
+                profile: p.map(|p| p.name.clone()).unwrap_or_default(),
+                mode: mode_name(p.map(|p| p.mode).unwrap_or(0)),
+            }
+        }));
+        let mut s = self.lock();
+        if s.generation > 0 {
+            s.reloads_ok += 1;
+        }
+        s.generation += 1;
+        s.devices = devices;
+        s.profiles = policy.profiles.len();
+        s.last_success = unix_now();
+        s.last_error = None;
+    }
+
+    pub fn reload_failed(&self, error: String) {
+        let mut s = self.lock();
+        s.reloads_failed += 1;
+        s.last_error = Some(error);
+    }
+
+    pub fn attached(&self, interface: &str, hook: &'static str) {
+        self.lock().attached.push((interface.to_string(), hook));
+    }
+
+    pub fn violation(&self, v: Violation) {
+        let mut s = self.lock();
+        if s.recent.len() == RECENT_VIOLATIONS {
+            s.recent.pop_front();
+        }
+        s.recent.push_back(v);
+    }
+
+    /// Ready: programs attached and a policy generation applied.
+    pub fn ready(&self) -> bool {
+        let s = self.lock();
+        s.generation > 0 && !s.attached.is_empty()
+    }
+}

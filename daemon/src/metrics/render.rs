@@ -1,0 +1,495 @@
+//! The metric families of one scrape. Kernel counters are read from the
+//! pinned per-CPU maps now (summed over CPUs), never cached, so a scrape
+//! is as fresh as the datapath. Label values are bounded: device and
+//! profile names from the policy, fixed verdict/reason/protocol names, and
+//! ports (bounded by the violation map's LRU capacity). Addresses and
+//! domains never become labels; they go into violation events.
+
+use std::path::Path;
+
+use anyhow::Context;
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap};
+use iotfence_common::{
+    consts::{self, map_names},
+    reason::{counter_index, REASONS, VERDICTS},
+    Counter, Verdict, ViolationKey,
+};
+use prometheus::proto::{
+    Bucket, Counter as PCounter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use super::Shared;
+use crate::{
+    dns::{learn::Refusal, stats::HOLD_BUCKETS},
+    mapstat,
+};
+
+/// Read-only handles on the pinned counter maps.
+pub struct Kernel {
+    counters: PerCpuArray<MapData, Counter>,
+    global: PerCpuArray<MapData, u64>,
+    violations: PerCpuHashMap<MapData, ViolationKey, Counter>,
+}
+
+impl Kernel {
+    pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
+        let pin = |name: &str| {
+            let p = pin_dir.join("maps").join(name);
+            MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))
+        };
+        Ok(Self {
+            counters: PerCpuArray::try_from(Map::PerCpuArray(pin(map_names::COUNTERS)?))?,
+            global: PerCpuArray::try_from(Map::PerCpuArray(pin(map_names::GLOBAL)?))?,
+            violations: PerCpuHashMap::try_from(Map::PerCpuLruHashMap(pin(
+                map_names::VIOLATIONS,
+            )?))?,
+        })
+    }
+
+    pub fn counter_sum(&self, index: u32) -> anyhow::Result<(u64, u64)> {
+        let v = self.counters.get(&index, 0)?;
+        Ok(v.iter()
+            .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
+    }
+
+    fn global(&self, index: u32) -> anyhow::Result<u64> {
+        Ok(self.global.get(&index, 0)?.iter().sum())
+    }
+}
+
+/// One metric family under construction.
+struct Family(MetricFamily);
+
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType) -> Self {
+        let mut f = MetricFamily::default();
+        f.set_name(name.into());
+        f.set_help(help.into());
+        f.set_field_type(kind);
+        Self(f)
+    }
+
+    fn counter(name: &str, help: &str) -> Self {
+        Self::new(name, help, MetricType::COUNTER)
+    }
+
+    fn gauge(name: &str, help: &str) -> Self {
+        Self::new(name, help, MetricType::GAUGE)
+    }
+
+    fn metric(labels: &[(&str, &str)]) -> Metric {
+        Metric::from_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).into());
+                    l.set_value((*v).into());
+                    l
+                })
+                .collect(),
+        )
+    }
+
+    fn add(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let mut m = Self::metric(labels);
+        if self.0.get_field_type() == MetricType::COUNTER {
+            let mut c = PCounter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        self.0.mut_metric().push(m);
+        self
+    }
+
+    fn done(self, out: &mut Vec<MetricFamily>) {
+        if !self.0.get_metric().is_empty() {
+            out.push(self.0);
+        }
+    }
+}
+
+pub fn protocol_name(proto: u8) -> String {
+    match proto {
+        consts::PROTO_TCP => "tcp".into(),
+        consts::PROTO_UDP => "udp".into(),
+        consts::PROTO_ICMP => "icmp".into(),
+        consts::PROTO_ICMPV6 => "icmpv6".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Every (verdict, reason) pair the datapath can count.
+fn slots() -> impl Iterator<Item = (Verdict, iotfence_common::Reason)> {
+    VERDICTS.into_iter().flat_map(|v| {
+        REASONS
+            .into_iter()
+            .filter(move |r| r.allows() == (v == Verdict::Allowed))
+            .map(move |r| (v, r))
+    })
+}
+
+/// The families of one scrape (the caller adds the process collector's).
+pub fn families(shared: &Shared, kernel: &Kernel) -> anyhow::Result<Vec<MetricFamily>> {
+    let mut out = Vec::new();
+    let status = {
+        let s = shared.lock();
+        (
+            s.devices.clone(),
+            s.profiles,
+            s.generation,
+            s.reloads_ok,
+            s.reloads_failed,
+            s.last_success,
+            s.attached.clone(),
+            s.event_write_errors,
+        )
+    };
+    let (devices, profiles, generation, ok, failed, last_success, attached, write_errors) = status;
+
+    let mut info = Family::gauge(
+        "iotfence_device_info",
+        "A device of the policy (device \"unknown\": the default profile); always 1.",
+    );
+    let mut packets = Family::counter(
+        "iotfence_packets_total",
+        "Packets sent by devices into the protected interface, by verdict and reason.",
+    );
+    let mut bytes = Family::counter(
+        "iotfence_bytes_total",
+        "Bytes (frame length) sent by devices into the protected interface, by verdict and reason.",
+    );
+    for d in &devices {
+        info.add(
+            &[
+                ("device", &d.name),
+                ("profile", &d.profile),
+                ("mode", d.mode),
+            ],
+            1.0,
+        );
+        if d.id >= consts::MAX_DEVICES {
+            continue;
+        }
+        for (v, r) in slots() {
+            let (p, b) = kernel.counter_sum(counter_index(d.id, v, r))?;
+            if p == 0 {
+                continue;
+            }
+            let labels = [
+                ("device", d.name.as_str()),
+                ("profile", d.profile.as_str()),
+                ("verdict", v.name()),
+                ("reason", r.name()),
+            ];
+            packets.add(&labels, p as f64);
+            bytes.add(&labels, b as f64);
+        }
+    }
+    info.done(&mut out);
+    packets.done(&mut out);
+    bytes.done(&mut out);
+
+    let mut violations = Family::counter(
+        "iotfence_violation_packets_total",
+        "Packets a profile does not allow (dropped, or passed in audit mode), by protocol and destination port (ICMP: type).",
+    );
+    for item in kernel.violations.iter() {
+        let (k, per_cpu) = item?;
+        let n: u64 = per_cpu.iter().map(|c| c.packets).sum();
+        let Some(d) = devices.iter().find(|d| d.id == k.device) else {
+            continue;
+        };
+        let verdict = if k.verdict == Verdict::Audited as u8 {
+            "audited"
+        } else {
+            "dropped"
+        };
+        violations.add(
+            &[
+                ("device", &d.name),
+                ("profile", &d.profile),
+                ("verdict", verdict),
+                ("protocol", &protocol_name(k.proto)),
+                ("port", &k.port.to_string()),
+            ],
+            n as f64,
+        );
+    }
+    violations.done(&mut out);
+
+    kernel_globals(kernel, &mut out)?;
+    dns(shared, &mut out);
+
+    let mut entries = Family::gauge(
+        "iotfence_map_entries",
+        "Entries in each pinned hash or LPM map, counted in the kernel.",
+    );
+    let mut capacity = Family::gauge(
+        "iotfence_map_max_entries",
+        "Capacity of each pinned hash or LPM map.",
+    );
+    for u in mapstat::pinned(&shared.pin_dir)? {
+        entries.add(&[("map", u.map)], u.entries as f64);
+        capacity.add(&[("map", u.map)], u.capacity as f64);
+    }
+    entries.done(&mut out);
+    capacity.done(&mut out);
+
+    let single = |out: &mut Vec<MetricFamily>, f: fn(&str, &str) -> Family, name, help, v: f64| {
+        let mut fam = f(name, help);
+        fam.add(&[], v);
+        fam.done(out);
+    };
+    single(
+        &mut out,
+        Family::gauge,
+        "iotfence_policy_generation",
+        "Policies applied since the daemon started (1: the startup policy).",
+        generation as f64,
+    );
+    let mut reloads = Family::counter(
+        "iotfence_policy_reloads_total",
+        "Policy reloads (SIGHUP or file change), by result; a failed one leaves the running policy in force.",
+    );
+    reloads
+        .add(&[("result", "success")], ok as f64)
+        .add(&[("result", "failure")], failed as f64);
+    reloads.done(&mut out);
+    single(
+        &mut out,
+        Family::gauge,
+        "iotfence_policy_last_success_timestamp_seconds",
+        "Unix time the running policy was applied.",
+        last_success,
+    );
+    single(
+        &mut out,
+        Family::gauge,
+        "iotfence_policy_devices",
+        "Devices in the running policy.",
+        devices.len().saturating_sub(1) as f64,
+    );
+    single(
+        &mut out,
+        Family::gauge,
+        "iotfence_policy_profiles",
+        "Profiles in the running policy.",
+        profiles as f64,
+    );
+    single(
+        &mut out,
+        Family::counter,
+        "iotfence_event_write_errors_total",
+        "Violation events the events file could not take.",
+        write_errors as f64,
+    );
+    let mut hooks = Family::gauge(
+        "iotfence_attached_info",
+        "An interface the datapath is attached to, with its hook; always 1.",
+    );
+    for (iface, hook) in &attached {
+        hooks.add(&[("interface", iface), ("hook", hook)], 1.0);
+    }
+    hooks.done(&mut out);
+    let mut build = Family::gauge(
+        "iotfence_build_info",
+        "Version of the running daemon and of its map layout; always 1.",
+    );
+    build.add(
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("map_version", &consts::MAP_VERSION.to_string()),
+        ],
+        1.0,
+    );
+    build.done(&mut out);
+    Ok(out)
+}
+
+fn kernel_globals(kernel: &Kernel, out: &mut Vec<MetricFamily>) -> anyhow::Result<()> {
+    let mut events = Family::counter(
+        "iotfence_events_total",
+        "Violation events in the kernel: sent to the daemon, or suppressed by the per-device rate limit.",
+    );
+    events
+        .add(
+            &[("outcome", "sent")],
+            kernel.global(consts::GLOBAL_EVENTS_SENT)? as f64,
+        )
+        .add(
+            &[("outcome", "suppressed")],
+            kernel.global(consts::GLOBAL_EVENTS_SUPPRESSED)? as f64,
+        );
+    events.done(out);
+    let mut drops = Family::counter(
+        "iotfence_ringbuf_drops_total",
+        "Records lost because a ring buffer to the daemon was full (dns_answers: the answer was dropped too).",
+    );
+    drops
+        .add(
+            &[("ring", "events")],
+            kernel.global(consts::GLOBAL_EVENTS_RINGBUF_FULL)? as f64,
+        )
+        .add(
+            &[("ring", "dns_answers")],
+            kernel.global(consts::GLOBAL_DNS_RING_FULL)? as f64,
+        )
+        .add(
+            &[("ring", "dns_queries")],
+            kernel.global(consts::GLOBAL_DNS_QUERY_RING_FULL)? as f64,
+        );
+    drops.done(out);
+    let mut flows = Family::counter(
+        "iotfence_flow_insert_failures_total",
+        "Flow table inserts the kernel refused.",
+    );
+    flows.add(
+        &[],
+        kernel.global(consts::GLOBAL_FLOW_INSERT_FAILED)? as f64,
+    );
+    flows.done(out);
+    let mut inbound = Family::counter(
+        "iotfence_inbound_flows_total",
+        "Flows opened towards devices under an inbound allowance.",
+    );
+    inbound.add(&[], kernel.global(consts::GLOBAL_INBOUND_FLOWS)? as f64);
+    inbound.done(out);
+    let mut held = Family::counter(
+        "iotfence_dns_answers_held_total",
+        "DNS answers the kernel held for the daemon to learn from before delivery.",
+    );
+    held.add(&[], kernel.global(consts::GLOBAL_DNS_HELD)? as f64);
+    held.done(out);
+    let mut copied = Family::counter(
+        "iotfence_dns_queries_copied_total",
+        "DNS queries of devices the kernel copied to the daemon.",
+    );
+    copied.add(&[], kernel.global(consts::GLOBAL_DNS_QUERIES)? as f64);
+    copied.done(out);
+    let mut unheld = Family::counter(
+        "iotfence_dns_answers_unheld_total",
+        "DNS answers not learned from: no_daemon (dropped, fail closed), fail_open (delivered), unsupported (fragment, GSO or too large; delivered).",
+    );
+    unheld
+        .add(
+            &[("reason", "no_daemon")],
+            kernel.global(consts::GLOBAL_DNS_NO_DAEMON)? as f64,
+        )
+        .add(
+            &[("reason", "fail_open")],
+            kernel.global(consts::GLOBAL_DNS_FAIL_OPEN)? as f64,
+        )
+        .add(
+            &[("reason", "unsupported")],
+            kernel.global(consts::GLOBAL_DNS_UNHELD)? as f64,
+        );
+    unheld.done(out);
+    Ok(())
+}
+
+fn dns(shared: &Shared, out: &mut Vec<MetricFamily>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &shared.dns;
+    let simple: [(&str, &str, MetricType, u64); 7] = [
+        (
+            "iotfence_dns_queries_total",
+            "DNS queries of devices the daemon read.",
+            MetricType::COUNTER,
+            s.queries.load(Relaxed),
+        ),
+        (
+            "iotfence_dns_answers_total",
+            "Held DNS answers the daemon examined.",
+            MetricType::COUNTER,
+            s.answers.load(Relaxed),
+        ),
+        (
+            "iotfence_dns_learned_total",
+            "(address, pattern) credits learned from DNS answers.",
+            MetricType::COUNTER,
+            s.learned.load(Relaxed),
+        ),
+        (
+            "iotfence_dns_off_chain_records_total",
+            "Answer records ignored because they were not on the question's CNAME chain.",
+            MetricType::COUNTER,
+            s.off_chain_records.load(Relaxed),
+        ),
+        (
+            "iotfence_dns_learned_entries",
+            "(device, address) entries learned from DNS and not yet expired.",
+            MetricType::GAUGE,
+            s.entries.load(Relaxed),
+        ),
+        (
+            "iotfence_dns_pending_queries",
+            "Device queries waiting for their answer.",
+            MetricType::GAUGE,
+            s.pending.load(Relaxed),
+        ),
+        (
+            "iotfence_dns_attributed_addresses",
+            "(device, address) pairs remembered with the name they were resolved from, for events.",
+            MetricType::GAUGE,
+            shared.names.len() as u64,
+        ),
+    ];
+    for (name, help, kind, v) in simple {
+        let mut f = Family::new(name, help, kind);
+        f.add(&[], v as f64);
+        f.done(out);
+    }
+    let mut refused = Family::counter(
+        "iotfence_dns_refused_total",
+        "DNS answers (or addresses of them) not learned, by reason.",
+    );
+    for r in Refusal::ALL {
+        refused.add(&[("reason", r.name())], s.refused(r) as f64);
+    }
+    refused.done(out);
+    let mut released = Family::counter(
+        "iotfence_dns_released_total",
+        "Held DNS answers sent on to the device after learning, by result.",
+    );
+    released
+        .add(&[("result", "ok")], s.reinjected.load(Relaxed) as f64)
+        .add(
+            &[("result", "failed")],
+            s.reinject_failed.load(Relaxed) as f64,
+        );
+    released.done(out);
+
+    let mut h = Histogram::default();
+    let mut cumulative = 0;
+    let buckets = HOLD_BUCKETS
+        .iter()
+        .zip(&s.hold_buckets)
+        .map(|(le, n)| {
+            cumulative += n.load(Relaxed);
+            let mut b = Bucket::default();
+            b.set_upper_bound(*le);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    h.set_bucket(buckets);
+    // A sample bumps its bucket before the count: never report fewer
+    // samples than the buckets hold.
+    h.set_sample_count(s.hold_count.load(Relaxed).max(cumulative));
+    h.set_sample_sum(s.hold_sum_ns.load(Relaxed) as f64 / 1e9);
+    let mut f = Family::new(
+        "iotfence_dns_hold_seconds",
+        "Time a DNS answer was held: from the kernel taking it to its release after learning.",
+        MetricType::HISTOGRAM,
+    );
+    let mut m = Family::metric(&[]);
+    m.set_histogram(h);
+    f.0.mut_metric().push(m);
+    f.done(out);
+}
