@@ -9,3 +9,4 @@ pub mod observe;
 pub mod packet;
 pub mod privileged;
 pub mod scenario;
+pub mod vendor_site;

@@ -1,0 +1,159 @@
+//! The shipped Grafana dashboard against a real Prometheus (Debian's)
+//! scraping the daemon in the lab: after traffic, every panel's expression
+//! and every template variable's query returns series, and no expression
+//! names a metric the daemon does not export.
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use iotfence_tests::{
+    observe::{http_get, parse, Prometheus, METRICS},
+    scenario,
+};
+
+/// Grafana's built-in variables, as Grafana would expand them for a one
+/// hour dashboard over a 1 s scrape interval.
+fn expand(expr: &str, instance: &str) -> String {
+    expr.replace("${instance}", instance)
+        .replace("$instance", instance)
+        .replace("${device}", ".*")
+        .replace("$device", ".*")
+        .replace("$__rate_interval", "10s")
+        .replace("$__interval", "2s")
+        .replace("$__range", "5m")
+}
+
+/// Every `expr` of every panel, rows' nested panels included, with the
+/// panel title for messages.
+fn targets(panels: &[serde_json::Value], out: &mut Vec<(String, String)>) {
+    for p in panels {
+        if let Some(nested) = p["panels"].as_array() {
+            targets(nested, out);
+        }
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push((p["title"].as_str().unwrap_or("?").to_string(), e.into()));
+            }
+        }
+    }
+}
+
+/// Metric names an expression references (the `iotfence_` ones).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("iotfence_") {
+        let start = i + at;
+        let mut end = start;
+        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+            end += 1;
+        }
+        out.push(expr[start..end].to_string());
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn every_dashboard_panel_has_data_in_prometheus() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("grafana/dashboards/iotfence.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    targets(dashboard["panels"].as_array().unwrap(), &mut exprs);
+    assert!(exprs.len() >= 15, "only {} panel queries", exprs.len());
+
+    let site = scenario::start("xdp", "").unwrap();
+    let router = &site.lab.router;
+    let prom = Prometheus::start(router, &site.lab.dir, METRICS, "127.0.0.1:9090").unwrap();
+
+    // Traffic over several scrapes, so rates have two samples in range.
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut rounds = 0;
+    while Instant::now() < until && rounds < 20 {
+        scenario::traffic(&site).unwrap();
+        rounds += 1;
+    }
+    // Until Prometheus has scraped the last round (bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = prom
+            .query(router, "iotfence_dns_learned_total > 0")
+            .unwrap();
+        if !r.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "prometheus never saw learning");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+
+    // What the daemon exports (histograms by their base name too).
+    let (_, text) = http_get(router, METRICS, "/metrics").unwrap();
+    let mut exported = BTreeSet::new();
+    for s in parse(&text).unwrap() {
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = s.name.strip_suffix(suffix) {
+                exported.insert(base.to_string());
+            }
+        }
+        exported.insert(s.name);
+    }
+
+    let instance = METRICS;
+    let mut problems = Vec::new();
+    for (title, expr) in &exprs {
+        for m in metric_names(expr) {
+            if !exported.contains(&m) {
+                problems.push(format!("{title}: `{m}` is not exported"));
+            }
+        }
+        if !expr.contains("instance=~\"$instance\"") {
+            problems.push(format!("{title}: `{expr}` ignores $instance"));
+        }
+        match prom.query(router, &expand(expr, instance)) {
+            Ok(r) if r.is_empty() => problems.push(format!("{title}: `{expr}` returned no series")),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{title}: {e:#}")),
+        }
+    }
+    // Template variables: label_values(METRIC{...}, LABEL) must find values.
+    for v in dashboard["templating"]["list"].as_array().unwrap() {
+        let q = v["query"]
+            .as_str()
+            .or_else(|| v["query"]["query"].as_str())
+            .unwrap_or_default();
+        let Some(inner) = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+        else {
+            continue;
+        };
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        let r = prom
+            .query(
+                router,
+                &format!(
+                    "count by ({}) ({})",
+                    label.trim(),
+                    expand(selector, instance)
+                ),
+            )
+            .unwrap();
+        if !r.iter().any(|s| s["metric"][label.trim()].is_string()) {
+            problems.push(format!("variable {}: `{q}` finds no values", v["name"]));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
