@@ -28,8 +28,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// The lab demo: simulated devices behind a router running iotfence.
-    Lab,
+    /// The lab demo: one simulated device per vendor profile and a
+    /// compromised one, behind a router running iotfence; then a summary.
+    Lab {
+        /// Keep the lab up after the summary, until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -59,12 +64,17 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             a.extend(args.iter().map(String::as_str));
             test_summary(&a)
         }
-        Cmd::Lab => {
+        Cmd::Lab { keep } => {
             setup::all()?;
             require_root("the lab builds network namespaces and attaches eBPF programs")?;
             step("building the daemon");
             cargo(&["build", "-p", "iotfence"])?;
-            cargo(&["run", "-q", "-p", "iotfence-tests", "--bin", "iotfence-lab"])
+            step("compiling the lab program");
+            let mut a = vec!["run", "-q", "-p", "iotfence-tests", "--bin", "iotfence-lab"];
+            if keep {
+                a.extend(["--", "--keep"]);
+            }
+            cargo(&a)
         }
     }
 }

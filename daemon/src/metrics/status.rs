@@ -241,9 +241,25 @@ pub fn text(doc: &StatusDoc) -> String {
         }
     }
     if !doc.recent_violations.is_empty() {
+        // Repeats (a connection's retransmissions, an audited flow's
+        // packets) collapse into one line with a count.
+        let mut lines: Vec<(&str, &str, usize)> = Vec::new();
+        for v in &doc.recent_violations {
+            match lines.last_mut() {
+                Some((_, summary, n)) if *summary == v.summary => *n += 1,
+                _ => lines.push((&v.time, &v.summary, 1)),
+            }
+        }
         let _ = writeln!(s, "\nrecent violations (newest last):");
-        for v in doc.recent_violations.iter().rev().take(20).rev() {
-            let _ = writeln!(s, "  {} {}", v.time, v.summary);
+        for (time, summary, n) in lines.iter().rev().take(20).rev() {
+            match n {
+                1 => {
+                    let _ = writeln!(s, "  {time} {summary}");
+                }
+                n => {
+                    let _ = writeln!(s, "  {time} {summary} (x{n})");
+                }
+            }
         }
     }
     s

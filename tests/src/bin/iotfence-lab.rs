@@ -1,15 +1,25 @@
 //! The lab demo (`cargo xtask lab`): a router namespace running iotfence on
-//! its IoT interface, three simulated devices and an "internet" with
-//! servers; traffic, then a per-device summary. Everything is removed at the
-//! end, also on Ctrl-C.
+//! its IoT interface with the shipped vendor policy library, one simulated
+//! device per vendor profile plus a "compromised" device, dnsmasq as the
+//! site resolver and an "internet" namespace serving every endpoint. Each
+//! device reaches what its vendor document requires and tries what it does
+//! not; then a summary of what was allowed, what was blocked and why, with
+//! the names destinations came from. Everything is removed at the end, also
+//! on Ctrl-C. Only documentation addresses are used.
 
 use std::{
+    net::{SocketAddr, UdpSocket},
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use iotfence_common::reason::{REASONS, VERDICTS};
-use iotfence_tests::lab::{DeviceSpec, Lab, SERVER_A, SERVER_B};
+use iotfence::metrics::status::{self, StatusDoc};
+use iotfence_tests::{
+    dns::query_bytes,
+    lab::{DeviceSpec, Lab, SERVER_B},
+    observe::{http_get, METRICS},
+    vendor_site::{self, run, FORBIDDEN_NAME},
+};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -17,120 +27,175 @@ extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-const POLICY: &str = r#"
-profiles:
-  vendor-cloud:
-    description: a gateway that talks to its vendor's cloud on HTTPS only
-    use: [dhcp, dns]
-    egress:
-      - to: 198.51.100.0/24
-        proto: tcp
-        ports: 443
-  vendor-cloud-audit:
-    description: the same profile in audit mode (learning what a device does)
-    mode: audit
-    use: [dhcp, dns]
-    egress:
-      - to: 198.51.100.0/24
-        proto: tcp
-        ports: 443
-devices:
-  - name: gateway-1
-    mac: 02:00:5e:10:00:01
-    profile: vendor-cloud
-  - name: sensor-audit
-    mac: 02:00:5e:10:00:02
-    profile: vendor-cloud-audit
-"#;
+/// Not in the policy: judged by the default profile (DHCP, DNS to the
+/// router), like a device someone plugged in, or one that was taken over.
+const COMPROMISED: DeviceSpec = DeviceSpec {
+    name: "compromised",
+    mac: "02:00:5e:10:00:66",
+    host: 66,
+};
+/// Stands in for a hard-coded public resolver (8.8.8.8 in the wild); a
+/// documentation address, so the demo never sends traffic anywhere real.
+const PUBLIC_RESOLVER: &str = "198.51.100.53";
 
-const DEVICES: &[DeviceSpec] = &[
-    DeviceSpec {
-        name: "gateway-1",
-        mac: "02:00:5e:10:00:01",
-        host: 10,
-    },
-    DeviceSpec {
-        name: "sensor-audit",
-        mac: "02:00:5e:10:00:02",
-        host: 11,
-    },
-    DeviceSpec {
-        name: "compromised",
-        mac: "02:00:5e:10:00:66",
-        host: 66,
-    },
-];
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
 
 fn main() -> anyhow::Result<()> {
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    println!("==> building the lab: router (iot0 192.0.2.1), 3 devices, internet {SERVER_A} and {SERVER_B}");
-    let mut lab = Lab::build(DEVICES, &[443, 22, 8080])?;
-    let cfg = lab.write_config("xdp", POLICY)?;
+    let keep = std::env::args().any(|a| a == "--keep");
+    let mut specs: Vec<DeviceSpec> = vendor_site::DEVICES
+        .iter()
+        .map(|(_, d)| vendor_site::dev(d.name, d.mac, d.host))
+        .collect();
+    specs.push(COMPROMISED);
     println!(
-        "==> starting iotfence (XDP on iot0); policy:\n{}",
-        POLICY.trim_start_matches('\n')
+        "==> building the lab: router (iot0 192.0.2.1, dnsmasq), {} devices, an internet namespace",
+        specs.len()
     );
-    lab.start_daemon(&cfg)?;
-    let t = Duration::from_millis(1500);
-    let tries: &[(&str, &str, u16, &str)] = &[
-        ("gateway-1", SERVER_A, 443, "its vendor cloud, HTTPS"),
-        ("gateway-1", SERVER_A, 22, "SSH to the same host"),
-        (
-            "gateway-1",
-            SERVER_B,
-            443,
-            "HTTPS to a host outside its allowlist",
-        ),
-        (
-            "sensor-audit",
-            SERVER_B,
-            8080,
-            "a port its profile does not list (audit mode)",
-        ),
-        (
-            "compromised",
-            SERVER_B,
-            8080,
-            "an unknown device reaching out to a C2 host",
-        ),
-        (
-            "compromised",
-            SERVER_A,
-            443,
-            "the same device trying the vendor cloud",
-        ),
-    ];
-    println!("==> traffic");
-    for (dev, addr, port, what) in tries {
-        if INTERRUPTED.load(Ordering::Relaxed) {
+    let mut lab = Lab::build(&specs, &[])?;
+    let site = vendor_site::prepare(&lab)?;
+    println!(
+        "==> policy: policies/vendors/*.yaml ({} profiles) included by a site file with one device each",
+        site.plans.len()
+    );
+    for p in &site.plans {
+        println!(
+            "    {:<20} {:<26} {}",
+            p.device,
+            p.profile,
+            if p.audit { "audit" } else { "enforce" }
+        );
+    }
+    println!(
+        "    {:<20} {:<26} enforce",
+        COMPROMISED.name, "(default: unknown device)"
+    );
+    println!("==> starting iotfence (XDP on iot0)");
+    lab.start_daemon(&site.config)?;
+
+    println!(
+        "==> traffic: every device reaches what its vendor requires, then tries what it does not"
+    );
+    for plan in &site.plans {
+        if interrupted() {
             println!("interrupted; cleaning up");
             return Ok(());
         }
-        let ok = lab.device(dev).connect(addr, *port, t);
+        let started = Instant::now();
+        let required = run(&lab, plan.device, plan.required.clone());
+        let reached = required.iter().filter(|r| r.is_ok()).count();
         println!(
-            "  {dev:<13} -> {addr}:{port:<5} {:<9} ({what})",
-            if ok { "connected" } else { "blocked" }
+            "  {:<20} reached {reached}/{} required endpoints ({:.1}s)",
+            plan.device,
+            required.len(),
+            started.elapsed().as_secs_f64()
         );
+        for e in required.iter().filter_map(|r| r.as_ref().err()).take(3) {
+            println!("      FAILED: {e}");
+        }
+        for (probe, got) in
+            plan.forbidden
+                .iter()
+                .zip(run(&lab, plan.device, plan.forbidden.clone()))
+        {
+            let what = match (got.is_ok(), plan.audit) {
+                (true, true) => "passed, audited",
+                (true, false) => "PASSED (unexpected)",
+                (false, _) => "blocked",
+            };
+            println!("      tried {:<58} {what}", probe.what);
+        }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    println!("==> what iotfence counted (packets per device, verdict and reason)");
-    let names = ["unknown", "gateway-1", "sensor-audit"];
-    for (id, name) in names.iter().enumerate() {
-        for v in VERDICTS {
-            for r in REASONS {
-                let n = lab.counter(id as u32, v, r);
-                if n > 0 {
-                    println!("  {name:<13} {:<8} {:<18} {n}", v.name(), r.name());
+    if interrupted() {
+        return Ok(());
+    }
+    println!("==> the compromised device");
+    let t = Duration::from_secs(1);
+    let dev = lab.device(COMPROMISED.name);
+    let resolved = dev.run(|| {
+        iotfence_tests::dns::Stub::new(iotfence_tests::lab::ROUTER_IOT_IP)
+            .ok()
+            .and_then(|mut s| s.resolve(FORBIDDEN_NAME, hickory_proto::rr::RecordType::A))
+    })?;
+    let c2 = resolved.as_ref().and_then(|a| a.first().copied());
+    match c2 {
+        Some(addr) => {
+            let ok = dev.connect(&addr.to_string(), 443, t);
+            println!(
+                "  resolved {FORBIDDEN_NAME} -> {addr}, connect tcp/443: {}",
+                if ok {
+                    "CONNECTED (unexpected)"
+                } else {
+                    "blocked"
                 }
+            );
+        }
+        None => println!("  resolving {FORBIDDEN_NAME} failed: {resolved:?}"),
+    }
+    let public = dev.run(|| -> std::io::Result<bool> {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        s.connect(SocketAddr::new(PUBLIC_RESOLVER.parse().unwrap(), 53))?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        s.send(&query_bytes(
+            0x1f1f,
+            "updates.example",
+            hickory_proto::rr::RecordType::A,
+        ))?;
+        let mut buf = [0u8; 512];
+        Ok(s.recv(&mut buf).is_ok())
+    })??;
+    println!(
+        "  DNS to a hard-coded public resolver ({PUBLIC_RESOLVER}:53/udp): {}",
+        if public {
+            "ANSWERED (unexpected)"
+        } else {
+            "blocked"
+        }
+    );
+    let ok = dev.connect(SERVER_B, 22, t);
+    println!(
+        "  SSH to {SERVER_B}: {}",
+        if ok {
+            "CONNECTED (unexpected)"
+        } else {
+            "blocked"
+        }
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    println!("==> what iotfence saw (iotfence status, from its HTTP endpoint)");
+    let (code, body) = http_get(&lab.router, METRICS, "/status")?;
+    anyhow::ensure!(code == 200, "/status: HTTP {code}: {body}");
+    let doc: StatusDoc = serde_json::from_str(&body)?;
+    print!("{}", status::text(&doc));
+    println!("\n==> blocked (or audited), and why, per device");
+    for d in &doc.devices {
+        let mut seen = std::collections::BTreeSet::new();
+        for v in doc.recent_violations.iter().filter(|v| v.device == d.name) {
+            if seen.insert(v.summary.clone()) {
+                println!("  {}", v.summary);
             }
         }
     }
-    println!("==> violation events (JSON lines on the daemon's stdout)");
-    if let Some(d) = &lab.daemon {
-        for e in d.events().iter().take(8) {
-            println!("  {e}");
+    println!(
+        "\n==> metrics: http://{METRICS}/metrics (also /status, /healthz, /readyz) inside network namespace {}",
+        lab.router.name
+    );
+    println!("    dashboards for them: grafana/ (see grafana/README.md)");
+    if keep {
+        println!(
+            "==> --keep: the lab stays up until Ctrl-C; try\n    ip netns exec {} {} status\n    ip netns exec {} curl -s http://{METRICS}/metrics | grep iotfence_",
+            lab.router.name,
+            iotfence_tests::lab::daemon_binary().display(),
+            lab.router.name
+        );
+        while !interrupted() {
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
-    println!("==> done; removing the lab (namespaces, pins)");
+    println!("==> removing the lab (namespaces, pins, dnsmasq, servers)");
+    drop(site);
     Ok(())
 }
