@@ -431,3 +431,47 @@ fn addresses(d: &mut Diags<'_>, list: &[Spanned<String>], what: &str) -> Vec<IpA
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "interfaces: [iot0]\npolicy: p.yaml\nresolvers: [192.0.2.1]\n";
+
+    fn parse_with(extra: &str) -> Result<Config, Vec<Diagnostic>> {
+        parse(
+            Path::new("/etc/iotfence/iotfence.yaml"),
+            &format!("{BASE}{extra}"),
+        )
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_can_be_off() {
+        let c = parse_with("").unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9742".parse().unwrap()));
+        let c = parse_with("metrics: { listen: \"[::]:9100\" }").unwrap();
+        assert_eq!(c.metrics_listen, Some("[::]:9100".parse().unwrap()));
+        let c = parse_with("metrics: { enabled: false }").unwrap();
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn bad_metrics_address_is_located() {
+        let e = parse_with("metrics:\n  listen: localhost\n").unwrap_err();
+        let text = e[0].to_string();
+        assert!(text.contains("iotfence.yaml:5:11"), "{text}");
+        assert!(
+            text.contains("`localhost` is not an address:port"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn events_file_is_relative_to_the_configuration() {
+        let c = parse_with("events: { file: events.jsonl }").unwrap();
+        assert_eq!(
+            c.events_file.as_deref(),
+            Some(Path::new("/etc/iotfence/events.jsonl"))
+        );
+    }
+}
