@@ -2,7 +2,7 @@
 //! the embedded object into a private pin directory, applies a policy through
 //! the daemon's own code, and reads verdicts, counters and events back.
 
-use std::path::Path;
+use std::{net::IpAddr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
 use iotfence::{
@@ -12,7 +12,20 @@ use iotfence::{
     datapath::Datapath,
     events, stats,
 };
-use iotfence_common::{consts::prog_names, Reason, Verdict, ViolationEvent};
+use iotfence_common::{
+    consts::prog_names, keys::v4_mapped, values::LearnedRules, LearnedKey, PortRule, Reason,
+    Verdict, ViolationEvent,
+};
+
+/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns and of learned expiries.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 use crate::privileged::PinDir;
 
@@ -122,6 +135,39 @@ impl Harness {
             Hook::TcEgress => self.dp.tc(prog_names::TC_EGRESS).unwrap().test_run(opts),
         };
         Ok(r?.return_value)
+    }
+
+    /// Average nanoseconds per run of `packet` on `hook` over `repeat`
+    /// in-kernel repetitions (BPF_PROG_TEST_RUN's own clock), and the
+    /// program's return value.
+    pub fn time(&self, hook: Hook, packet: &[u8], repeat: u32) -> (u32, u64) {
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            repeat,
+            ..Default::default()
+        };
+        let r = match hook {
+            Hook::Xdp => self.dp.xdp().unwrap().test_run(opts),
+            Hook::TcIngress => self.dp.tc(prog_names::TC_INGRESS).unwrap().test_run(opts),
+            Hook::TcEgress => self.dp.tc(prog_names::TC_EGRESS).unwrap().test_run(opts),
+        }
+        .unwrap_or_else(|e| panic!("timed BPF_PROG_TEST_RUN on {hook:?}: {e}"));
+        (r.return_value, r.duration.as_nanos() as u64)
+    }
+
+    /// Writes a learned entry for `device` as DNS learning would; a
+    /// negative `ttl_secs` writes one already expired.
+    pub fn learn(&mut self, device: &str, addr: IpAddr, rule: PortRule, ttl_secs: i64) {
+        let now = monotonic_ns() as i64;
+        let v = LearnedRules::one(rule, (now + ttl_secs * 1_000_000_000) as u64);
+        let key = LearnedKey {
+            device: self.device_id(device),
+            addr: match addr {
+                IpAddr::V4(a) => v4_mapped(a.octets()),
+                IpAddr::V6(a) => a.octets(),
+            },
+        };
+        self.dp.maps.learned.insert(key, v, 0).unwrap();
     }
 
     /// Runs a device-originated packet through the judge on `hook`.

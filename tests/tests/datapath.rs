@@ -10,18 +10,9 @@ use iotfence_common::{
 };
 use iotfence_tests::{
     fixtures::{self, Step, CAM_MAC},
-    harness::{Action, Harness, Hook},
+    harness::{monotonic_ns, Action, Harness, Hook},
     packet::*,
 };
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn run_table(hook: Hook) {
     let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
@@ -40,19 +31,7 @@ fn run_table(hook: Hook) {
                 addr,
                 rule,
                 ttl_secs,
-            } => {
-                let now = monotonic_ns() as i64;
-                let v = LearnedRules::one(rule, (now + ttl_secs * 1_000_000_000) as u64);
-                let addr = match addr {
-                    std::net::IpAddr::V4(a) => v4_mapped(a.octets()),
-                    std::net::IpAddr::V6(a) => a.octets(),
-                };
-                let key = LearnedKey {
-                    device: h.device_id(device),
-                    addr,
-                };
-                h.dp.maps.learned.insert(key, v, 0).unwrap();
-            }
+            } => h.learn(device, addr, rule, ttl_secs),
             Step::Judge { xdp_only: true, .. } if hook != Hook::Xdp => {}
             Step::Judge {
                 name,

@@ -1,4 +1,4 @@
-//! Developer commands: `cargo xtask setup | build | test | lab`.
+//! Developer commands: `cargo xtask setup | build | test | bench | lab`.
 //! Every command installs what it needs first (idempotently), so the two
 //! README commands work on a fresh machine.
 
@@ -27,6 +27,14 @@ enum Cmd {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
+    },
+    /// Benchmarks (so far: datapath cost per packet against an empty XDP
+    /// program); results in target/bench/, method in BENCHMARKS.md.
+    Bench {
+        /// The CI mode: fewer repetitions; fails when a ratio passes its
+        /// threshold in bench/thresholds.json.
+        #[arg(long)]
+        short: bool,
     },
     /// The lab demo: one simulated device per vendor profile and a
     /// compromised one, behind a router running iotfence; then a summary.
@@ -63,6 +71,33 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             let mut a = vec!["test", "--workspace", "--all-targets"];
             a.extend(args.iter().map(String::as_str));
             test_summary(&a)
+        }
+        Cmd::Bench { short } => {
+            setup::all()?;
+            require_root("the benchmarks load eBPF programs")?;
+            step("building the benchmarks (release)");
+            cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "iotfence-tests",
+                "--bin",
+                "iotfence-bench",
+            ])?;
+            step("datapath cost per packet (BPF_PROG_TEST_RUN)");
+            let mut a = vec![
+                "run",
+                "-q",
+                "--release",
+                "-p",
+                "iotfence-tests",
+                "--bin",
+                "iotfence-bench",
+            ];
+            if short {
+                a.extend(["--", "--short"]);
+            }
+            cargo(&a)
         }
         Cmd::Lab { keep } => {
             setup::all()?;
