@@ -163,7 +163,9 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     if let Some(l) = metrics {
         let addr =
             crate::metrics::http::serve(tokio::net::TcpListener::from_std(l)?, shared.clone())?;
-        tracing::info!(%addr, "metrics: /metrics /healthz /readyz /status");
+        // Says no "ready": that word is logged last, once events and
+        // file watches are live (the lab and scripts wait for it).
+        tracing::info!(%addr, "metrics endpoint listening");
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
