@@ -8,13 +8,14 @@ use iotfence_common::{
 
 use crate::datapath::Maps;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub packets: u64,
     pub bytes: u64,
 }
 
-fn sum(per_cpu: &[Counter]) -> Totals {
+/// A (device, verdict, reason) counter summed over CPUs.
+pub fn sum(per_cpu: &[Counter]) -> Totals {
     per_cpu.iter().fold(Totals::default(), |t, c| Totals {
         packets: t.packets + c.packets,
         bytes: t.bytes + c.bytes,
@@ -31,12 +32,7 @@ pub fn counter(
     let per_cpu = maps
         .counters
         .get(&counter_index(device, verdict, reason), 0)?;
-    Ok(per_cpu
-        .iter()
-        .fold(Totals::default(), |t, c: &Counter| Totals {
-            packets: t.packets + c.packets,
-            bytes: t.bytes + c.bytes,
-        }))
+    Ok(sum(&per_cpu))
 }
 
 /// Every non-zero counter of the given devices.

@@ -13,19 +13,11 @@ use iotfence::{
     events, stats,
 };
 use iotfence_common::{
-    consts::prog_names, keys::v4_mapped, values::LearnedRules, LearnedKey, PortRule, Reason,
-    Verdict, ViolationEvent,
+    consts::prog_names, values::LearnedRules, PortRule, Reason, Verdict, ViolationEvent,
 };
 
 /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns and of learned expiries.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use iotfence::dns::service::mono_ns as monotonic_ns;
 
 use crate::privileged::PinDir;
 
@@ -160,13 +152,7 @@ impl Harness {
     pub fn learn(&mut self, device: &str, addr: IpAddr, rule: PortRule, ttl_secs: i64) {
         let now = monotonic_ns() as i64;
         let v = LearnedRules::one(rule, (now + ttl_secs * 1_000_000_000) as u64);
-        let key = LearnedKey {
-            device: self.device_id(device),
-            addr: match addr {
-                IpAddr::V4(a) => v4_mapped(a.octets()),
-                IpAddr::V6(a) => a.octets(),
-            },
-        };
+        let key = iotfence::dns::table::key(self.device_id(device), addr);
         self.dp.maps.learned.insert(key, v, 0).unwrap();
     }
 

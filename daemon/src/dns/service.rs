@@ -6,7 +6,6 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     os::fd::AsRawFd,
     path::PathBuf,
     sync::{
@@ -255,7 +254,7 @@ impl Engine {
             self.learned.iter().filter_map(Result::ok).collect();
         let mut orphans = 0;
         for (k, v) in kernel {
-            let addr = addr_of(&k);
+            let addr = super::table::addr_of(&k);
             if self.policy.rules(k.device).is_none() {
                 let _ = self.learned.remove(&k);
                 continue;
@@ -547,13 +546,5 @@ impl Engine {
         }
         tracing::debug!(device = route.device, name = %lesson.name, addrs = lesson.addrs.len(), "learned");
         self.write(writes);
-    }
-}
-
-fn addr_of(k: &LearnedKey) -> IpAddr {
-    let a = std::net::Ipv6Addr::from(k.addr);
-    match a.to_ipv4_mapped() {
-        Some(v4) => v4.into(),
-        None => a.into(),
     }
 }

@@ -64,6 +64,15 @@ pub fn key(device: u32, addr: IpAddr) -> LearnedKey {
     }
 }
 
+/// The address of a learned-map key (the inverse of `key`).
+pub fn addr_of(k: &LearnedKey) -> IpAddr {
+    let a = std::net::Ipv6Addr::from(k.addr);
+    match a.to_ipv4_mapped() {
+        Some(v4) => v4.into(),
+        None => a.into(),
+    }
+}
+
 /// The kernel value for a set of credits; `None` when more distinct rules
 /// than a kernel entry holds.
 pub fn value(credits: &[Credit]) -> Option<LearnedRules> {

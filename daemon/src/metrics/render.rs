@@ -22,6 +22,7 @@ use super::Shared;
 use crate::{
     dns::{learn::Refusal, stats::HOLD_BUCKETS},
     mapstat,
+    stats::{self, Totals},
 };
 
 /// Read-only handles on the pinned counter maps.
@@ -46,10 +47,8 @@ impl Kernel {
         })
     }
 
-    pub fn counter_sum(&self, index: u32) -> anyhow::Result<(u64, u64)> {
-        let v = self.counters.get(&index, 0)?;
-        Ok(v.iter()
-            .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
+    pub fn counter_sum(&self, index: u32) -> anyhow::Result<Totals> {
+        Ok(stats::sum(&self.counters.get(&index, 0)?))
     }
 
     fn global(&self, index: u32) -> anyhow::Result<u64> {
@@ -125,7 +124,7 @@ pub fn protocol_name(proto: u8) -> String {
 }
 
 /// Every (verdict, reason) pair the datapath can count.
-fn slots() -> impl Iterator<Item = (Verdict, iotfence_common::Reason)> {
+pub fn slots() -> impl Iterator<Item = (Verdict, iotfence_common::Reason)> {
     VERDICTS.into_iter().flat_map(|v| {
         REASONS
             .into_iter()
@@ -177,7 +176,10 @@ pub fn families(shared: &Shared, kernel: &Kernel) -> anyhow::Result<Vec<MetricFa
             continue;
         }
         for (v, r) in slots() {
-            let (p, b) = kernel.counter_sum(counter_index(d.id, v, r))?;
+            let Totals {
+                packets: p,
+                bytes: b,
+            } = kernel.counter_sum(counter_index(d.id, v, r))?;
             if p == 0 {
                 continue;
             }

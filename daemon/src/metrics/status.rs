@@ -7,13 +7,20 @@ use std::{collections::BTreeMap, net::IpAddr, sync::atomic::Ordering::Relaxed};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use iotfence_common::{
     consts::{map_names, MAX_DEVICES},
-    reason::{counter_index, REASONS},
-    LearnedKey, LearnedRules, Verdict,
+    reason::counter_index,
+    LearnedKey, LearnedRules,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{render::Kernel, Shared};
-use crate::{dns::learn::Refusal, events::Violation};
+use super::{
+    render::{self, Kernel},
+    Shared,
+};
+use crate::{
+    dns::{learn::Refusal, table},
+    events::Violation,
+    stats::Totals,
+};
 
 /// Learned entries listed per device (all are counted).
 pub const LEARNED_LISTED: usize = 50;
@@ -54,12 +61,6 @@ pub struct DnsState {
     pub refused: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Totals {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceState {
     pub name: String,
@@ -79,14 +80,6 @@ pub struct LearnedState {
     /// The name the device last resolved to this address.
     pub name: Option<String>,
     pub expires_in_seconds: u64,
-}
-
-fn addr_of(k: &LearnedKey) -> IpAddr {
-    let a = std::net::Ipv6Addr::from(k.addr);
-    match a.to_ipv4_mapped() {
-        Some(v4) => v4.into(),
-        None => a.into(),
-    }
 }
 
 pub fn build(shared: &Shared, kernel: &Kernel) -> anyhow::Result<StatusDoc> {
@@ -124,22 +117,18 @@ pub fn build(shared: &Shared, kernel: &Kernel) -> anyhow::Result<StatusDoc> {
             learned
                 .entry(k.device)
                 .or_default()
-                .push((addr_of(&k), (last - now) / 1_000_000_000));
+                .push((table::addr_of(&k), (last - now) / 1_000_000_000));
         }
     }
     let mut out = Vec::new();
     for d in devices {
-        let mut totals = [Totals::default(), Totals::default(), Totals::default()];
+        // Indexed by verdict (allowed, dropped, audited).
+        let mut totals = [Totals::default(); 3];
         if d.id < MAX_DEVICES {
-            for (i, v) in [Verdict::Allowed, Verdict::Dropped, Verdict::Audited]
-                .into_iter()
-                .enumerate()
-            {
-                for r in REASONS {
-                    let (p, b) = kernel.counter_sum(counter_index(d.id, v, r))?;
-                    totals[i].packets += p;
-                    totals[i].bytes += b;
-                }
+            for (v, r) in render::slots() {
+                let t = kernel.counter_sum(counter_index(d.id, v, r))?;
+                totals[v as usize].packets += t.packets;
+                totals[v as usize].bytes += t.bytes;
             }
         }
         let mut entries = learned.remove(&d.id).unwrap_or_default();
