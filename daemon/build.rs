@@ -20,6 +20,7 @@ fn main() {
         "ebpf/src",
         "ebpf/Cargo.toml",
         "ebpf/Cargo.lock",
+        "ebpf/.cargo/config.toml",
         "common/src",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());

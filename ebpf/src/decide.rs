@@ -2,7 +2,6 @@
 //! the TC-ingress program: identify the device, then allow by flow, learned
 //! address or static rule, in that order (cheapest common case first).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{
         CONFIG_READY, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT, GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT,
@@ -15,7 +14,7 @@ use iotfence_common::{
 };
 
 use crate::{
-    dns, events,
+    clock, dns, events,
     maps::{
         CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC, EGRESS4,
         EGRESS6, FLOWS, LEARNED, SCRATCH, VIOLATIONS,
@@ -54,10 +53,18 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     };
     let generation = (cfg.generation & 1) as u8;
     let parsed = parse(b, &mut s.h);
+    // Most packets belong to a live flow: one lookup settles them, and the
+    // flow names its device (identified when the flow opened).
+    if parsed.is_ok() && s.h.family != 0 {
+        if let Some((device, reason)) = established(cfg, s) {
+            count(device, Verdict::Allowed, reason, len);
+            return pass(&s.h, device);
+        }
+    }
     let dev = identify(generation, s, false);
     let reason = match parsed {
         Err(reason) => reason,
-        Ok(()) => decide(cfg, generation, &dev, s),
+        Ok(()) => decide(generation, &dev, s),
     };
     let verdict = if reason.allows() {
         Verdict::Allowed
@@ -73,13 +80,42 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     }
     match verdict {
         Verdict::Dropped => Action::Drop,
-        _ if dns::is_query(&s.h) => Action::PassQuery(dev.device),
-        _ => Action::Pass,
+        _ => pass(&s.h, dev.device),
     }
 }
 
 #[inline(always)]
-fn decide(cfg: &Config, generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Reason {
+fn pass(h: &Headers, device: u32) -> Action {
+    if dns::is_query(h) {
+        Action::PassQuery(device)
+    } else {
+        Action::Pass
+    }
+}
+
+/// A packet of a live flow or of a fragment train a live flow started:
+/// the flow's device and the reason. Refreshes the flow.
+#[inline(always)]
+fn established(cfg: &Config, s: &mut Scratch) -> Option<(u32, Reason)> {
+    let h = &s.h;
+    if h.frag == Frag::Later {
+        fragment_key(h, &mut s.flow);
+        let device = flow_alive(cfg, &s.flow, h.proto, clock::now())?;
+        return Some((device, Reason::Fragment));
+    }
+    if !h.flow {
+        return None;
+    }
+    flow_key(h, &mut s.flow);
+    let now = clock::now();
+    let device = flow_alive(cfg, &s.flow, h.proto, now)?;
+    remember_fragments(s, device, now);
+    Some((device, Reason::Flow))
+}
+
+/// The decision for a packet no live flow covers.
+#[inline(always)]
+fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Reason {
     let h = &s.h;
     if h.family == 0 {
         return Reason::NotIp;
@@ -87,29 +123,18 @@ fn decide(cfg: &Config, generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Re
     if is_link_icmpv6(h) {
         return Reason::NeighborDiscovery;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
     if h.frag == Frag::Later {
-        fragment_key(h, &mut s.flow);
-        return if flow_alive(cfg, &s.flow, h.proto, now) {
-            Reason::Fragment
-        } else {
-            Reason::UnknownFragment
-        };
+        // `established` found no train for it.
+        return Reason::UnknownFragment;
     }
-    if h.flow {
-        flow_key(h, &mut s.flow);
-        if flow_alive(cfg, &s.flow, h.proto, now) {
-            remember_fragments(s, dev, now);
-            return Reason::Flow;
-        }
-    }
+    let now = clock::now();
     s.learned.device = dev.device;
     s.learned.addr = h.dst;
     let mut expired = false;
     if let Some(rules) = unsafe { LEARNED.get(&s.learned) } {
         match rules.check(h.proto, h.rule_port, now) {
             LearnedMatch::Allowed => {
-                open_flow(s, dev, now);
+                open_flow(s, dev.device, now);
                 return Reason::Learned;
             }
             LearnedMatch::Expired => expired = true,
@@ -120,7 +145,7 @@ fn decide(cfg: &Config, generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Re
     let rules = s.lpm(rule_scope(generation, dev.profile), dst, &EGRESS4, &EGRESS6);
     if let Some(rules) = rules {
         if rules.allows(s.h.proto, s.h.rule_port) {
-            open_flow(s, dev, now);
+            open_flow(s, dev.device, now);
             return Reason::Rule;
         }
     }
@@ -137,12 +162,10 @@ fn decide(cfg: &Config, generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Re
 #[inline(always)]
 pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
     let h = &s.h;
-    let key = iotfence_common::MacKey {
-        generation,
-        _pad: 0,
-        mac: if towards { h.dst_mac } else { h.src_mac },
-    };
-    if let Some(d) = unsafe { DEVICE_BY_MAC.get(&key) } {
+    s.mac.generation = generation;
+    s.mac._pad = 0;
+    s.mac.mac = if towards { h.dst_mac } else { h.src_mac };
+    if let Some(d) = unsafe { DEVICE_BY_MAC.get(&s.mac) } {
         return *d;
     }
     let addr = if towards { h.dst } else { h.src };
@@ -196,50 +219,50 @@ fn idle_timeout(cfg: &Config, proto: u8) -> u64 {
     }
 }
 
-/// True when the flow exists and has not been idle too long; refreshes it.
+/// The flow's device when the flow exists and has not been idle too long;
+/// refreshes it.
 #[inline(always)]
-pub fn flow_alive(cfg: &Config, key: &FlowKey, proto: u8, now: u64) -> bool {
-    let Some(v) = FLOWS.get_ptr_mut(key) else {
-        return false;
-    };
-    let last = unsafe { (*v).last_seen_ns };
+fn flow_alive(cfg: &Config, key: &FlowKey, proto: u8, now: u64) -> Option<u32> {
+    let v = FLOWS.get_ptr_mut(key)?;
+    let (last, device) = unsafe { ((*v).last_seen_ns, (*v).device) };
     let idle = now.wrapping_sub(last);
     if idle > idle_timeout(cfg, proto) {
-        return false;
+        return None;
     }
     if idle > FLOW_REFRESH_NS {
         unsafe { (*v).last_seen_ns = now };
     }
-    true
+    Some(device)
 }
 
 /// Records an allowed packet's flow, and its fragment train if it is a
 /// first fragment, so the rest of the connection survives rule expiry.
 #[inline(always)]
-fn open_flow(s: &mut Scratch, dev: &DeviceInfo, now: u64) {
+fn open_flow(s: &mut Scratch, device: u32, now: u64) {
     if s.h.flow {
-        insert_flow(&s.flow, dev, now, 0);
+        insert_flow(s, device, now, 0);
     }
-    remember_fragments(s, dev, now);
+    remember_fragments(s, device, now);
 }
 
 #[inline(always)]
-fn remember_fragments(s: &mut Scratch, dev: &DeviceInfo, now: u64) {
+fn remember_fragments(s: &mut Scratch, device: u32, now: u64) {
     if s.h.frag == Frag::First {
         fragment_key(&s.h, &mut s.flow);
-        insert_flow(&s.flow, dev, now, 0);
+        insert_flow(s, device, now, 0);
     }
 }
 
+/// Inserts `s.flow`; the value is built in the scratch too (see `Scratch`).
 #[inline(always)]
-pub fn insert_flow(key: &FlowKey, dev: &DeviceInfo, now: u64, inbound: u8) {
-    let v = FlowValue {
+pub fn insert_flow(s: &mut Scratch, device: u32, now: u64, inbound: u8) {
+    s.flow_value = FlowValue {
         last_seen_ns: now,
-        device: dev.device,
+        device,
         inbound,
         _pad: [0; 3],
     };
-    if FLOWS.insert(key, &v, 0).is_err() {
+    if FLOWS.insert(&s.flow, &s.flow_value, 0).is_err() {
         events::global_add(GLOBAL_FLOW_INSERT_FAILED);
     }
 }

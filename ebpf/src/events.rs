@@ -1,7 +1,6 @@
 //! Violation events: a per-device GCRA rate limit in front of the ring
 //! buffer, so one flooding device cannot starve the daemon of the others.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{GLOBAL_EVENTS_RINGBUF_FULL, GLOBAL_EVENTS_SENT, GLOBAL_EVENTS_SUPPRESSED},
     Config, DeviceInfo, Reason, Verdict, ViolationEvent,
@@ -24,7 +23,7 @@ pub fn report(cfg: &Config, dev: &DeviceInfo, h: &Headers, verdict: Verdict, rea
     let Some(state) = RATE.get_ptr_mut(dev.device) else {
         return;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now();
     let state = unsafe { &mut *state };
     let tat = if state.tat_ns > now {
         state.tat_ns

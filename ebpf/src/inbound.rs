@@ -2,7 +2,6 @@
 //! that the device's profile allows, so the device's replies pass the egress
 //! decision as part of a known flow, and picks out DNS answers to hold.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS},
     keys::rule_scope,
@@ -72,11 +71,11 @@ fn record_inbound(generation: u8, dev: &DeviceInfo, s: &mut Scratch) {
     k.proto = h.proto;
     k.kind = FLOW_KIND_CONN;
     k._pad = [0; 2];
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = crate::clock::now();
     if let Some(v) = FLOWS.get_ptr_mut(&s.flow) {
         unsafe { (*v).last_seen_ns = now };
         return;
     }
-    insert_flow(&s.flow, dev, now, 1);
+    insert_flow(s, dev.device, now, 1);
     global_add(GLOBAL_INBOUND_FLOWS);
 }

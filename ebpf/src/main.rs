@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod clock;
 mod decide;
 mod dns;
 mod events;

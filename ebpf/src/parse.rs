@@ -10,7 +10,8 @@ use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use iotfence_common::{
     consts::{MAX_IPV6_EXT_HEADERS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     keys::{v4_mapped, SCOPE_BITS},
-    FlowKey, LearnedKey, Lpm4, Lpm6, Reason,
+    values::FlowValue,
+    FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason,
 };
 
 const ETH_HLEN: usize = 14;
@@ -83,11 +84,17 @@ impl Headers {
     }
 }
 
-/// Per-CPU working memory for one packet (see `maps::SCRATCH`).
+/// Per-CPU working memory for one packet (see `maps::SCRATCH`). Map keys
+/// and values are built here rather than on the stack: the BPF stack is
+/// small, and the verifier demands aligned stack access, which byte arrays
+/// packed into a key (MACs, padding) would break once LLVM merges their
+/// stores into wider ones (see `ebpf/.cargo/config.toml`).
 pub struct Scratch {
     pub h: Headers,
     pub flow: FlowKey,
+    pub flow_value: FlowValue,
     pub learned: LearnedKey,
+    pub mac: MacKey,
     pub lpm4: Key<Lpm4>,
     pub lpm6: Key<Lpm6>,
 }

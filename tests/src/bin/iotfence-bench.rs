@@ -32,6 +32,13 @@ fn median(mut v: Vec<u64>) -> u64 {
 fn main() -> anyhow::Result<()> {
     let short = std::env::args().any(|a| a == "--short");
     let (repeat, rounds) = if short { (20_000, 5) } else { (200_000, 9) };
+    // `--only TEXT`: time only the fixtures whose name contains TEXT (for
+    // profiling one path); the table still runs in full for its state.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out_dir = repo.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
@@ -61,6 +68,9 @@ fn main() -> anyhow::Result<()> {
                 // the timed runs see the state the first one left (a SYN
                 // that opened a flow is timed as a flow hit).
                 h.run(Hook::Xdp, &packet);
+                if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+                    continue;
+                }
                 let mut ours = Vec::new();
                 let mut base = Vec::new();
                 for _ in 0..rounds {
