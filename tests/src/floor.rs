@@ -1,7 +1,8 @@
-//! The floor of every datapath cost: an XDP program that only returns
-//! XDP_PASS, loaded with raw BPF_PROG_LOAD and timed with the same
-//! BPF_PROG_TEST_RUN as iotfence's programs, on the same packets. What
-//! iotfence adds is its time minus this one.
+//! Raw BPF syscalls for the benchmarks. The floor of every datapath cost is
+//! an XDP program that only returns XDP_PASS, loaded with raw BPF_PROG_LOAD
+//! and timed with the same BPF_PROG_TEST_RUN as iotfence's programs, on the
+//! same packets: what iotfence adds is its time minus this one. The live
+//! benchmark's generator and sink are the same one-instruction programs.
 
 use std::{
     io,
@@ -10,7 +11,10 @@ use std::{
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a zero-padded bpf_attr for `cmd` whose pointers
@@ -31,13 +35,30 @@ fn put_u64(a: &mut [u8], at: usize, v: u64) {
     a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
 /// `r0 = XDP_PASS; exit`.
 pub fn empty_xdp() -> io::Result<OwnedFd> {
-    // mov64 r0, 2 (opcode 0xb7); exit (0x95).
-    let insns: [u64; 2] = [
-        u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]),
-        u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-    ];
+    xdp_returning(XDP_PASS)
+}
+
+/// `r0 = action; exit`: the floor, and in the live benchmark the sink
+/// (XDP_DROP).
+pub fn xdp_returning(action: u32) -> io::Result<OwnedFd> {
+    load_xdp(&[insn(0xb7, 0, 0, 0, action as i32), insn(0x95, 0, 0, 0, 0)])
+}
+
+/// One BPF instruction: opcode, registers, offset, immediate.
+pub const fn insn(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    let o = off.to_le_bytes();
+    let i = imm.to_le_bytes();
+    u64::from_le_bytes([op, (src << 4) | dst, o[0], o[1], i[0], i[1], i[2], i[3]])
+}
+
+/// Loads an XDP program given as raw instructions.
+pub fn load_xdp(insns: &[u64]) -> io::Result<OwnedFd> {
     let license = b"GPL\0";
     let mut attr = [0u8; 128];
     put_u32(&mut attr, 0, BPF_PROG_TYPE_XDP);
@@ -47,6 +68,39 @@ pub fn empty_xdp() -> io::Result<OwnedFd> {
     let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
     // SAFETY: BPF_PROG_LOAD returned a new file descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches an XDP program to `ifindex` of the calling thread's network
+/// namespace with a BPF link; detached when the returned fd closes.
+pub fn attach_xdp(prog: &OwnedFd, ifindex: u32) -> io::Result<OwnedFd> {
+    let mut attr = [0u8; 64];
+    put_u32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, ifindex);
+    put_u32(&mut attr, 8, BPF_XDP);
+    let fd = bpf(BPF_LINK_CREATE, &mut attr)?;
+    // SAFETY: BPF_LINK_CREATE returned a new file descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `frame` `count` times out of `ifindex` (of the calling thread's
+/// namespace) as XDP_TX live frames of `prog` (BPF_F_TEST_XDP_LIVE_FRAMES):
+/// an in-kernel generator, no socket or skb on the sending side.
+pub fn send_live(prog: &OwnedFd, ifindex: u32, frame: &[u8], count: u32) -> io::Result<()> {
+    // struct xdp_md: data, data_end (= the frame's size), data_meta,
+    // ingress_ifindex, rx_queue_index, egress_ifindex.
+    let mut ctx = [0u8; 24];
+    put_u32(&mut ctx, 4, frame.len() as u32);
+    put_u32(&mut ctx, 12, ifindex);
+    let mut attr = [0u8; 80];
+    put_u32(&mut attr, 0, prog.as_raw_fd() as u32);
+    put_u32(&mut attr, 8, frame.len() as u32);
+    put_u64(&mut attr, 16, frame.as_ptr() as u64);
+    put_u32(&mut attr, 32, count);
+    put_u32(&mut attr, 40, ctx.len() as u32);
+    put_u64(&mut attr, 48, ctx.as_ptr() as u64);
+    put_u32(&mut attr, 64, BPF_F_TEST_XDP_LIVE_FRAMES);
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    Ok(())
 }
 
 /// (return value, average ns per run) of `repeat` runs on `packet`.

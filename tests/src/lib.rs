@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod floor;
 pub mod harness;
 pub mod lab;
+pub mod live;
 pub mod observe;
 pub mod packet;
 pub mod privileged;

@@ -28,8 +28,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Benchmarks (so far: datapath cost per packet against an empty XDP
-    /// program); results in target/bench/, method in BENCHMARKS.md.
+    /// Benchmarks: datapath cost per packet against an empty XDP program,
+    /// and live throughput on a veth path against nftables; results in
+    /// target/bench/, method and numbers in BENCHMARKS.md.
     Bench {
         /// The CI mode: fewer repetitions; fails when a ratio passes its
         /// threshold in bench/thresholds.json.
@@ -80,11 +81,15 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 "build",
                 "--release",
                 "-p",
+                "iotfence",
+                "-p",
                 "iotfence-tests",
+                "--bin",
+                "iotfence",
                 "--bin",
                 "iotfence-bench",
             ])?;
-            step("datapath cost per packet (BPF_PROG_TEST_RUN)");
+            step("datapath cost per packet (BPF_PROG_TEST_RUN), then live throughput on veth against nftables");
             let mut a = vec![
                 "run",
                 "-q",

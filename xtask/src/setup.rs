@@ -23,6 +23,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "/usr/sbin/ip"),
     ("dnsmasq-base", "/usr/sbin/dnsmasq"),
     ("nftables", "/usr/sbin/nft"),
+    ("ethtool", "/usr/sbin/ethtool"),
     ("bpftool", "/usr/sbin/bpftool"),
     // promtool checks the metrics; the server runs the dashboard test.
     ("prometheus", "/usr/bin/promtool"),

@@ -1,14 +1,10 @@
-//! `cargo xtask bench [--short]`, part 1: datapath cost per packet with
-//! BPF_PROG_TEST_RUN. The fixture table that drives the datapath tests is
-//! replayed in order (so flows and learned entries exist as in the tests);
-//! each XDP fixture is then timed in the kernel, interleaved with an empty
-//! XDP program on the same packet (the floor), and the median of several
-//! rounds is kept. Results: a Markdown table and JSON under
-//! `target/bench/`. In short mode the run fails when the ratio of
-//! iotfence's cost to the floor passes the threshold in
-//! `bench/thresholds.json` (never on an absolute time).
+//! Part 1: datapath cost per packet. The fixture table that drives the
+//! datapath tests is replayed in order (so flows and learned entries exist
+//! as in the tests); each XDP fixture is then timed in the kernel,
+//! interleaved with an empty XDP program on the same packet (the floor), and
+//! the median of several rounds is kept.
 
-use std::{path::PathBuf, time::Instant};
+use std::time::Instant;
 
 use iotfence_tests::{
     fixtures::{self, Step},
@@ -17,6 +13,8 @@ use iotfence_tests::{
 };
 use serde_json::json;
 
+use crate::{median, threshold, Opts};
+
 struct Row {
     name: &'static str,
     verdict: String,
@@ -24,24 +22,11 @@ struct Row {
     floor_ns: u64,
 }
 
-fn median(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
-fn main() -> anyhow::Result<()> {
-    let short = std::env::args().any(|a| a == "--short");
-    let (repeat, rounds) = if short { (20_000, 5) } else { (200_000, 9) };
-    // `--only TEXT`: time only the fixtures whose name contains TEXT (for
-    // profiling one path); the table still runs in full for its state.
-    let args: Vec<String> = std::env::args().collect();
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out_dir = repo.join("target/bench");
-    std::fs::create_dir_all(&out_dir)?;
+/// Part 1: datapath cost per packet with BPF_PROG_TEST_RUN.
+pub fn run(o: &Opts) -> anyhow::Result<()> {
+    let (repeat, rounds) = if o.short { (20_000, 5) } else { (200_000, 9) };
+    let only = &o.only;
+    let out_dir = &o.out_dir;
     let started = Instant::now();
 
     let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
@@ -128,12 +113,7 @@ fn main() -> anyhow::Result<()> {
         serde_json::to_string_pretty(&doc)?,
     )?;
 
-    let thresholds: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        repo.join("bench/thresholds.json"),
-    )?)?;
-    let max = thresholds["datapath_ratio_to_floor_max"]
-        .as_f64()
-        .ok_or_else(|| anyhow::anyhow!("bench/thresholds.json: datapath_ratio_to_floor_max"))?;
+    let max = threshold(o, "datapath_ratio_to_floor_max")?;
     if ratio > max {
         anyhow::bail!(
             "datapath regression: iotfence costs {ratio:.2}x the empty program, threshold {max}"

@@ -1,0 +1,147 @@
+//! Part 2: live throughput on the veth path (`iotfence_tests::live`), for
+//! every filter under two traffic mixes, interleaved by round so drifts of
+//! the shared host hit every filter alike; medians are reported, and the
+//! ratios of iotfence to nftables are checked against the thresholds.
+
+use std::time::Instant;
+
+use iotfence_tests::live::{Filter, Fleet, Mix, Sample, Topology};
+use serde_json::json;
+
+use crate::{median, threshold, Opts};
+
+/// Devices sending (192.0.2.10 onwards: the IoT /24 has room for ~240).
+const DEVICES: usize = 200;
+
+struct Traffic {
+    key: &'static str,
+    name: &'static str,
+    mix: Mix,
+}
+
+pub fn run(o: &Opts) -> anyhow::Result<()> {
+    let (rounds, secs) = if o.short { (3, 1.0) } else { (5, 3.0) };
+    let started = Instant::now();
+    let fleet = Fleet { devices: DEVICES };
+    let traffic = [
+        Traffic {
+            key: "flood",
+            name: "all forbidden (a flood)",
+            mix: Mix::Flood,
+        },
+        Traffic {
+            key: "mix",
+            name: "50/50 allowed and forbidden",
+            mix: Mix::Half,
+        },
+    ];
+    let top = Topology::build()?;
+    // samples[filter][traffic] over rounds
+    let mut samples: Vec<Vec<Vec<Sample>>> =
+        vec![vec![Vec::new(); traffic.len()]; Filter::ALL.len()];
+    for round in 0..rounds {
+        for (fi, filter) in Filter::ALL.iter().enumerate() {
+            let _applied = top.apply(*filter, &fleet)?;
+            for (ti, t) in traffic.iter().enumerate() {
+                let s = top.measure(&fleet, t.mix, secs)?;
+                eprintln!(
+                    "round {round}: {:<40} {:<5} handled {:>6.3} Mpps, forwarded {:>6.3} Mpps, router CPU {:>3.0} %, {:>5.0} ns/packet",
+                    filter.name(),
+                    t.key,
+                    s.handled_pps / 1e6,
+                    s.forwarded_pps / 1e6,
+                    s.cpu_busy * 100.0,
+                    s.cpu_ns_per_packet
+                );
+                samples[fi][ti].push(s);
+            }
+        }
+    }
+
+    let med = |fi: usize, ti: usize, f: fn(&Sample) -> f64| {
+        median(samples[fi][ti].iter().map(f).collect::<Vec<f64>>())
+    };
+    let idx = |f: Filter| Filter::ALL.iter().position(|x| *x == f).unwrap();
+    let mut md = format!(
+        "# Live throughput on a veth path\n\n\
+         {DEVICES} devices, 64-byte UDP frames generated in the kernel (XDP live frames, a random device per frame) on \
+         one CPU into the router's IoT interface, whose receive work runs on the other CPU. \
+         Median of {rounds} rounds of {secs} s; filters interleaved by round.\n\n\
+         | filter | traffic | handled Mpps | forwarded Mpps | router CPU | CPU ns/packet |\n\
+         |---|---|---:|---:|---:|---:|\n"
+    );
+    let mut rows = Vec::new();
+    for (fi, filter) in Filter::ALL.iter().enumerate() {
+        for (ti, t) in traffic.iter().enumerate() {
+            let handled = med(fi, ti, |s| s.handled_pps);
+            let forwarded = med(fi, ti, |s| s.forwarded_pps);
+            let busy = med(fi, ti, |s| s.cpu_busy);
+            let ns = med(fi, ti, |s| s.cpu_ns_per_packet);
+            md += &format!(
+                "| {} | {} | {:.3} | {:.3} | {:.0} % | {:.0} |\n",
+                filter.name(),
+                t.name,
+                handled / 1e6,
+                forwarded / 1e6,
+                busy * 100.0,
+                ns
+            );
+            rows.push(json!({
+                "filter": filter.key(), "traffic": t.key,
+                "handled_pps": handled, "forwarded_pps": forwarded,
+                "router_cpu_busy": busy, "cpu_ns_per_packet": ns,
+            }));
+        }
+    }
+    let ratio = |a: Filter, b: Filter, ti: usize| {
+        med(idx(a), ti, |s| s.handled_pps) / med(idx(b), ti, |s| s.handled_pps).max(1.0)
+    };
+    let ratios = [
+        (
+            "flood_xdp_over_nft_netdev",
+            ratio(Filter::IotfenceXdp, Filter::NftNetdev, 0),
+        ),
+        (
+            "flood_xdp_over_nft_forward_ct",
+            ratio(Filter::IotfenceXdp, Filter::NftForward, 0),
+        ),
+        (
+            "flood_tc_over_nft_netdev",
+            ratio(Filter::IotfenceTc, Filter::NftNetdev, 0),
+        ),
+        (
+            "mix_xdp_over_nft_netdev",
+            ratio(Filter::IotfenceXdp, Filter::NftNetdev, 1),
+        ),
+        (
+            "mix_xdp_over_nft_forward_ct",
+            ratio(Filter::IotfenceXdp, Filter::NftForward, 1),
+        ),
+    ];
+    md += "\nRatios of packets handled per second (same run):\n\n";
+    for (k, v) in &ratios {
+        md += &format!("- {k}: {v:.2}\n");
+    }
+    md += &format!("\nRun took {:.0} s.\n", started.elapsed().as_secs_f64());
+    print!("{md}");
+    std::fs::write(o.out_dir.join("live.md"), &md)?;
+    let doc = json!({
+        "devices": DEVICES, "rounds": rounds, "seconds": secs,
+        "results": rows,
+        "ratios": ratios.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    });
+    std::fs::write(
+        o.out_dir.join("live.json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
+
+    let min = threshold(o, "live_flood_xdp_over_nft_netdev_min")?;
+    let got = ratios[0].1;
+    if got < min {
+        anyhow::bail!(
+            "live regression: iotfence XDP handles a flood at {got:.2}x the nftables netdev rate, threshold {min}"
+        );
+    }
+    println!("flood ratio {got:.2} to nftables netdev, threshold {min} (bench/thresholds.json)");
+    Ok(())
+}

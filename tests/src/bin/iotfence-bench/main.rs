@@ -1,0 +1,72 @@
+//! `cargo xtask bench [--short] [--part datapath|live] [--only TEXT]`:
+//! 1. datapath cost per packet with BPF_PROG_TEST_RUN against an empty
+//!    program (`datapath.rs`);
+//! 2. live throughput on a veth path against nftables (`live.rs`).
+//!
+//! Results: Markdown and JSON under `target/bench/`. Every part compares
+//! ratios measured side by side in the same run; in short mode (CI) the run
+//! fails when a ratio passes its threshold in `bench/thresholds.json`,
+//! never on an absolute time. Method and numbers: BENCHMARKS.md.
+
+use std::path::PathBuf;
+
+mod datapath;
+mod live;
+
+pub fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+pub struct Opts {
+    pub short: bool,
+    /// `--only TEXT`: time only the fixtures whose name contains TEXT (for
+    /// profiling one path); the table still runs in full for its state.
+    pub only: Option<String>,
+    /// `--part datapath|live`: run one part only.
+    part: Option<String>,
+    pub out_dir: PathBuf,
+    thresholds: serde_json::Value,
+}
+
+pub fn threshold(o: &Opts, key: &str) -> anyhow::Result<f64> {
+    o.thresholds[key]
+        .as_f64()
+        .ok_or_else(|| anyhow::anyhow!("bench/thresholds.json: {key} is missing"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = Opts {
+        short: args.iter().any(|a| a == "--short"),
+        only: value("--only"),
+        part: value("--part"),
+        out_dir: repo.join("target/bench"),
+        thresholds: serde_json::from_str(&std::fs::read_to_string(
+            repo.join("bench/thresholds.json"),
+        )?)?,
+    };
+    std::fs::create_dir_all(&o.out_dir)?;
+    let wants = |p: &str| o.part.as_deref().is_none_or(|x| x == p);
+    let mut failures = Vec::new();
+    if wants("datapath") {
+        if let Err(e) = datapath::run(&o) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if wants("live") {
+        if let Err(e) = live::run(&o) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}
