@@ -435,8 +435,8 @@ impl Topology {
         let prog = fleet.generator(mix)?;
         let ifindex = self.gen_ifindex;
         let template = fleet.template();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_gen = stop.clone();
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let stop_gen = stop.0.clone();
         let generator = thread::spawn(move || -> anyhow::Result<u64> {
             enter_ns(&gen_ns)?;
             set_affinity(0, GEN_CPU)?;
@@ -460,7 +460,7 @@ impl Topology {
         let fw1 = rx_packets(&self.sink, "eth0")?;
         let cpu1 = cpu_times(ROUTER_CPU)?;
         let elapsed = t0.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
+        drop(stop);
         let sent = generator
             .join()
             .map_err(|_| anyhow::anyhow!("generator panicked"))??;
@@ -480,6 +480,15 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Stops the generator when the measurement ends, also on an early error.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
