@@ -53,10 +53,12 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     };
     let generation = (cfg.generation & 1) as u8;
     let parsed = parse(b, &mut s.h);
+    // One clock read per packet, for every deadline this packet meets.
+    let now = clock::now();
     // Most packets belong to a live flow: one lookup settles them, and the
     // flow names its device (identified when the flow opened).
     if parsed.is_ok() && s.h.family != 0 {
-        if let Some((device, reason)) = established(cfg, s) {
+        if let Some((device, reason)) = established(cfg, s, now) {
             count(device, Verdict::Allowed, reason, len);
             return pass(&s.h, device);
         }
@@ -64,7 +66,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     let dev = identify(generation, s, false);
     let reason = match parsed {
         Err(reason) => reason,
-        Ok(()) => decide(generation, &dev, s),
+        Ok(()) => decide(generation, &dev, s, now),
     };
     let verdict = if reason.allows() {
         Verdict::Allowed
@@ -76,7 +78,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     count(dev.device, verdict, reason, len);
     if verdict != Verdict::Allowed {
         count_violation(dev.device, verdict, &s.h, len);
-        events::report(cfg, &dev, &s.h, verdict, reason);
+        events::report(cfg, &dev, &s.h, verdict, reason, now);
     }
     match verdict {
         Verdict::Dropped => Action::Drop,
@@ -96,18 +98,17 @@ fn pass(h: &Headers, device: u32) -> Action {
 /// A packet of a live flow or of a fragment train a live flow started:
 /// the flow's device and the reason. Refreshes the flow.
 #[inline(always)]
-fn established(cfg: &Config, s: &mut Scratch) -> Option<(u32, Reason)> {
+fn established(cfg: &Config, s: &mut Scratch, now: u64) -> Option<(u32, Reason)> {
     let h = &s.h;
     if h.frag == Frag::Later {
         fragment_key(h, &mut s.flow);
-        let device = flow_alive(cfg, &s.flow, h.proto, clock::now())?;
+        let device = flow_alive(cfg, &s.flow, h.proto, now)?;
         return Some((device, Reason::Fragment));
     }
     if !h.flow {
         return None;
     }
     flow_key(h, &mut s.flow);
-    let now = clock::now();
     let device = flow_alive(cfg, &s.flow, h.proto, now)?;
     remember_fragments(s, device, now);
     Some((device, Reason::Flow))
@@ -115,7 +116,7 @@ fn established(cfg: &Config, s: &mut Scratch) -> Option<(u32, Reason)> {
 
 /// The decision for a packet no live flow covers.
 #[inline(always)]
-fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Reason {
+fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch, now: u64) -> Reason {
     let h = &s.h;
     if h.family == 0 {
         return Reason::NotIp;
@@ -127,7 +128,6 @@ fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch) -> Reason {
         // `established` found no train for it.
         return Reason::UnknownFragment;
     }
-    let now = clock::now();
     s.learned.device = dev.device;
     s.learned.addr = h.dst;
     let mut expired = false;

@@ -19,11 +19,18 @@ pub fn global_add(index: u32) {
 }
 
 #[inline(always)]
-pub fn report(cfg: &Config, dev: &DeviceInfo, h: &Headers, verdict: Verdict, reason: Reason) {
+/// `now` is `clock::now()` read for this packet.
+pub fn report(
+    cfg: &Config,
+    dev: &DeviceInfo,
+    h: &Headers,
+    verdict: Verdict,
+    reason: Reason,
+    now: u64,
+) {
     let Some(state) = RATE.get_ptr_mut(dev.device) else {
         return;
     };
-    let now = crate::clock::now();
     let state = unsafe { &mut *state };
     let tat = if state.tat_ns > now {
         state.tat_ns
