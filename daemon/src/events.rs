@@ -106,10 +106,7 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
         .into(),
         verdict: verdict.into(),
         reason: reason.into(),
-        src_mac: format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        ),
+        src_mac: crate::compile::format_mac(&m),
         protocol,
         src: addr(e.family, e.src).map(|a| a.to_string()),
         dst: dst.map(|a| a.to_string()),

@@ -226,10 +226,7 @@ pub fn send_frame(ns: &Netns, ifname: &str, frame: Vec<u8>) -> anyhow::Result<()
 
 /// The MAC address of `ifname` in `ns`.
 pub fn mac_of(ns: &Netns, ifname: &str) -> anyhow::Result<[u8; 6]> {
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "-j", "link", "show", ifname])
-        .output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let s = v[0]["address"].as_str().context("no MAC")?;
+    let v = ns.link(ifname, false)?;
+    let s = v["address"].as_str().context("no MAC")?;
     iotfence::compile::parse_mac(s).context("bad MAC")
 }

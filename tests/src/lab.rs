@@ -95,21 +95,41 @@ impl Netns {
     }
 
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        let status = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                "sysctl",
-                "-q",
-                "-w",
-                &format!("{key}={value}"),
-            ])
-            .status()?;
-        if !status.success() {
-            bail!("sysctl {key} in {}", self.name);
+        self.exec(&["sysctl", "-q", "-w", &format!("{key}={value}")])
+    }
+
+    /// Runs a command in this namespace (`ip netns exec`, which also mounts
+    /// the namespace's /sys); fails with its stderr.
+    pub fn exec(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .with_context(|| format!("running {args:?} in {}", self.name))?;
+        if !out.status.success() {
+            bail!(
+                "{args:?} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
+    }
+
+    /// `ip -j [-s] link show dev` of `dev` in this namespace (the first
+    /// and only object of the JSON array).
+    pub fn link(&self, dev: &str, stats: bool) -> anyhow::Result<serde_json::Value> {
+        let mut a = vec!["-n", self.name.as_str(), "-j"];
+        if stats {
+            a.push("-s");
+        }
+        a.extend(["link", "show", "dev", dev]);
+        let out = Command::new("ip").args(&a).output()?;
+        if !out.status.success() {
+            bail!("ip {a:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v[0].take())
     }
 
     pub fn path(&self) -> PathBuf {

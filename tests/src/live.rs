@@ -30,6 +30,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use iotfence::compile::format_mac;
 
 use crate::{
     floor,
@@ -201,14 +202,6 @@ impl Fleet {
         floor::load_xdp(&p)
     }
 
-    fn mac_text(&self, i: usize) -> String {
-        self.mac(i)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    }
-
     pub fn policy_yaml(&self) -> String {
         let mut y = String::from(
             "profiles:\n  sensor:\n    egress:\n      - to: 203.0.113.0/28\n        proto: udp\n        ports: 443\ndevices:\n",
@@ -216,7 +209,7 @@ impl Fleet {
         for i in 0..self.devices {
             y += &format!(
                 "  - name: dev-{i}\n    mac: {}\n    ip: {}\n    profile: sensor\n",
-                self.mac_text(i),
+                format_mac(&self.mac(i)),
                 self.ip(i)
             );
         }
@@ -226,7 +219,9 @@ impl Fleet {
     /// The same policy as nftables named sets, in a netdev ingress chain
     /// or an inet forward chain behind conntrack.
     pub fn nft_ruleset(&self, filter: Filter) -> String {
-        let macs: Vec<String> = (0..self.devices).map(|i| self.mac_text(i)).collect();
+        let macs: Vec<String> = (0..self.devices)
+            .map(|i| format_mac(&self.mac(i)))
+            .collect();
         let sets = format!(
             "  set iot_devices {{ type ether_addr; elements = {{ {} }} }}\n  \
              set allowed {{ type ipv4_addr . inet_proto . inet_service; flags interval; \
@@ -297,12 +292,13 @@ impl Topology {
         router.ip(&[
             "link", "add", "wan0", "type", "veth", "peer", "name", "eth0", "netns", &sink.name,
         ])?;
-        let mac = ROUTER_IOT_MAC
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        router.ip(&["link", "set", "iot0", "address", &mac])?;
+        router.ip(&[
+            "link",
+            "set",
+            "iot0",
+            "address",
+            &format_mac(&ROUTER_IOT_MAC),
+        ])?;
         router.ip(&["addr", "add", "192.0.2.1/24", "dev", "iot0"])?;
         router.ip(&["addr", "add", "198.51.100.1/24", "dev", "wan0"])?;
         sink.ip(&["link", "set", "eth0", "address", SINK_MAC])?;
@@ -330,12 +326,9 @@ impl Topology {
         ])?;
         // A veth receives XDP frames only with NAPI on: GRO enables it
         // without an XDP program (the no-filter, TC and nftables cases).
-        ns_exec(&router, &["ethtool", "-K", "iot0", "gro", "on"])?;
+        router.exec(&["ethtool", "-K", "iot0", "gro", "on"])?;
         // iot0's receive work in a kernel thread, pinned below.
-        ns_exec(
-            &router,
-            &["sh", "-c", "echo 1 > /sys/class/net/iot0/threaded"],
-        )?;
+        router.exec(&["sh", "-c", "echo 1 > /sys/class/net/iot0/threaded"])?;
         let gen_ifindex = ifindex(&generator, "gen0")?;
         let sink_ifindex = ifindex(&sink, "eth0")?;
         let drop = floor::xdp_returning(floor::XDP_DROP)?;
@@ -388,7 +381,7 @@ impl Topology {
             Filter::NftNetdev | Filter::NftForward => {
                 let file = self.dir.join("ruleset.nft");
                 std::fs::write(&file, fleet.nft_ruleset(filter))?;
-                ns_exec(&self.router, &["nft", "-f", file.to_str().unwrap()])?;
+                self.router.exec(&["nft", "-f", file.to_str().unwrap()])?;
                 let family = if filter == Filter::NftNetdev {
                     "netdev"
                 } else {
@@ -437,7 +430,7 @@ impl Topology {
         let template = fleet.template();
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let stop_gen = stop.0.clone();
-        let generator = thread::spawn(move || -> anyhow::Result<u64> {
+        let generator = thread::spawn(move || -> anyhow::Result<()> {
             enter_ns(&gen_ns)?;
             set_affinity(0, GEN_CPU)?;
             let mut sent = 0u64;
@@ -447,7 +440,7 @@ impl Topology {
                 floor::send_live(&prog, ifindex, &template, FRAMES_PER_CALL)?;
                 sent += FRAMES_PER_CALL as u64;
             }
-            Ok(sent)
+            Ok(())
         });
         // Let the rings fill and the rate settle before the window opens.
         thread::sleep(Duration::from_millis(200));
@@ -461,7 +454,7 @@ impl Topology {
         let cpu1 = cpu_times(ROUTER_CPU)?;
         let elapsed = t0.elapsed().as_secs_f64();
         drop(stop);
-        let sent = generator
+        generator
             .join()
             .map_err(|_| anyhow::anyhow!("generator panicked"))??;
         let handled = rx1 - rx0;
@@ -472,7 +465,6 @@ impl Topology {
             forwarded_pps: (fw1 - fw0) as f64 / elapsed,
             cpu_busy: busy as f64 / total as f64,
             cpu_ns_per_packet: busy as f64 * 1e9 / ticks_per_second() / handled.max(1) as f64,
-            offered: sent,
         })
     }
 }
@@ -527,43 +519,17 @@ pub struct Sample {
     /// Share of the router CPU busy (not idle, not stolen by the host).
     pub cpu_busy: f64,
     pub cpu_ns_per_packet: f64,
-    /// Frames the generator offered in all (including its warm-up).
-    pub offered: u64,
-}
-
-fn ns_exec(ns: &Netns, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .args(args)
-        .output()
-        .with_context(|| format!("running {args:?} in {}", ns.name))?;
-    if !out.status.success() {
-        bail!(
-            "{args:?} in {}: {}",
-            ns.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 fn ifindex(ns: &Netns, dev: &str) -> anyhow::Result<u32> {
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "-j", "link", "show", "dev", dev])
-        .output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v[0]["ifindex"]
+    ns.link(dev, false)?["ifindex"]
         .as_u64()
         .map(|i| i as u32)
         .with_context(|| format!("ifindex of {dev} in {}", ns.name))
 }
 
 fn rx_packets(ns: &Netns, dev: &str) -> anyhow::Result<u64> {
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "-s", "-j", "link", "show", "dev", dev])
-        .output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v[0]["stats64"]["rx"]["packets"]
+    ns.link(dev, true)?["stats64"]["rx"]["packets"]
         .as_u64()
         .with_context(|| format!("rx packets of {dev} in {}", ns.name))
 }
