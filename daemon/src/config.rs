@@ -11,7 +11,7 @@ use std::{
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use iotfence_common::consts::LEARNED_ENTRIES;
+use iotfence_common::consts::{LEARNED_ENTRIES, MAX_LEARNED_ENTRIES};
 
 use crate::diag::{from_yaml_error, Diagnostic, Diags};
 
@@ -366,14 +366,14 @@ fn dns_settings(d: &mut Diags<'_>, doc: &DnsDoc) -> DnsSettings {
         &doc.max_entries_per_device,
         4096,
         1,
-        LEARNED_ENTRIES as u64,
+        MAX_LEARNED_ENTRIES as u64,
         "max_entries_per_device",
     );
     let total = num(
         &doc.max_entries,
         LEARNED_ENTRIES as u64,
         1,
-        LEARNED_ENTRIES as u64,
+        MAX_LEARNED_ENTRIES as u64,
         "max_entries",
     );
     let pending = num(

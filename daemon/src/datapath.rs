@@ -77,13 +77,15 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 
 impl Datapath {
     /// Loads the programs and opens (or creates and pins) the maps under
-    /// `pin_dir/maps`. Nothing is attached yet.
-    pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+    /// `pin_dir/maps`, a new learned map with room for `learned_entries`
+    /// (an adopted one keeps its size). Nothing is attached yet.
+    pub fn load(pin_dir: &Path, learned_entries: u32) -> anyhow::Result<Self> {
         let map_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)
+            .map_max_entries(names::LEARNED, learned_entries)
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
         check_adopted_maps(&ebpf)?;

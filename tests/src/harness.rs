@@ -70,7 +70,8 @@ impl Harness {
                         .join("\n")
                 )
             });
-        let mut dp = Datapath::load(&pins.path).expect("loading the datapath");
+        let mut dp =
+            Datapath::load(&pins.path, cfg.dns.max_entries as u32).expect("loading the datapath");
         apply::apply(&mut dp.maps, &cfg, &policy).expect("applying the policy");
         Self {
             dp,
@@ -98,7 +99,8 @@ impl Harness {
             warnings: Vec::new(),
             files: Vec::new(),
         };
-        let dp = Datapath::load(&pins.path).expect("loading the datapath");
+        let dp =
+            Datapath::load(&pins.path, cfg.dns.max_entries as u32).expect("loading the datapath");
         Self {
             dp,
             cfg,

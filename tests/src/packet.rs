@@ -144,3 +144,16 @@ pub fn arp(mac: [u8; 6], src: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     a.extend_from_slice(&target.octets());
     eth(mac, [0xff; 6], &[], ETH_ARP, &a)
 }
+
+/// `frame` (untagged IPv4 or IPv6 without extension headers, TCP or UDP)
+/// with another source port: a new connection with the same headers.
+pub fn with_sport(frame: &[u8], sport: u16) -> Vec<u8> {
+    let l4 = match u16::from_be_bytes([frame[12], frame[13]]) {
+        ETH_IP => 14 + (frame[14] & 0x0f) as usize * 4,
+        ETH_IPV6 => 14 + 40,
+        other => panic!("with_sport: ethertype {other:#06x}"),
+    };
+    let mut f = frame.to_vec();
+    f[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+    f
+}

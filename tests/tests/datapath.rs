@@ -121,6 +121,32 @@ fn without_a_policy_ip_is_dropped_and_arp_passes() {
 }
 
 #[test]
+fn dns_max_entries_sizes_the_learned_map() {
+    // Above the default capacity: a map of the default size would refuse
+    // the last insert with E2BIG.
+    let n = 140_000u32;
+    let extra = format!("{}dns:\n  max_entries: {n}\n", fixtures::CONFIG_EXTRA);
+    let mut h = Harness::new(fixtures::POLICY, &extra);
+    let by_name = iotfence::mapstat::pinned(&h.pins.path).unwrap();
+    let learned = by_name
+        .iter()
+        .find(|u| u.map == iotfence_common::consts::map_names::LEARNED)
+        .unwrap();
+    assert_eq!(learned.capacity, n as u64);
+    let v = LearnedRules::default();
+    for i in 0..n {
+        let key = LearnedKey {
+            device: 1,
+            addr: v4_mapped(i.to_be_bytes()),
+        };
+        h.dp.maps
+            .learned
+            .insert(key, v, 0)
+            .unwrap_or_else(|e| panic!("entry {i}: {e}"));
+    }
+}
+
+#[test]
 fn events_are_rate_limited_per_device() {
     // 1 event/s with a burst of 5: a flood from one device yields 5 events,
     // and does not stop another device's first event.

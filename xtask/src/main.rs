@@ -28,14 +28,19 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Benchmarks: datapath cost per packet against an empty XDP program,
-    /// and live throughput on a veth path against nftables; results in
-    /// target/bench/, method and numbers in BENCHMARKS.md.
+    /// Benchmarks: datapath cost per packet against an empty XDP program
+    /// (also as tables grow), live throughput on a veth path against
+    /// nftables, DNS learning against dnsmasq --nftset, and control-plane
+    /// costs; results in target/bench/, method and numbers in BENCHMARKS.md.
     Bench {
         /// The CI mode: fewer repetitions; fails when a ratio passes its
         /// threshold in bench/thresholds.json.
         #[arg(long)]
         short: bool,
+        /// More arguments for the benchmark, e.g. `--part sweep` or
+        /// `--only TEXT`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// The lab demo: one simulated device per vendor profile and a
     /// compromised one, behind a router running iotfence; then a summary.
@@ -73,7 +78,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             a.extend(args.iter().map(String::as_str));
             test_summary(&a)
         }
-        Cmd::Bench { short } => {
+        Cmd::Bench { short, args } => {
             setup::all()?;
             require_root("the benchmarks load eBPF programs")?;
             step("building the benchmarks (release)");
@@ -89,7 +94,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 "--bin",
                 "iotfence-bench",
             ])?;
-            step("datapath cost per packet (BPF_PROG_TEST_RUN), then live throughput on veth against nftables");
+            step("running the benchmarks (BENCHMARKS.md explains each part)");
             let mut a = vec![
                 "run",
                 "-q",
@@ -99,9 +104,11 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 "--bin",
                 "iotfence-bench",
             ];
+            a.push("--");
             if short {
-                a.extend(["--", "--short"]);
+                a.push("--short");
             }
+            a.extend(args.iter().map(String::as_str));
             cargo(&a)
         }
         Cmd::Lab { keep } => {

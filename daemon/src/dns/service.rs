@@ -152,8 +152,22 @@ impl Service {
     pub fn start(cfg: &Config, ring: RingBuf<MapData>, policy: DnsPolicy) -> anyhow::Result<Self> {
         let stats = Arc::new(DnsStats::default());
         let names = Arc::new(Names::default());
+        let learned: BpfHashMap<MapData, LearnedKey, LearnedRules> =
+            open(&cfg.pin_dir, map_names::LEARNED, Map::HashMap)?;
+        // A learned map adopted from an earlier run keeps its size (resizing
+        // would drop what it holds): the table never outgrows it.
+        let capacity = MapData::from_pin(cfg.pin_dir.join("maps").join(map_names::LEARNED))?
+            .info()?
+            .max_entries() as usize;
+        if capacity < cfg.dns.max_entries {
+            tracing::warn!(
+                configured = cfg.dns.max_entries,
+                capacity,
+                "the pinned learned map is smaller than dns.max_entries; `iotfence detach` and restart to resize it"
+            );
+        }
         let mut e = Engine {
-            learned: open(&cfg.pin_dir, map_names::LEARNED, Map::HashMap)?,
+            learned,
             control: open(&cfg.pin_dir, map_names::DNS_CONTROL, Map::Array)?,
             ring,
             injector: Injector::new(cfg.dns.reinject_mark)
@@ -167,7 +181,7 @@ impl Service {
             limits: Limits {
                 max_addresses_per_name: cfg.dns.max_addresses_per_name,
                 max_entries_per_device: cfg.dns.max_entries_per_device,
-                max_entries: cfg.dns.max_entries,
+                max_entries: cfg.dns.max_entries.min(capacity),
             },
             settings: cfg.dns.clone(),
             policy,

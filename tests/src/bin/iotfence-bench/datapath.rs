@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use iotfence_tests::{
-    fixtures::{self, Step},
+    fixtures::{self, Expect, Step},
     floor,
     harness::{Harness, Hook},
 };
@@ -22,16 +22,13 @@ struct Row {
     floor_ns: u64,
 }
 
-/// Part 1: datapath cost per packet with BPF_PROG_TEST_RUN.
-pub fn run(o: &Opts) -> anyhow::Result<()> {
-    let (repeat, rounds) = if o.short { (20_000, 5) } else { (200_000, 9) };
-    let only = &o.only;
-    let out_dir = &o.out_dir;
-    let started = Instant::now();
-
-    let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
-    let empty = floor::empty_xdp()?;
-    let mut rows = Vec::new();
+/// Replays the fixture table in order, as the datapath tests do, and hands
+/// every judged fixture to `timed` once its first run has left its state
+/// (a SYN that opened a flow is then timed as a flow hit).
+pub fn replay(
+    h: &mut Harness,
+    mut timed: impl FnMut(&Harness, &'static str, &[u8], &Expect) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     for step in fixtures::table() {
         match step {
             Step::Observe { packet, .. } => {
@@ -49,28 +46,42 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
                 expect,
                 ..
             } => {
-                // Once as the test does (state as in the table), then timed:
-                // the timed runs see the state the first one left (a SYN
-                // that opened a flow is timed as a flow hit).
                 h.run(Hook::Xdp, &packet);
-                if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
-                    continue;
-                }
-                let mut ours = Vec::new();
-                let mut base = Vec::new();
-                for _ in 0..rounds {
-                    ours.push(h.time(Hook::Xdp, &packet, repeat).1);
-                    base.push(floor::time(&empty, &packet, repeat)?.1);
-                }
-                rows.push(Row {
-                    name,
-                    verdict: format!("{} ({})", expect.verdict.name(), expect.reason.name()),
-                    ns: median(ours),
-                    floor_ns: median(base),
-                });
+                timed(h, name, &packet, &expect)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Part 1: datapath cost per packet with BPF_PROG_TEST_RUN.
+pub fn run(o: &Opts) -> anyhow::Result<()> {
+    let (repeat, rounds) = if o.short { (20_000, 5) } else { (200_000, 9) };
+    let only = &o.only;
+    let out_dir = &o.out_dir;
+    let started = Instant::now();
+
+    let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
+    let empty = floor::empty_xdp()?;
+    let mut rows = Vec::new();
+    replay(&mut h, |h, name, packet, expect| {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            return Ok(());
+        }
+        let mut ours = Vec::new();
+        let mut base = Vec::new();
+        for _ in 0..rounds {
+            ours.push(h.time(Hook::Xdp, packet, repeat).1);
+            base.push(floor::time(&empty, packet, repeat)?.1);
+        }
+        rows.push(Row {
+            name,
+            verdict: format!("{} ({})", expect.verdict.name(), expect.reason.name()),
+            ns: median(ours),
+            floor_ns: median(base),
+        });
+        Ok(())
+    })?;
 
     let total: u64 = rows.iter().map(|r| r.ns).sum();
     let total_floor: u64 = rows.iter().map(|r| r.floor_ns).sum();

@@ -1,6 +1,7 @@
-//! `cargo xtask bench [--short] [--part datapath|live] [--only TEXT]`:
+//! `cargo xtask bench [--short] [--part datapath|sweep|live] [--only TEXT]`:
 //! 1. datapath cost per packet with BPF_PROG_TEST_RUN against an empty
 //!    program (`datapath.rs`);
+//!    and as devices and learned entries grow (`sweep.rs`);
 //! 2. live throughput on a veth path against nftables (`live.rs`).
 //!
 //! Results: Markdown and JSON under `target/bench/`. Every part compares
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 mod datapath;
 mod live;
+mod sweep;
 
 pub fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -23,7 +25,7 @@ pub struct Opts {
     /// `--only TEXT`: time only the fixtures whose name contains TEXT (for
     /// profiling one path); the table still runs in full for its state.
     pub only: Option<String>,
-    /// `--part datapath|live`: run one part only.
+    /// `--part datapath|sweep|live`: run one part only.
     part: Option<String>,
     pub out_dir: PathBuf,
     thresholds: serde_json::Value,
@@ -57,6 +59,11 @@ fn main() -> anyhow::Result<()> {
     let mut failures = Vec::new();
     if wants("datapath") {
         if let Err(e) = datapath::run(&o) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if wants("sweep") {
+        if let Err(e) = sweep::run(&o) {
             failures.push(format!("{e:#}"));
         }
     }
