@@ -7,7 +7,7 @@ use std::{
     io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
     os::unix::process::CommandExt,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -26,9 +26,13 @@ pub struct Dnsmasq {
     child: Child,
 }
 
+/// Where the benchmark's upstream dnsmasq listens (router namespace).
+pub const UPSTREAM: (&str, u16) = ("127.0.0.1", 5353);
+
 impl Dnsmasq {
-    /// `hosts`: (name, address) lines; `cnames`: (alias, target) pairs;
-    /// every answer carries `ttl`.
+    /// The router's resolver, answering from its own hosts file: `hosts`:
+    /// (name, address) lines; `cnames`: (alias, target) pairs; every answer
+    /// carries `ttl`.
     pub fn start(
         router: &Netns,
         dir: &Path,
@@ -36,13 +40,56 @@ impl Dnsmasq {
         cnames: &[(&str, &str)],
         ttl: u32,
     ) -> anyhow::Result<Self> {
-        let hosts_file = dir.join("lab.hosts");
-        let mut text = String::new();
-        for (name, ip) in hosts {
-            text.push_str(&format!("{ip} {name}\n"));
+        let mut args = vec![
+            format!("--listen-address={ROUTER_IOT_IP}"),
+            format!("--local-ttl={ttl}"),
+            format!(
+                "--addn-hosts={}",
+                write_hosts(dir, "lab.hosts", hosts)?.display()
+            ),
+        ];
+        for (alias, target) in cnames {
+            args.push(format!("--cname={alias},{target}"));
         }
-        std::fs::write(&hosts_file, text)?;
-        let ns = File::open(router.path())?;
+        Self::spawn(router, &args, (ROUTER_IOT_IP, 53))
+    }
+
+    /// An authoritative-like server for `hosts` on [`UPSTREAM`], for a
+    /// resolver that forwards to it ([`Dnsmasq::forwarder`]).
+    pub fn upstream(
+        ns: &Netns,
+        dir: &Path,
+        hosts: &[(String, IpAddr)],
+        ttl: u32,
+    ) -> anyhow::Result<Self> {
+        let args = [
+            format!("--listen-address={}", UPSTREAM.0),
+            format!("--port={}", UPSTREAM.1),
+            format!("--local-ttl={ttl}"),
+            format!(
+                "--addn-hosts={}",
+                write_hosts(dir, "upstream.hosts", hosts)?.display()
+            ),
+        ];
+        Self::spawn(ns, &args, UPSTREAM)
+    }
+
+    /// The router's resolver forwarding everything to [`UPSTREAM`], as a
+    /// router forwards to its ISP; `extra`: more options (e.g. `--nftset`,
+    /// which dnsmasq applies to forwarded answers only).
+    pub fn forwarder(router: &Netns, extra: &[String]) -> anyhow::Result<Self> {
+        let mut args = vec![
+            format!("--listen-address={ROUTER_IOT_IP}"),
+            format!("--server={}#{}", UPSTREAM.0, UPSTREAM.1),
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(router, &args, (ROUTER_IOT_IP, 53))
+    }
+
+    /// Starts dnsmasq in `ns` with `args` after the common ones, and waits
+    /// until `probe` answers.
+    fn spawn(ns: &Netns, args: &[String], probe: (&'static str, u16)) -> anyhow::Result<Self> {
+        let ns_file = File::open(ns.path())?;
         let mut cmd = Command::new("dnsmasq");
         cmd.args([
             "--keep-in-foreground",
@@ -54,13 +101,8 @@ impl Dnsmasq {
             "--user=root",
             "--pid-file",
             "--log-facility=-",
-            &format!("--listen-address={ROUTER_IOT_IP}"),
-            &format!("--local-ttl={ttl}"),
-            &format!("--addn-hosts={}", hosts_file.display()),
-        ]);
-        for (alias, target) in cnames {
-            cmd.arg(format!("--cname={alias},{target}"));
-        }
+        ])
+        .args(args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -71,14 +113,14 @@ impl Dnsmasq {
                 // over TCP, so dropping it kills them too.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 libc::setpgid(0, 0);
-                enter_ns(&ns)
+                enter_ns(&ns_file)
             });
         }
         let child = cmd
             .spawn()
             .context("starting dnsmasq (Debian package dnsmasq-base)")?;
         let mut d = Self { child };
-        // Ready when it answers on port 53.
+        // Ready when it answers (any answer: a forwarder may refuse).
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Some(status) = d.child.try_wait()? {
@@ -88,9 +130,9 @@ impl Dnsmasq {
                 }
                 bail!("dnsmasq exited ({status}): {err}");
             }
-            let up = router.run(|| {
+            let up = ns.run(move || {
                 let s = UdpSocket::bind("0.0.0.0:0").ok()?;
-                s.connect((ROUTER_IOT_IP, 53)).ok()?;
+                s.connect(probe).ok()?;
                 let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
                 s.send(&query_bytes(1, "ready.invalid", RecordType::A))
                     .ok()?;
@@ -104,6 +146,22 @@ impl Dnsmasq {
         }
         bail!("dnsmasq did not answer within 5 s")
     }
+
+    /// Process id, for CPU accounting.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Writes `hosts` as a hosts file named `name` in `dir`.
+fn write_hosts(dir: &Path, name: &str, hosts: &[(String, IpAddr)]) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    let mut text = String::new();
+    for (host, ip) in hosts {
+        text.push_str(&format!("{ip} {host}\n"));
+    }
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 impl Drop for Dnsmasq {
@@ -145,6 +203,8 @@ pub struct Stub {
     udp: UdpSocket,
     next_id: u16,
     pub resolver: SocketAddr,
+    /// How long `resolve` waits for its answer.
+    pub timeout: Duration,
 }
 
 impl Stub {
@@ -157,6 +217,7 @@ impl Stub {
             udp,
             next_id: 0x1000,
             resolver,
+            timeout: Duration::from_secs(2),
         })
     }
 
@@ -168,14 +229,17 @@ impl Stub {
             .send_to(&query_bytes(id, name, qtype), self.resolver)
             .ok()?;
         let mut buf = [0u8; 4096];
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.udp
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
             let (n, from) = self.udp.recv_from(&mut buf).ok()?;
             if from == self.resolver && n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
                 return Some(addresses(&buf[..n]));
             }
         }
-        None
     }
 
     /// Resolves over TCP (a fresh connection, one query).

@@ -10,6 +10,7 @@ use std::{
 };
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -67,6 +68,16 @@ pub fn load_xdp(insns: &[u64]) -> io::Result<OwnedFd> {
     put_u64(&mut attr, 16, license.as_ptr() as u64);
     let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
     // SAFETY: BPF_PROG_LOAD returned a new file descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Opens a pinned program (or map) by its bpffs path.
+pub fn open_pinned(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let mut attr = [0u8; 16];
+    put_u64(&mut attr, 0, c.as_ptr() as u64);
+    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: BPF_OBJ_GET returned a new file descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 

@@ -656,6 +656,11 @@ impl Daemon {
         self.stderr.lock().unwrap().join("\n")
     }
 
+    /// Process id, for CPU accounting.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lock()
@@ -673,6 +678,12 @@ impl Daemon {
     /// Sends SIGHUP and waits (bounded) for the daemon's verdict on the
     /// policy: true when it was reloaded, false when it was rejected.
     pub fn reload(&self) -> anyhow::Result<bool> {
+        Ok(self.reload_polled(Duration::from_millis(10))?.0)
+    }
+
+    /// Like `reload`, reading the log every `poll`; also returns the time
+    /// from the signal to the verdict (within `poll`).
+    pub fn reload_polled(&self, poll: Duration) -> anyhow::Result<(bool, Duration)> {
         let seen = |s: &str| {
             self.stderr
                 .lock()
@@ -682,16 +693,17 @@ impl Daemon {
                 .count()
         };
         let (ok, bad) = (seen("policy reloaded"), seen("reload rejected"));
+        let t0 = Instant::now();
         unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = t0 + Duration::from_secs(10);
         while Instant::now() < deadline {
             if seen("policy reloaded") > ok {
-                return Ok(true);
+                return Ok((true, t0.elapsed()));
             }
             if seen("reload rejected") > bad {
-                return Ok(false);
+                return Ok((false, t0.elapsed()));
             }
-            thread::sleep(Duration::from_millis(10));
+            thread::sleep(poll);
         }
         bail!("no reload verdict within 10 s:\n{}", self.log())
     }

@@ -11,4 +11,5 @@ pub mod observe;
 pub mod packet;
 pub mod privileged;
 pub mod scenario;
+pub mod trials;
 pub mod vendor_site;

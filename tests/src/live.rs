@@ -57,6 +57,8 @@ pub enum Mix {
     Flood,
     /// Each frame allowed or forbidden with even odds.
     Half,
+    /// Every frame allowed.
+    Allowed,
 }
 
 /// What judges the device's packets on the router.
@@ -153,6 +155,7 @@ impl Fleet {
         ];
         match mix {
             Mix::Flood => p.push(insn(0xb7, 8, 0, 0, 1)), // r8 = 1: f
+            Mix::Allowed => p.push(insn(0xb7, 8, 0, 0, 0)), // r8 = 0: f
             Mix::Half => p.extend([
                 insn(0xbf, 8, 0, 0, 0),  // r8 = r0
                 insn(0x77, 8, 0, 0, 16), // r8 >>= 16
@@ -393,57 +396,92 @@ impl Topology {
                 }
             }
             Filter::IotfenceXdp | Filter::IotfenceTc => {
-                let pins = PinDir::new();
                 let attach = if filter == Filter::IotfenceXdp {
                     "xdp"
                 } else {
                     "tc"
                 };
-                std::fs::write(self.dir.join("policy.yaml"), fleet.policy_yaml())?;
-                let cfg = self.dir.join("iotfence.yaml");
-                std::fs::write(
-                    &cfg,
-                    format!(
-                        "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\npin_dir: {}\n\
-                         state_dir: {}\nmetrics: {{ enabled: false }}\nevents:\n  per_second: 1\n  burst: 1\n",
-                        pins.path.display(),
-                        self.dir.join("state").display()
-                    ),
-                )?;
-                let daemon = Daemon::start(&self.router, &cfg)?;
-                Applied::Iotfence { daemon, pins }
+                return self.apply_iotfence(attach, &fleet.policy_yaml(), "");
             }
         };
-        let pinned = self.pin_router_threads()?;
-        if pinned == 0 {
-            bail!("no NAPI thread of iot0 to pin (threaded NAPI unavailable?)");
-        }
+        self.pin_router_threads_checked()?;
         Ok(applied)
     }
 
-    /// Offers `mix` from the generator CPU for `secs`, and measures the
-    /// router.
-    pub fn measure(&self, fleet: &Fleet, mix: Mix, secs: f64) -> anyhow::Result<Sample> {
+    /// Starts the real daemon on iot0 (`attach`: xdp or tc) with
+    /// `policy_yaml` and `extra_config` (more top-level configuration keys);
+    /// what it returns stops it when dropped. The policy is the file
+    /// `policy_path()`, for reloads.
+    pub fn apply_iotfence(
+        &self,
+        attach: &str,
+        policy_yaml: &str,
+        extra_config: &str,
+    ) -> anyhow::Result<Applied> {
+        let pins = PinDir::new();
+        std::fs::write(self.policy_path(), policy_yaml)?;
+        let cfg = self.dir.join("iotfence.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\npin_dir: {}\n\
+                 state_dir: {}\nmetrics: {{ enabled: false }}\nevents:\n  per_second: 1\n  burst: 1\n\
+                 {extra_config}",
+                pins.path.display(),
+                self.dir.join("state").display()
+            ),
+        )?;
+        let daemon = Daemon::start(&self.router, &cfg)?;
+        let applied = Applied::Iotfence { daemon, pins };
+        self.pin_router_threads_checked()?;
+        Ok(applied)
+    }
+
+    /// The policy file of `apply_iotfence`'s daemon.
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.join("policy.yaml")
+    }
+
+    fn pin_router_threads_checked(&self) -> anyhow::Result<()> {
+        if self.pin_router_threads()? == 0 {
+            bail!("no NAPI thread of iot0 to pin (threaded NAPI unavailable?)");
+        }
+        Ok(())
+    }
+
+    /// Starts offering `mix` from the generator CPU; it runs until the
+    /// returned guard is dropped.
+    pub fn load(&self, fleet: &Fleet, mix: Mix) -> anyhow::Result<Load> {
         let gen_ns = File::open(self.generator.path())?;
         let prog = fleet.generator(mix)?;
         let ifindex = self.gen_ifindex;
         let template = fleet.template();
-        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
-        let stop_gen = stop.0.clone();
-        let generator = thread::spawn(move || -> anyhow::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_gen = stop.clone();
+        let thread = thread::spawn(move || -> anyhow::Result<()> {
             enter_ns(&gen_ns)?;
             set_affinity(0, GEN_CPU)?;
             let mut sent = 0u64;
-            // Bounded: the caller stops it after `secs`; the cap is a
-            // backstop of 10 minutes at 10 Mpps.
+            // Bounded: the guard stops it; the cap is a backstop of 10
+            // minutes at 10 Mpps.
             while !stop_gen.load(Ordering::Relaxed) && sent < 6_000_000_000 {
                 floor::send_live(&prog, ifindex, &template, FRAMES_PER_CALL)?;
                 sent += FRAMES_PER_CALL as u64;
             }
             Ok(())
         });
-        // Let the rings fill and the rate settle before the window opens.
+        // Let the rings fill and the rate settle.
         thread::sleep(Duration::from_millis(200));
+        Ok(Load {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Offers `mix` from the generator CPU for `secs`, and measures the
+    /// router.
+    pub fn measure(&self, fleet: &Fleet, mix: Mix, secs: f64) -> anyhow::Result<Sample> {
+        let load = self.load(fleet, mix)?;
         let rx0 = rx_packets(&self.router, "iot0")?;
         let fw0 = rx_packets(&self.sink, "eth0")?;
         let cpu0 = cpu_times(ROUTER_CPU)?;
@@ -453,10 +491,7 @@ impl Topology {
         let fw1 = rx_packets(&self.sink, "eth0")?;
         let cpu1 = cpu_times(ROUTER_CPU)?;
         let elapsed = t0.elapsed().as_secs_f64();
-        drop(stop);
-        generator
-            .join()
-            .map_err(|_| anyhow::anyhow!("generator panicked"))??;
+        load.stop()?;
         let handled = rx1 - rx0;
         let busy = cpu1.busy - cpu0.busy;
         let total = (cpu1.total - cpu0.total).max(1);
@@ -467,20 +502,44 @@ impl Topology {
             cpu_ns_per_packet: busy as f64 * 1e9 / ticks_per_second() / handled.max(1) as f64,
         })
     }
+
+    /// Frames the sink has received (forwarded by the router).
+    pub fn forwarded(&self) -> anyhow::Result<u64> {
+        rx_packets(&self.sink, "eth0")
+    }
+}
+
+/// The generator at work; stopped (and joined) on drop, also on an early
+/// error.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Load {
+    /// Stops the generator and reports its error, if it failed.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Err(_)) => bail!("generator panicked"),
+            Some(Ok(r)) => r,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Drop for Topology {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Stops the generator when the measurement ends, also on an early error.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -560,7 +619,7 @@ fn cpu_times(cpu: usize) -> anyhow::Result<CpuTimes> {
     })
 }
 
-fn ticks_per_second() -> f64 {
+pub fn ticks_per_second() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 

@@ -4,7 +4,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, TcpStream, UdpSocket},
     time::Duration,
 };
 
@@ -12,29 +12,10 @@ use hickory_proto::rr::RecordType;
 use iotfence_common::{Reason, Verdict};
 use iotfence_tests::{
     dns::{answer_bytes, mac_of, send_frame, Dnsmasq, Stub},
-    lab::{DeviceSpec, Lab, Server, ROUTER_IOT_IP},
+    lab::{Lab, Server, ROUTER_IOT_IP},
     packet,
+    trials::{self, DEVICE, POLICY},
 };
-
-const DEVICE: DeviceSpec = DeviceSpec {
-    name: "dev-1",
-    mac: "02:00:5e:10:00:01",
-    host: 10,
-};
-
-const POLICY: &str = "
-profiles:
-  vendor:
-    use: [dhcp, dns]
-    egress:
-      - to: [\"*.vendor.example\"]
-        proto: tcp
-        ports: 443
-devices:
-  - name: dev-1
-    mac: 02:00:5e:10:00:01
-    profile: vendor
-";
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -46,49 +27,14 @@ fn connect(ns: &iotfence_tests::lab::Netns, addr: IpAddr) -> bool {
 
 /// Resolve-then-connect-at-once with fresh names, each for an address never
 /// seen before: not one first packet may be dropped.
-fn fresh_names_never_drop_the_first_packet(attach: &str, trials: usize) {
+fn fresh_names_never_drop_the_first_packet(attach: &str, n: usize) {
     let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
     let _server = Server::start_any(&lab.internet, 443).unwrap();
-    let hosts: Vec<(String, IpAddr)> = (0..trials)
-        .map(|i| {
-            let addr = if i < 100 {
-                IpAddr::V4(Ipv4Addr::new(203, 0, 113, 129 + i as u8))
-            } else {
-                ip(&format!("2001:db8:ff::1:{:x}", i))
-            };
-            (format!("n{i}.fresh.vendor.example"), addr)
-        })
-        .collect();
+    let hosts: Vec<(String, IpAddr)> = (0..n).map(trials::host).collect();
     let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
     let cfg = lab.write_config(attach, POLICY).unwrap();
     lab.start_daemon(&cfg).unwrap();
-    let names: Vec<(String, IpAddr)> = hosts.clone();
-    let failures = lab
-        .device("dev-1")
-        .run(move || {
-            let mut stub = Stub::new(ROUTER_IOT_IP).unwrap();
-            let mut failures = Vec::new();
-            for (name, want) in &names {
-                let qtype = if want.is_ipv4() {
-                    RecordType::A
-                } else {
-                    RecordType::AAAA
-                };
-                let got = stub.resolve(name, qtype);
-                if got.as_deref() != Some(&[*want][..]) {
-                    failures.push(format!("{name}: answer {got:?}"));
-                    continue;
-                }
-                // At once: no pause between the answer and the SYN.
-                if TcpStream::connect_timeout(&SocketAddr::new(*want, 443), Duration::from_secs(2))
-                    .is_err()
-                {
-                    failures.push(format!("{name}: connect to {want} failed"));
-                }
-            }
-            failures
-        })
-        .unwrap();
+    let out = trials::run(lab.device("dev-1"), hosts).unwrap();
     let dropped = lab.dropped(1);
     let log = lab.daemon.as_ref().unwrap().log();
     let reasons: Vec<String> = iotfence_common::reason::REASONS
@@ -98,13 +44,13 @@ fn fresh_names_never_drop_the_first_packet(attach: &str, trials: usize) {
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
     assert!(
-        failures.is_empty(),
-        "{} of {trials} trials failed: {:?}; drops: {reasons:?}\n{log}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
+        out.failed.is_empty(),
+        "{} of {n} trials failed: {:?}; drops: {reasons:?}\n{log}",
+        out.failed.len(),
+        &out.failed[..out.failed.len().min(5)]
     );
     assert_eq!(dropped, 0, "first packets dropped");
-    assert!(lab.learned_count(1) >= trials, "every address learned");
+    assert!(lab.learned_count(1) >= n, "every address learned");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! `cargo xtask bench [--short] [--part datapath|sweep|live] [--only TEXT]`:
+//! `cargo xtask bench [--short] [--part datapath|sweep|live|dns] [--only TEXT]`:
 //! 1. datapath cost per packet with BPF_PROG_TEST_RUN against an empty
 //!    program (`datapath.rs`);
 //!    and as devices and learned entries grow (`sweep.rs`);
-//! 2. live throughput on a veth path against nftables (`live.rs`).
+//! 2. live throughput on a veth path against nftables (`live.rs`);
+//! 3. DNS learning against dnsmasq `--nftset` (`dns.rs`, `loaded.rs`).
 //!
 //! Results: Markdown and JSON under `target/bench/`. Every part compares
 //! ratios measured side by side in the same run; in short mode (CI) the run
@@ -12,7 +13,9 @@
 use std::path::PathBuf;
 
 mod datapath;
+mod dns;
 mod live;
+mod loaded;
 mod sweep;
 
 pub fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
@@ -25,7 +28,7 @@ pub struct Opts {
     /// `--only TEXT`: time only the fixtures whose name contains TEXT (for
     /// profiling one path); the table still runs in full for its state.
     pub only: Option<String>,
-    /// `--part datapath|sweep|live`: run one part only.
+    /// `--part datapath|sweep|live|dns`: run one part only.
     part: Option<String>,
     pub out_dir: PathBuf,
     thresholds: serde_json::Value,
@@ -69,6 +72,11 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("live") {
         if let Err(e) = live::run(&o) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if wants("dns") {
+        if let Err(e) = dns::run(&o) {
             failures.push(format!("{e:#}"));
         }
     }
