@@ -70,7 +70,8 @@ pub fn run(device: &Netns, hosts: Vec<(String, IpAddr)>) -> anyhow::Result<Outco
         let mut out = Outcome::default();
         for (name, want) in &hosts {
             if out.failed.len() >= MAX_FAILURES {
-                out.failed.push(format!("stopped after {MAX_FAILURES} failures"));
+                out.failed
+                    .push(format!("stopped after {MAX_FAILURES} failures"));
                 break;
             }
             let qtype = if want.is_ipv4() {
