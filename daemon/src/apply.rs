@@ -7,15 +7,18 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
+use aya::{
+    maps::{lpm_trie::Key, IterableMap, LpmTrie, MapData},
+    Pod,
+};
 use iotfence_common::{
     consts::CONFIG_READY,
     keys::{device_scope, rule_scope, SCOPE_BITS},
-    Config as KConfig, DeviceInfo, Lpm4, Lpm6, MacKey,
+    Config as KConfig, DeviceInfo, Lpm4, Lpm6, MacKey, RuleSet,
 };
 use ipnet::IpNet;
 
-use crate::{compile::Compiled, config::Config, datapath::Maps};
+use crate::{compile::Compiled, config::Config, datapath::Maps, mapbatch};
 
 /// The generation currently enforced, if a policy was ever applied.
 pub fn active_generation(maps: &Maps) -> anyhow::Result<Option<u8>> {
@@ -44,14 +47,24 @@ pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result
         Some(g) => g ^ 1,
         None => 0,
     };
-    // Leftovers of an apply that died half-way would otherwise mix in.
-    clear_generation(maps, new)?;
-    write_generation(maps, policy, new).context("writing the new policy generation")?;
+    // One scan finds both the leftovers of an apply that died half-way (in
+    // the new generation; they would mix in) and the old generation, removed
+    // after the flip. Only the daemon writes these maps: the scan stays true.
+    let [leftovers, previous] = Entries::scan(maps, new);
+    leftovers.remove(maps)?;
+    maps.default_device.set(
+        new as u32,
+        device_info(policy, 0, policy.default_profile),
+        0,
+    )?;
+    Entries::of(policy, new)
+        .write(maps)
+        .context("writing the new policy generation")?;
     maps.config
         .set(0, kernel_config(cfg, new), 0)
         .context("switching generation")?;
     if old.is_some() {
-        clear_generation(maps, new ^ 1)?;
+        previous.remove(maps)?;
     }
     Ok(new)
 }
@@ -65,115 +78,191 @@ fn device_info(policy: &Compiled, id: u32, profile: u16) -> DeviceInfo {
     }
 }
 
-fn write_generation(maps: &mut Maps, policy: &Compiled, g: u8) -> anyhow::Result<()> {
-    maps.default_device
-        .set(g as u32, device_info(policy, 0, policy.default_profile), 0)?;
-    for d in &policy.devices {
-        let info = device_info(policy, d.id, d.profile);
-        if let Some(mac) = d.mac {
-            maps.device_by_mac.insert(
-                MacKey {
+/// Entries for one map (values only when writing).
+struct Batch<K, V> {
+    keys: Vec<K>,
+    values: Vec<V>,
+}
+
+impl<K, V> Default for Batch<K, V> {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<K: Pod, V: Pod> Batch<K, V> {
+    fn write(&self, map: &MapData) -> std::io::Result<()> {
+        mapbatch::update(map, &self.keys, &self.values)
+    }
+
+    fn remove(&self, map: &MapData) -> std::io::Result<()> {
+        mapbatch::delete(map, &self.keys)
+    }
+}
+
+/// An IPv4 and an IPv6 trie's entries.
+struct Tries<V> {
+    v4: Batch<Key<Lpm4>, V>,
+    v6: Batch<Key<Lpm6>, V>,
+}
+
+impl<V> Default for Tries<V> {
+    fn default() -> Self {
+        Self {
+            v4: Batch::default(),
+            v6: Batch::default(),
+        }
+    }
+}
+
+impl<V: Pod> Tries<V> {
+    fn push(&mut self, scope: [u8; 4], net: &IpNet, value: V) {
+        let bits = SCOPE_BITS + net.prefix_len() as u32;
+        match net {
+            IpNet::V4(n) => {
+                let addr = n.addr().octets();
+                self.v4.keys.push(Key::new(bits, Lpm4 { scope, addr }));
+                self.v4.values.push(value);
+            }
+            IpNet::V6(n) => {
+                let addr = n.addr().octets();
+                self.v6.keys.push(Key::new(bits, Lpm6 { scope, addr }));
+                self.v6.values.push(value);
+            }
+        }
+    }
+
+    /// Splits the keys in the maps by generation: [`g`, `g ^ 1`].
+    fn scan(v4: &LpmTrie<MapData, Lpm4, V>, v6: &LpmTrie<MapData, Lpm6, V>, g: u8) -> [Self; 2] {
+        let mut out: [Self; 2] = Default::default();
+        for k in v4.keys().filter_map(Result::ok) {
+            if let Some(i) = side(k.data().scope[0], g) {
+                out[i].v4.keys.push(k);
+            }
+        }
+        for k in v6.keys().filter_map(Result::ok) {
+            if let Some(i) = side(k.data().scope[0], g) {
+                out[i].v6.keys.push(k);
+            }
+        }
+        out
+    }
+
+    fn write(
+        &self,
+        v4: &LpmTrie<MapData, Lpm4, V>,
+        v6: &LpmTrie<MapData, Lpm6, V>,
+    ) -> std::io::Result<()> {
+        self.v4.write(v4.map())?;
+        self.v6.write(v6.map())
+    }
+
+    fn remove(
+        &self,
+        v4: &LpmTrie<MapData, Lpm4, V>,
+        v6: &LpmTrie<MapData, Lpm6, V>,
+    ) -> std::io::Result<()> {
+        self.v4.remove(v4.map())?;
+        self.v6.remove(v6.map())
+    }
+}
+
+/// 0 for generation `g`, 1 for the other one.
+fn side(generation: u8, g: u8) -> Option<usize> {
+    match generation {
+        x if x == g => Some(0),
+        x if x == g ^ 1 => Some(1),
+        _ => None,
+    }
+}
+
+/// The policy entries of one generation, map by map: one batch per map
+/// (thousands of entries; a syscall each would cost as much as the
+/// kernel's work on them).
+#[derive(Default)]
+struct Entries {
+    macs: Batch<MacKey, DeviceInfo>,
+    devices: Tries<DeviceInfo>,
+    egress: Tries<RuleSet>,
+    inbound: Tries<RuleSet>,
+}
+
+impl Entries {
+    /// What `policy` writes under generation `g`.
+    fn of(policy: &Compiled, g: u8) -> Self {
+        let mut e = Self::default();
+        for d in &policy.devices {
+            let info = device_info(policy, d.id, d.profile);
+            if let Some(mac) = d.mac {
+                e.macs.keys.push(MacKey {
                     generation: g,
                     _pad: 0,
                     mac,
-                },
-                info,
-                0,
-            )?;
+                });
+                e.macs.values.push(info);
+            }
+            for net in &d.nets {
+                e.devices.push(device_scope(g), net, info);
+            }
         }
-        for net in &d.nets {
-            insert_net(
-                &mut maps.device_by_ip4,
-                &mut maps.device_by_ip6,
-                device_scope(g),
-                net,
-                info,
-            )?;
+        for (id, p) in policy.profiles.iter().enumerate() {
+            let scope = rule_scope(g, id as u16);
+            for (net, rules) in &p.egress {
+                e.egress.push(scope, net, *rules);
+            }
+            for (net, rules) in &p.inbound {
+                e.inbound.push(scope, net, *rules);
+            }
         }
+        e
     }
-    for (id, p) in policy.profiles.iter().enumerate() {
-        let scope = rule_scope(g, id as u16);
-        for (net, rules) in &p.egress {
-            insert_net(&mut maps.egress4, &mut maps.egress6, scope, net, *rules)?;
-        }
-        for (net, rules) in &p.inbound {
-            insert_net(&mut maps.inbound4, &mut maps.inbound6, scope, net, *rules)?;
-        }
-    }
-    Ok(())
-}
 
-fn insert_net<V: aya::Pod>(
-    v4: &mut LpmTrie<MapData, Lpm4, V>,
-    v6: &mut LpmTrie<MapData, Lpm6, V>,
-    scope: [u8; 4],
-    net: &IpNet,
-    value: V,
-) -> anyhow::Result<()> {
-    let bits = SCOPE_BITS + net.prefix_len() as u32;
-    match net {
-        IpNet::V4(n) => v4.insert(
-            &Key::new(
-                bits,
-                Lpm4 {
-                    scope,
-                    addr: n.addr().octets(),
-                },
-            ),
-            value,
-            0,
-        )?,
-        IpNet::V6(n) => v6.insert(
-            &Key::new(
-                bits,
-                Lpm6 {
-                    scope,
-                    addr: n.addr().octets(),
-                },
-            ),
-            value,
-            0,
-        )?,
+    /// The keys in the maps now: [generation `g`, the other one].
+    fn scan(maps: &Maps, g: u8) -> [Self; 2] {
+        let mut macs: [Batch<MacKey, DeviceInfo>; 2] = Default::default();
+        for k in maps.device_by_mac.keys().filter_map(Result::ok) {
+            if let Some(i) = side(k.generation, g) {
+                macs[i].keys.push(k);
+            }
+        }
+        let [d0, d1] = Tries::scan(&maps.device_by_ip4, &maps.device_by_ip6, g);
+        let [e0, e1] = Tries::scan(&maps.egress4, &maps.egress6, g);
+        let [i0, i1] = Tries::scan(&maps.inbound4, &maps.inbound6, g);
+        let [m0, m1] = macs;
+        [
+            Self {
+                macs: m0,
+                devices: d0,
+                egress: e0,
+                inbound: i0,
+            },
+            Self {
+                macs: m1,
+                devices: d1,
+                egress: e1,
+                inbound: i1,
+            },
+        ]
     }
-    Ok(())
-}
 
-fn clear_generation(maps: &mut Maps, g: u8) -> anyhow::Result<()> {
-    let macs: Vec<MacKey> = maps
-        .device_by_mac
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| k.generation == g)
-        .collect();
-    for k in macs {
-        maps.device_by_mac.remove(&k)?;
+    fn write(&self, maps: &mut Maps) -> anyhow::Result<()> {
+        self.macs.write(maps.device_by_mac.map())?;
+        self.devices
+            .write(&maps.device_by_ip4, &maps.device_by_ip6)?;
+        self.egress.write(&maps.egress4, &maps.egress6)?;
+        self.inbound.write(&maps.inbound4, &maps.inbound6)?;
+        Ok(())
     }
-    clear_lpm(&mut maps.device_by_ip4, &mut maps.device_by_ip6, g)?;
-    clear_lpm(&mut maps.egress4, &mut maps.egress6, g)?;
-    clear_lpm(&mut maps.inbound4, &mut maps.inbound6, g)?;
-    Ok(())
-}
 
-fn clear_lpm<V: aya::Pod>(
-    v4: &mut LpmTrie<MapData, Lpm4, V>,
-    v6: &mut LpmTrie<MapData, Lpm6, V>,
-    g: u8,
-) -> anyhow::Result<()> {
-    let k4: Vec<Key<Lpm4>> = v4
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| k.data().scope[0] == g)
-        .collect();
-    for k in k4 {
-        v4.remove(&k)?;
+    fn remove(&self, maps: &mut Maps) -> anyhow::Result<()> {
+        self.macs.remove(maps.device_by_mac.map())?;
+        self.devices
+            .remove(&maps.device_by_ip4, &maps.device_by_ip6)?;
+        self.egress.remove(&maps.egress4, &maps.egress6)?;
+        self.inbound.remove(&maps.inbound4, &maps.inbound6)?;
+        Ok(())
     }
-    let k6: Vec<Key<Lpm6>> = v6
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| k.data().scope[0] == g)
-        .collect();
-    for k in k6 {
-        v6.remove(&k)?;
-    }
-    Ok(())
 }

@@ -907,15 +907,33 @@ fn fold_entries(
             v.push(rule);
         }
     }
+    // A prefix's covering prefixes are found by truncating it to each
+    // shorter prefix length in use and looking that up: testing every
+    // prefix against every other took ~70 ms for 10,000 rules. Prefixes
+    // are truncated (parse_net refuses host bits).
+    let lens: BTreeSet<(bool, u8)> = by_prefix
+        .keys()
+        .map(|n| (n.addr().is_ipv4(), n.prefix_len()))
+        .collect();
     let mut out = Vec::new();
     for net in by_prefix.keys() {
+        debug_assert_eq!(net.trunc(), *net);
+        let v4 = net.addr().is_ipv4();
+        // In the map's order, as a full scan would meet them.
+        let mut covers: Vec<&IpNet> = lens
+            .iter()
+            .filter(|(f, len)| *f == v4 && *len <= net.prefix_len())
+            .filter_map(|(_, len)| {
+                let c = IpNet::new(net.addr(), *len).ok()?.trunc();
+                by_prefix.get_key_value(&c).map(|(k, _)| k)
+            })
+            .collect();
+        covers.sort();
         let mut rules: Vec<PortRule> = Vec::new();
-        for (other, r) in &by_prefix {
-            if other.contains(net) {
-                for rule in r {
-                    if !rules.contains(rule) {
-                        rules.push(*rule);
-                    }
+        for other in covers {
+            for rule in &by_prefix[other] {
+                if !rules.contains(rule) {
+                    rules.push(*rule);
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod exit;
 pub mod ids;
 pub mod lock;
+pub mod mapbatch;
 pub mod mapstat;
 pub mod metrics;
 pub mod policy;

@@ -258,6 +258,9 @@ fn reload(
     ids: &mut DeviceIds,
     shared: &Shared,
 ) -> bool {
+    let started = std::time::Instant::now();
+    // Milliseconds, to 0.1, for the log: where a slow reload's time went.
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
     match compile::load(cfg) {
         Err(diags) => {
             for d in &diags {
@@ -266,23 +269,32 @@ fn reload(
             shared.reload_failed(diags.first().map(|d| d.to_string()).unwrap_or_default());
             false
         }
-        Ok(mut new) => match ids
-            .assign(&mut new)
-            .and_then(|()| apply::apply(&mut dp.maps, cfg, &new))
-        {
-            Ok(generation) => {
-                log_warnings(&new);
-                tracing::info!(generation, devices = new.devices.len(), "policy reloaded");
-                shared.applied(&new);
-                *policy = new;
-                true
+        Ok(mut new) => {
+            let compiled = started.elapsed();
+            match ids
+                .assign(&mut new)
+                .and_then(|()| apply::apply(&mut dp.maps, cfg, &new))
+            {
+                Ok(generation) => {
+                    log_warnings(&new);
+                    tracing::info!(
+                        generation,
+                        devices = new.devices.len(),
+                        compile_ms = ms(compiled),
+                        apply_ms = ms(started.elapsed() - compiled),
+                        "policy reloaded"
+                    );
+                    shared.applied(&new);
+                    *policy = new;
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed");
+                    shared.reload_failed(format!("{e:#}"));
+                    false
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed");
-                shared.reload_failed(format!("{e:#}"));
-                false
-            }
-        },
+        }
     }
 }
 

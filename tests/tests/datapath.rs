@@ -277,3 +277,49 @@ fn reload_switches_generation_atomically_and_keeps_learned_entries() {
         "learned entries survive a reload"
     );
 }
+
+#[test]
+fn apply_removes_leftovers_of_a_half_finished_apply() {
+    use aya::maps::lpm_trie::Key;
+    use iotfence_common::{keys::rule_scope, Lpm4, MacKey, RuleSet};
+    let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
+    let g0 = iotfence::apply::active_generation(&h.dp.maps)
+        .unwrap()
+        .unwrap();
+    // What an apply that died before its flip leaves in the next generation.
+    let stale_rule = Key::new(
+        32 + 32,
+        Lpm4 {
+            scope: rule_scope(g0 ^ 1, 0),
+            addr: [203, 0, 113, 99],
+        },
+    );
+    h.dp.maps
+        .egress4
+        .insert(&stale_rule, RuleSet::default(), 0)
+        .unwrap();
+    let stale_mac = MacKey {
+        generation: g0 ^ 1,
+        _pad: 0,
+        mac: [0x02, 0, 0, 0, 0x99, 0x99],
+    };
+    let info = h.dp.maps.device_by_mac.keys().next().unwrap().unwrap();
+    let info = h.dp.maps.device_by_mac.get(&info, 0).unwrap();
+    h.dp.maps.device_by_mac.insert(stale_mac, info, 0).unwrap();
+    let before = h.dp.maps.egress4.keys().count();
+
+    let g1 = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, &h.policy).unwrap();
+    assert_eq!(g1, g0 ^ 1);
+    assert!(
+        h.dp.maps.egress4.get(&stale_rule, 0).is_err(),
+        "stale rule removed"
+    );
+    assert!(
+        h.dp.maps.device_by_mac.get(&stale_mac, 0).is_err(),
+        "stale MAC removed"
+    );
+    // The same policy again: as many entries, all of the new generation.
+    let keys: Vec<_> = h.dp.maps.egress4.keys().map(Result::unwrap).collect();
+    assert_eq!(keys.len(), before - 1);
+    assert!(keys.iter().all(|k| k.data().scope[0] == g1));
+}

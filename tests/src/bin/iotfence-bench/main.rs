@@ -1,9 +1,11 @@
-//! `cargo xtask bench [--short] [--part datapath|sweep|live|dns] [--only TEXT]`:
+//! `cargo xtask bench [--short] [--part datapath|sweep|live|dns|control] [--only TEXT]`:
 //! 1. datapath cost per packet with BPF_PROG_TEST_RUN against an empty
 //!    program (`datapath.rs`);
 //!    and as devices and learned entries grow (`sweep.rs`);
 //! 2. live throughput on a veth path against nftables (`live.rs`);
-//! 3. DNS learning against dnsmasq `--nftset` (`dns.rs`, `loaded.rs`).
+//! 3. DNS learning against dnsmasq `--nftset` (`dns.rs`);
+//! 4. control-plane costs: policy apply and reload, kernel memory, scrapes
+//!    (`control.rs`).
 //!
 //! Results: Markdown and JSON under `target/bench/`. Every part compares
 //! ratios measured side by side in the same run; in short mode (CI) the run
@@ -12,6 +14,7 @@
 
 use std::path::PathBuf;
 
+mod control;
 mod datapath;
 mod dns;
 mod live;
@@ -28,7 +31,7 @@ pub struct Opts {
     /// `--only TEXT`: time only the fixtures whose name contains TEXT (for
     /// profiling one path); the table still runs in full for its state.
     pub only: Option<String>,
-    /// `--part datapath|sweep|live|dns`: run one part only.
+    /// `--part datapath|sweep|live|dns|control`: run one part only.
     part: Option<String>,
     pub out_dir: PathBuf,
     thresholds: serde_json::Value,
@@ -72,6 +75,11 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("live") {
         if let Err(e) = live::run(&o) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if wants("control") {
+        if let Err(e) = control::run(&o) {
             failures.push(format!("{e:#}"));
         }
     }
