@@ -6,6 +6,7 @@
 //! and requirements from every file form one namespace.
 
 use std::{
+    borrow::Borrow,
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     path::{Path, PathBuf},
@@ -111,6 +112,12 @@ pub fn load_path(entry: &Path, cfg: &Config) -> Result<Compiled, Vec<Diagnostic>
     compile_sources(&sources, cfg)
 }
 
+/// `load`, re-parsing only the files that changed since `cache` was filled.
+pub fn load_cached(cfg: &Config, cache: &mut sources::Cache) -> Result<Compiled, Vec<Diagnostic>> {
+    let sources = sources::read_cached(&cfg.policy, cache)?;
+    compile_sources(&sources, cfg)
+}
+
 /// Compiles one file's text (no includes are followed).
 pub fn compile(path: &Path, text: &str, cfg: &Config) -> Result<Compiled, Vec<Diagnostic>> {
     let src = sources::parse(path, text)?;
@@ -148,7 +155,11 @@ fn is_networks(r: &RequireDoc) -> bool {
     r.kind.as_ref().is_some_and(|k| k.value == "networks")
 }
 
-pub fn compile_sources(sources: &[Source], cfg: &Config) -> Result<Compiled, Vec<Diagnostic>> {
+pub fn compile_sources<S: Borrow<Source>>(
+    sources: &[S],
+    cfg: &Config,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let sources: Vec<&Source> = sources.iter().map(Borrow::borrow).collect();
     let mut all: Vec<Diagnostic> = Vec::new();
     let mut vars = Vars {
         set: BTreeMap::new(),
@@ -197,7 +208,7 @@ pub fn compile_sources(sources: &[Source], cfg: &Config) -> Result<Compiled, Vec
         }
         all.extend(d.list);
     }
-    check_vars(sources, &vars, &mut all);
+    check_vars(&sources, &vars, &mut all);
 
     // Profile ids: defined profiles by name, then device-specific variants,
     // then the built-in default when no profile takes its name.
@@ -243,7 +254,7 @@ pub fn compile_sources(sources: &[Source], cfg: &Config) -> Result<Compiled, Vec
     // of its profile, named `<profile>@<device>`.
     let mut devices: Vec<CompiledDevice> = Vec::new();
     let mut device_profiles: Vec<String> = Vec::new();
-    for src in sources {
+    for src in &sources {
         let mut d = Diags::new(&src.path);
         for dev in &src.doc.devices {
             let v = &dev.value;
@@ -374,7 +385,7 @@ pub fn compile_sources(sources: &[Source], cfg: &Config) -> Result<Compiled, Vec
 
 /// Every variable value is an address, CIDR or (for `hosts` variables) a
 /// domain pattern; checked once, where it is written.
-fn check_vars(sources: &[Source], vars: &Vars<'_>, all: &mut Vec<Diagnostic>) {
+fn check_vars(sources: &[&Source], vars: &Vars<'_>, all: &mut Vec<Diagnostic>) {
     for src in sources {
         let mut d = Diags::new(&src.path);
         for (name, v) in &src.doc.vars {

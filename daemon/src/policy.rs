@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::borrow::Cow;
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde::Deserialize;
+use serde::{
+    de::{self, Visitor},
+    Deserialize,
+};
 use serde_saphyr::Spanned;
 
 /// An iotfence policy file: profiles built from vendors' firewall
@@ -104,18 +107,67 @@ pub struct RuleDoc {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// Deserialized by hand (as are `PortSpec` and `OneOrMany`): serde's
+/// untagged enums buffer every value before trying each variant, which cost
+/// a quarter of the parse of a 10,000-rule policy.
+#[derive(Debug)]
 pub enum ProtoSpec {
     Number(u64),
     Name(String),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum PortSpec {
     Number(i64),
     Range(String),
+}
+
+impl<'de> Deserialize<'de> for ProtoSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ProtoSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a protocol name or number")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ProtoSpec, E> {
+                Ok(ProtoSpec::Number(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ProtoSpec, E> {
+                u64::try_from(n)
+                    .map(ProtoSpec::Number)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ProtoSpec, E> {
+                Ok(ProtoSpec::Name(s.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PortSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a range `low-high`")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PortSpec, E> {
+                Ok(PortSpec::Number(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<PortSpec, E> {
+                i64::try_from(n)
+                    .map(PortSpec::Number)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(n), &self))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PortSpec, E> {
+                Ok(PortSpec::Range(s.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A scalar or a list of them. Deserialized by hand rather than as an

@@ -183,19 +183,25 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // write in several steps, and a half-written file must not be loaded.
     let debounce = Duration::from_millis(300);
     let mut reload_at: Option<tokio::time::Instant> = None;
+    // Reloads after file changes parse only the files whose text changed.
+    let mut parsed = crate::sources::Cache::default();
     tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload_at = Some(tokio::time::Instant::now()),
+            _ = hup.recv() => {
+                // SIGHUP is the admin's full reload: every file parsed anew.
+                parsed = crate::sources::Cache::default();
+                reload_at = Some(tokio::time::Instant::now());
+            }
             changed = watcher.changed() => {
                 changed?;
                 reload_at = Some(tokio::time::Instant::now() + debounce);
             }
             _ = tokio::time::sleep_until(reload_at.unwrap_or_else(tokio::time::Instant::now)), if reload_at.is_some() => {
                 reload_at = None;
-                if reload(&cfg, &mut policy, &mut dp, &mut ids, &shared) {
+                if reload(&cfg, &mut parsed, &mut policy, &mut dp, &mut ids, &shared) {
                     dns.update(DnsPolicy::of(&policy));
                 }
                 if let Err(e) = events_out.reopen() {
@@ -253,6 +259,7 @@ fn drain(
 /// True when a new policy was applied.
 fn reload(
     cfg: &Config,
+    parsed: &mut crate::sources::Cache,
     policy: &mut Compiled,
     dp: &mut Datapath,
     ids: &mut DeviceIds,
@@ -261,7 +268,7 @@ fn reload(
     let started = std::time::Instant::now();
     // Milliseconds, to 0.1, for the log: where a slow reload's time went.
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
-    match compile::load(cfg) {
+    match compile::load_cached(cfg, parsed) {
         Err(diags) => {
             for d in &diags {
                 tracing::error!(error = %d, "reload rejected; the running policy stays in force");
@@ -280,6 +287,7 @@ fn reload(
                     tracing::info!(
                         generation,
                         devices = new.devices.len(),
+                        files_parsed = parsed.parsed,
                         compile_ms = ms(compiled),
                         apply_ms = ms(started.elapsed() - compiled),
                         "policy reloaded"

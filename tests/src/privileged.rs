@@ -24,6 +24,24 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A private scratch directory, removed (with its contents) on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new directory under the system's temporary directory.
+    pub fn new(prefix: &str) -> std::io::Result<Self> {
+        let d = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&d)?;
+        Ok(Self(d))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A pin directory on bpffs, removed (with everything pinned in it) on drop.
 pub struct PinDir {
     pub path: PathBuf,

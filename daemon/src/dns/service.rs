@@ -273,14 +273,14 @@ impl Engine {
                 let _ = self.learned.remove(&k);
                 continue;
             }
-            if !self.table.entries.contains_key(&(k.device, addr)) {
+            if !self.table.entries().contains_key(&(k.device, addr)) {
                 self.table.adopt_orphan(k.device, addr, v);
                 orphans += 1;
             }
         }
         let writes: Vec<Write> = self
             .table
-            .entries
+            .entries()
             .iter()
             .filter_map(|((d, a), cs)| {
                 super::table::value(cs).map(|v| Write::Put(super::table::key(*d, *a), v))
@@ -376,7 +376,7 @@ impl Engine {
             version: state::VERSION,
             credits: Vec::new(),
         };
-        for ((device, addr), credits) in &self.table.entries {
+        for ((device, addr), credits) in self.table.entries() {
             let Some((name, _)) = self.policy.devices.get(device) else {
                 continue;
             };

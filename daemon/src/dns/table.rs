@@ -46,12 +46,34 @@ pub type EntryKey = (u32, IpAddr);
 
 #[derive(Default)]
 pub struct Table {
-    pub entries: BTreeMap<EntryKey, Vec<Credit>>,
+    /// Private: `per_device` and `per_name` count what it holds.
+    entries: BTreeMap<EntryKey, Vec<Credit>>,
     /// Kernel entries found at start that no saved credit explains (learned
     /// after the last state save): kept as they are until they expire or the
     /// policy changes.
-    pub orphans: BTreeMap<EntryKey, LearnedRules>,
+    orphans: BTreeMap<EntryKey, LearnedRules>,
     per_device: HashMap<u32, usize>,
+    /// Addresses per (device, name), for the per-name cap: counting them in
+    /// `entries` took a scan of the device's entries for every answer.
+    per_name: HashMap<(u32, String), usize>,
+}
+
+/// Counts (`add`) or uncounts the distinct names of an address's credits.
+fn tally(per_name: &mut HashMap<(u32, String), usize>, device: u32, credits: &[Credit], add: bool) {
+    for (i, c) in credits.iter().enumerate() {
+        if credits[..i].iter().any(|p| p.name == c.name) {
+            continue;
+        }
+        let k = (device, c.name.clone());
+        if add {
+            *per_name.entry(k).or_default() += 1;
+        } else if let Some(n) = per_name.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                per_name.remove(&k);
+            }
+        }
+    }
 }
 
 pub fn key(device: u32, addr: IpAddr) -> LearnedKey {
@@ -108,16 +130,22 @@ impl Table {
         self.len() == 0
     }
 
+    /// Every credited (device, address) and its credits.
+    pub fn entries(&self) -> &BTreeMap<EntryKey, Vec<Credit>> {
+        &self.entries
+    }
+
     fn device_entries(&self, device: u32) -> usize {
         self.per_device.get(&device).copied().unwrap_or(0)
     }
 
     fn addresses_of(&self, device: u32, name: &str) -> usize {
-        self.entries
-            .range((device, IpAddr::from([0u8; 4]))..)
-            .take_while(|((d, _), _)| *d == device)
-            .filter(|(_, cs)| cs.iter().any(|c| c.name == name))
-            .count()
+        // The key is owned: a lookup by (u32, &str) needs a borrowed form
+        // the tuple does not have; answers are rare next to packets.
+        self.per_name
+            .get(&(device, name.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Credits `addr` to `name` (matched by `pattern`) for `device` until
@@ -161,7 +189,10 @@ impl Table {
         if self.orphans.remove(&k).is_none() && !self.entries.contains_key(&k) {
             *self.per_device.entry(device).or_default() += 1;
         }
-        self.entries.insert(k, credits);
+        tally(&mut self.per_name, device, &credits, true);
+        if let Some(old) = self.entries.insert(k, credits) {
+            tally(&mut self.per_name, device, &old, false);
+        }
         Ok(Some(Write::Put(key(device, addr), v)))
     }
 
@@ -177,7 +208,9 @@ impl Table {
         let mut gone = Vec::new();
         for (k, credits) in self.entries.iter_mut() {
             let before = credits.len();
+            tally(&mut self.per_name, k.0, credits, false);
             credits.retain(|c| c.expires_ns > now_ns);
+            tally(&mut self.per_name, k.0, credits, true);
             if credits.is_empty() {
                 gone.push(*k);
             } else if credits.len() != before {
@@ -222,6 +255,7 @@ impl Table {
             let credits = self.entries.get_mut(&k).unwrap();
             let profile = rules_of(k.0).unwrap_or(&[]);
             let before = credits.clone();
+            tally(&mut self.per_name, k.0, credits, false);
             credits.retain_mut(|c| {
                 match profile
                     .iter()
@@ -236,6 +270,7 @@ impl Table {
             });
             match value(credits) {
                 Some(v) if !credits.is_empty() => {
+                    tally(&mut self.per_name, k.0, credits, true);
                     if *credits != before {
                         out.push(Write::Put(key(k.0, k.1), v));
                     }
@@ -351,5 +386,75 @@ mod tests {
         assert!(t
             .credit(&LIMITS, 1, ip(1), credit("a.example.com", 443, 900))
             .is_ok());
+    }
+
+    /// The per-name count kept alongside `entries` agrees with counting
+    /// `entries` through a long mix of learning, expiry and reconciles.
+    #[test]
+    fn per_name_counts_follow_every_change() {
+        let limits = Limits {
+            max_addresses_per_name: 6,
+            max_entries_per_device: 40,
+            max_entries: 100,
+        };
+        let names = [
+            "a.example.com",
+            "b.example.com",
+            "c.example.com",
+            "d.example.org",
+        ];
+        let com = DomainRule {
+            pattern: Pattern::parse("*.example.com").unwrap(),
+            rules: vec![PortRule::new(PROTO_TCP, 443, 443)],
+        };
+        let mut t = Table::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 0..5_000u64 {
+            match next(20) {
+                0 => {
+                    t.expire(step * 10);
+                }
+                1 => {
+                    // Device 3 loses its profile; the others keep *.example.com.
+                    let rules = [com.clone()];
+                    t.reconcile(|d| (d != 3).then_some(&rules[..]));
+                }
+                _ => {
+                    let device = next(4) as u32;
+                    let name = names[next(4) as usize];
+                    let pattern = Pattern::parse(if name.ends_with(".org") {
+                        "*.example.org"
+                    } else {
+                        "*.example.com"
+                    })
+                    .unwrap();
+                    let c = Credit {
+                        name: name.into(),
+                        pattern,
+                        rules: vec![PortRule::new(PROTO_TCP, 443, 443)],
+                        expires_ns: step * 10 + next(400),
+                    };
+                    let _ = t.credit(&limits, device, ip(next(12) as u8), c);
+                }
+            }
+            for device in 0..4 {
+                for name in names {
+                    let counted = t
+                        .entries
+                        .iter()
+                        .filter(|((d, _), cs)| *d == device && cs.iter().any(|c| c.name == name))
+                        .count();
+                    assert_eq!(t.addresses_of(device, name), counted, "step {step}");
+                    assert!(counted <= limits.max_addresses_per_name);
+                }
+            }
+        }
+        assert!(!t.per_name.is_empty(), "the mix left something learned");
     }
 }

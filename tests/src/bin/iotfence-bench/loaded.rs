@@ -79,7 +79,8 @@ pub fn run(o: &Opts, peers: &[Peer]) -> anyhow::Result<Vec<Latency>> {
     top.generator
         .ip(&["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "gen0"])?;
     let client_mac = mac_of(&top.generator, "gen0")?;
-    let dir = tempdir()?;
+    // For the hosts files and the ruleset.
+    let dir = iotfence_tests::privileged::TempDir::new("iotfence-dnsload-")?;
     let hosts: Vec<(String, IpAddr)> = (0..2 * n * peers.len())
         .map(|i| {
             let addr = IpAddr::from([203, 0, 113, 129 + (i % 100) as u8]);
@@ -168,19 +169,4 @@ pub fn report(r: &[Latency]) -> (String, serde_json::Value) {
         }));
     }
     (md, json!(doc))
-}
-
-/// A private directory for the hosts files and ruleset, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-fn tempdir() -> anyhow::Result<TempDir> {
-    let d = std::env::temp_dir().join(iotfence_tests::privileged::unique("iotfence-dnsload-"));
-    std::fs::create_dir_all(&d)?;
-    Ok(TempDir(d))
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -91,6 +91,28 @@ pub fn big(fleet: &Fleet, variant: usize) -> String {
     y
 }
 
+/// `big`'s policy as a site would keep it: a file per profile (as vendors
+/// publish them) and `site.yaml` with the devices; (file name, text) pairs.
+pub fn split(big: &str) -> Vec<(String, String)> {
+    let (profiles, devices) = big
+        .split_once("devices:\n")
+        .expect("big lists profiles, then devices");
+    let profiles = profiles
+        .strip_prefix("profiles:\n")
+        .expect("big starts with its profiles");
+    let mut files: Vec<(String, String)> = Vec::new();
+    for line in profiles.split_inclusive('\n') {
+        // A profile starts at two spaces of indent, its body is deeper.
+        if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
+            let name = name.trim_end().trim_end_matches(':');
+            files.push((format!("{name}.yaml"), "profiles:\n".to_string()));
+        }
+        files.last_mut().expect("a profile first").1 += line;
+    }
+    files.push(("site.yaml".into(), format!("devices:\n{devices}")));
+    files
+}
+
 /// `devices` devices (MAC and one address in 2001:db8:1::/64 each) over
 /// ten small profiles; each may reach 2001:db8:ff::10 on TCP 443.
 pub fn many_devices(devices: usize) -> String {

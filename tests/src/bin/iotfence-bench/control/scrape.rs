@@ -9,7 +9,7 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -31,7 +31,7 @@ use iotfence_tests::{
     lab::{Daemon, Netns},
     observe,
     packet::{self, v6, TCP_SYN},
-    privileged::{unique, PinDir},
+    privileged::{PinDir, TempDir},
 };
 
 use super::policy::{device_ip, device_mac, many_devices};
@@ -153,15 +153,6 @@ fn get_n(addr: SocketAddr, n: usize) -> anyhow::Result<(Vec<f64>, String)> {
     Ok((times, body))
 }
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 pub fn run(devices: usize, n: usize) -> anyhow::Result<Scrapes> {
     let ns = Netns::new("iotf-bm")?;
     ns.ip(&[
@@ -171,8 +162,7 @@ pub fn run(devices: usize, n: usize) -> anyhow::Result<Scrapes> {
         ns.ip(&["link", "set", dev, "up"])?;
     }
     let pins = PinDir::new();
-    let dir = TempDir(std::env::temp_dir().join(unique("iotfence-scrape-")));
-    std::fs::create_dir_all(&dir.0)?;
+    let dir = TempDir::new("iotfence-scrape-")?;
     let policy = many_devices(devices);
     std::fs::write(dir.0.join("policy.yaml"), &policy)?;
     let cfg = dir.0.join("iotfence.yaml");
