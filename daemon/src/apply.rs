@@ -40,6 +40,20 @@ pub fn kernel_config(cfg: &Config, generation: u8) -> KConfig {
     }
 }
 
+/// What this process's last apply wrote, now the active generation: the
+/// next apply removes exactly that, instead of scanning the tries for it
+/// (~15 ms for 8,000 entries: the kernel walks a trie for each next key).
+/// Unknown in a new process and after an apply failed: the next one scans.
+#[derive(Default)]
+pub struct Written(Option<(u8, Entries)>);
+
+impl Written {
+    /// Forgets what was written (the next apply scans, as after a restart).
+    pub fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// Applies `policy`; returns the new generation.
 pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result<u8> {
     let old = active_generation(maps)?;
@@ -47,17 +61,26 @@ pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result
         Some(g) => g ^ 1,
         None => 0,
     };
-    // One scan finds both the leftovers of an apply that died half-way (in
-    // the new generation; they would mix in) and the old generation, removed
-    // after the flip. Only the daemon writes these maps: the scan stays true.
-    let [leftovers, previous] = Entries::scan(maps, new);
+    // Taken: a failure below leaves it unknown.
+    let (leftovers, previous) = match (maps.written.0.take(), old) {
+        // The inactive generation was emptied by that apply.
+        (Some((g, written)), Some(active)) if g == active => (Entries::default(), written),
+        _ => {
+            // One scan finds both the leftovers of an apply that died
+            // half-way (in the new generation; they would mix in) and the
+            // old generation. Only the daemon writes these maps.
+            let [leftovers, previous] = Entries::scan(maps, new);
+            (leftovers, previous)
+        }
+    };
     leftovers.remove(maps)?;
     maps.default_device.set(
         new as u32,
         device_info(policy, 0, policy.default_profile),
         0,
     )?;
-    Entries::of(policy, new)
+    let entries = Entries::of(policy, new);
+    entries
         .write(maps)
         .context("writing the new policy generation")?;
     maps.config
@@ -66,6 +89,7 @@ pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result
     if old.is_some() {
         previous.remove(maps)?;
     }
+    maps.written = Written(Some((new, entries)));
     Ok(new)
 }
 

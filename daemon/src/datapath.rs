@@ -54,6 +54,8 @@ pub struct Maps {
     pub global: PerCpuArray<MapData, u64>,
     pub rate: Array<MapData, RateState>,
     pub resolvers: HashMap<MapData, [u8; 16], u32>,
+    /// The policy entries this process wrote last (see `apply`).
+    pub written: crate::apply::Written,
 }
 
 pub struct Datapath {
@@ -119,6 +121,7 @@ impl Datapath {
             global: take(&mut ebpf, names::GLOBAL)?,
             rate: take(&mut ebpf, names::RATE)?,
             resolvers: take(&mut ebpf, names::RESOLVERS)?,
+            written: Default::default(),
         };
         let events = Some(take(&mut ebpf, names::EVENTS)?);
         let dns = Some(take(&mut ebpf, names::DNS_FRAMES)?);

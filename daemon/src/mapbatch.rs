@@ -72,7 +72,9 @@ pub fn update<K: Pod, V: Pod>(map: &MapData, keys: &[K], values: &[V]) -> io::Re
     }
 }
 
-/// Removes `keys` (all present) from `map`, whose key type must be `K`.
+/// Removes `keys` from `map`, whose key type must be `K`. A key already
+/// gone is no error (a batch stops at the first one: the rest are then
+/// removed one by one).
 pub fn delete<K: Pod>(map: &MapData, keys: &[K]) -> io::Result<()> {
     if keys.is_empty() {
         return Ok(());
@@ -83,12 +85,15 @@ pub fn delete<K: Pod>(map: &MapData, keys: &[K]) -> io::Result<()> {
     attr[4] = keys.len() as u64 | (fd << 32);
     match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
         Ok(()) => Ok(()),
-        Err(e) if unsupported(&e) => {
+        Err(e) if unsupported(&e) || e.raw_os_error() == Some(libc::ENOENT) => {
             for k in keys {
                 let mut a = [0u64; 8];
                 a[0] = fd;
                 a[1] = k as *const K as u64;
-                bpf(BPF_MAP_DELETE_ELEM, &mut a)?;
+                match bpf(BPF_MAP_DELETE_ELEM, &mut a) {
+                    Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+                    _ => {}
+                }
             }
             Ok(())
         }

@@ -307,6 +307,8 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
     let info = h.dp.maps.device_by_mac.get(&info, 0).unwrap();
     h.dp.maps.device_by_mac.insert(stale_mac, info, 0).unwrap();
     let before = h.dp.maps.egress4.keys().count();
+    // A restarted daemon knows nothing of what was written before.
+    h.dp.maps.written.forget();
 
     let g1 = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, &h.policy).unwrap();
     assert_eq!(g1, g0 ^ 1);
@@ -322,4 +324,92 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
     let keys: Vec<_> = h.dp.maps.egress4.keys().map(Result::unwrap).collect();
     assert_eq!(keys.len(), before - 1);
     assert!(keys.iter().all(|k| k.data().scope[0] == g1));
+}
+
+/// Every policy key in the maps: (generation, map, key bytes), sorted.
+fn policy_keys(maps: &iotfence::datapath::Maps) -> Vec<(u8, &'static str, Vec<u8>)> {
+    use iotfence_common::{Lpm4, Lpm6};
+    fn lpm4<V: aya::Pod>(
+        name: &'static str,
+        m: &aya::maps::LpmTrie<aya::maps::MapData, Lpm4, V>,
+    ) -> Vec<(u8, &'static str, Vec<u8>)> {
+        m.keys()
+            .map(Result::unwrap)
+            .map(|k| {
+                let d = k.data();
+                let mut b = vec![k.prefix_len() as u8];
+                b.extend(d.scope);
+                b.extend(d.addr);
+                (d.scope[0], name, b)
+            })
+            .collect()
+    }
+    fn lpm6<V: aya::Pod>(
+        name: &'static str,
+        m: &aya::maps::LpmTrie<aya::maps::MapData, Lpm6, V>,
+    ) -> Vec<(u8, &'static str, Vec<u8>)> {
+        m.keys()
+            .map(Result::unwrap)
+            .map(|k| {
+                let d = k.data();
+                let mut b = vec![k.prefix_len() as u8];
+                b.extend(d.scope);
+                b.extend(d.addr);
+                (d.scope[0], name, b)
+            })
+            .collect()
+    }
+    let mut all: Vec<_> = maps
+        .device_by_mac
+        .keys()
+        .map(Result::unwrap)
+        .map(|k| (k.generation, "mac", k.mac.to_vec()))
+        .collect();
+    all.extend(lpm4("dev4", &maps.device_by_ip4));
+    all.extend(lpm6("dev6", &maps.device_by_ip6));
+    all.extend(lpm4("egress4", &maps.egress4));
+    all.extend(lpm6("egress6", &maps.egress6));
+    all.extend(lpm4("inbound4", &maps.inbound4));
+    all.extend(lpm6("inbound6", &maps.inbound6));
+    all.sort();
+    all
+}
+
+/// Applies that remove what the last one wrote (without scanning) leave
+/// exactly what an apply that scans leaves: the active policy, nothing else.
+#[test]
+fn applies_leave_exactly_the_active_policy() {
+    let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
+    let other = fixtures::POLICY.replace("ports: [443, 8883]", "ports: [22]");
+    let other = iotfence::compile::compile(std::path::Path::new("p.yaml"), &other, &h.cfg).unwrap();
+    let policies = [&h.policy, &other];
+    for i in 0..6 {
+        let p = policies[i % 2];
+        let g = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
+        let remembered = policy_keys(&h.dp.maps);
+        assert!(remembered.iter().all(|k| k.0 == g), "only generation {g}");
+        // The same apply again, forgetting: it scans, and removes anything
+        // the remembered path left behind.
+        h.dp.maps.written.forget();
+        let g2 = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
+        let scanned = policy_keys(&h.dp.maps);
+        assert_eq!(g2, g ^ 1);
+        // Same entries, bar the generation byte of each LPM key.
+        let strip = |v: &[(u8, &'static str, Vec<u8>)]| -> Vec<(&'static str, Vec<u8>)> {
+            let mut out: Vec<_> = v
+                .iter()
+                .map(|(_, m, k)| {
+                    let mut k = k.clone();
+                    if *m != "mac" {
+                        k[1] = 0;
+                    }
+                    (*m, k)
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(strip(&remembered), strip(&scanned), "round {i}");
+        assert!(!remembered.is_empty());
+    }
 }
