@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod bpffs;
+pub mod bpfsys;
 pub mod compile;
 pub mod config;
 pub mod datapath;

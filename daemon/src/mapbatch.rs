@@ -11,29 +11,17 @@ use std::{
 
 use aya::{maps::MapData, Pod};
 
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+use crate::bpfsys::{
+    self, BPF_MAP_DELETE_BATCH, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_BATCH, BPF_MAP_UPDATE_ELEM,
+};
+
 /// The kernel's ENOTSUPP (not in libc): no batch operations for the map type.
 const ENOTSUPP: i32 = 524;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<()> {
-    // SAFETY: `attr` is a zero-padded bpf_attr for `cmd` whose pointers
-    // reference buffers that outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr) as u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // SAFETY: every caller fills `attr` with pointers to its key and value
+    // slices, which outlive the call.
+    unsafe { bpfsys::bpf(cmd, attr) }.map(drop)
 }
 
 /// The kernel has no batch operation for the map's type (it then wrote

@@ -11,6 +11,8 @@ use std::{
 use aya::maps::{MapData, MapType};
 use iotfence_common::consts::map_names;
 
+use crate::bpfsys::{self, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH};
+
 /// Entries and capacity of one map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
@@ -46,25 +48,10 @@ pub fn pinned(pin_dir: &Path) -> anyhow::Result<Vec<Usage>> {
     Ok(out)
 }
 
-const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<()> {
-    // SAFETY: `attr` is a zero-padded bpf_attr for `cmd` whose pointers
-    // reference buffers that outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr) as u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // SAFETY: the callers' attrs point at their key and value buffers,
+    // sized from the map's info, alive for the call.
+    unsafe { bpfsys::bpf(cmd, attr) }.map(drop)
 }
 
 /// One BPF_MAP_GET_NEXT_KEY walk: works for every map type, one syscall per

@@ -18,14 +18,8 @@ const BPF_XDP: u32 = 37;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a zero-padded bpf_attr for `cmd` whose pointers
-    // reference buffers that outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    // SAFETY: every caller's `attr` points at buffers that outlive the call.
+    unsafe { iotfence::bpfsys::bpf(cmd, attr) }
 }
 
 fn put_u32(a: &mut [u8], at: usize, v: u32) {

@@ -328,49 +328,37 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
 
 /// Every policy key in the maps: (generation, map, key bytes), sorted.
 fn policy_keys(maps: &iotfence::datapath::Maps) -> Vec<(u8, &'static str, Vec<u8>)> {
-    use iotfence_common::{Lpm4, Lpm6};
-    fn lpm4<V: aya::Pod>(
+    // (generation, prefix length and key bytes) of every key of a trie.
+    fn lpm<K: aya::Pod, V: aya::Pod>(
         name: &'static str,
-        m: &aya::maps::LpmTrie<aya::maps::MapData, Lpm4, V>,
+        m: &aya::maps::LpmTrie<aya::maps::MapData, K, V>,
+        bytes: fn(K) -> ([u8; 4], Vec<u8>),
     ) -> Vec<(u8, &'static str, Vec<u8>)> {
         m.keys()
             .map(Result::unwrap)
             .map(|k| {
-                let d = k.data();
+                let (scope, addr) = bytes(k.data());
                 let mut b = vec![k.prefix_len() as u8];
-                b.extend(d.scope);
-                b.extend(d.addr);
-                (d.scope[0], name, b)
+                b.extend(scope);
+                b.extend(addr);
+                (scope[0], name, b)
             })
             .collect()
     }
-    fn lpm6<V: aya::Pod>(
-        name: &'static str,
-        m: &aya::maps::LpmTrie<aya::maps::MapData, Lpm6, V>,
-    ) -> Vec<(u8, &'static str, Vec<u8>)> {
-        m.keys()
-            .map(Result::unwrap)
-            .map(|k| {
-                let d = k.data();
-                let mut b = vec![k.prefix_len() as u8];
-                b.extend(d.scope);
-                b.extend(d.addr);
-                (d.scope[0], name, b)
-            })
-            .collect()
-    }
+    let v4 = |k: iotfence_common::Lpm4| (k.scope, k.addr.to_vec());
+    let v6 = |k: iotfence_common::Lpm6| (k.scope, k.addr.to_vec());
     let mut all: Vec<_> = maps
         .device_by_mac
         .keys()
         .map(Result::unwrap)
         .map(|k| (k.generation, "mac", k.mac.to_vec()))
         .collect();
-    all.extend(lpm4("dev4", &maps.device_by_ip4));
-    all.extend(lpm6("dev6", &maps.device_by_ip6));
-    all.extend(lpm4("egress4", &maps.egress4));
-    all.extend(lpm6("egress6", &maps.egress6));
-    all.extend(lpm4("inbound4", &maps.inbound4));
-    all.extend(lpm6("inbound6", &maps.inbound6));
+    all.extend(lpm("dev4", &maps.device_by_ip4, v4));
+    all.extend(lpm("dev6", &maps.device_by_ip6, v6));
+    all.extend(lpm("egress4", &maps.egress4, v4));
+    all.extend(lpm("egress6", &maps.egress6, v6));
+    all.extend(lpm("inbound4", &maps.inbound4, v4));
+    all.extend(lpm("inbound6", &maps.inbound6, v6));
     all.sort();
     all
 }
