@@ -10,7 +10,7 @@ use std::time::Instant;
 use iotfence_tests::live::Fleet;
 use serde_json::{json, Value};
 
-use crate::{threshold, Opts};
+use crate::{guard, save, Opts};
 
 mod inproc;
 mod memory;
@@ -196,8 +196,6 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         sc.counters_ms,
         started.elapsed().as_secs_f64()
     );
-    print!("{md}");
-    std::fs::write(o.out_dir.join("control.md"), &md)?;
     let misjudged: u64 = rl.phases.iter().map(|p| p.misjudged).sum();
     let doc = json!({
         "policy": {"rules": rules, "profiles": policy::PROFILES,
@@ -231,18 +229,11 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
                    "in_process_ms": {"families": sc.families_ms, "mapstat": sc.mapstat_ms,
                                      "map_opens": sc.opens_ms, "counters": sc.counters_ms}},
     });
-    std::fs::write(
-        o.out_dir.join("control.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-    let max = threshold(o, "control_misjudged_max")?;
-    if misjudged as f64 > max {
-        anyhow::bail!(
-            "control regression: {misjudged} packets misjudged during reloads, threshold {max}"
-        );
-    }
-    println!(
-        "{misjudged} packets misjudged during reloads, threshold {max} (bench/thresholds.json)"
-    );
-    Ok(())
+    save(o, "control", &md, &doc)?;
+    guard(
+        o,
+        "control_misjudged_max",
+        misjudged as f64,
+        "control: packets misjudged during reloads",
+    )
 }

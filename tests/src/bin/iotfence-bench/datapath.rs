@@ -13,7 +13,7 @@ use iotfence_tests::{
 };
 use serde_json::json;
 
-use crate::{median, threshold, Opts};
+use crate::{guard, median, save, Opts};
 
 struct Row {
     name: &'static str,
@@ -58,7 +58,6 @@ pub fn replay(
 pub fn run(o: &Opts) -> anyhow::Result<()> {
     let (repeat, rounds) = if o.short { (20_000, 5) } else { (200_000, 9) };
     let only = &o.only;
-    let out_dir = &o.out_dir;
     let started = Instant::now();
 
     let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
@@ -109,8 +108,6 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         total_floor as f64 / rows.len() as f64,
         started.elapsed().as_secs_f64()
     );
-    print!("{md}");
-    std::fs::write(out_dir.join("datapath.md"), &md)?;
     let doc = json!({
         "repeat": repeat,
         "rounds": rounds,
@@ -119,17 +116,11 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
             "name": r.name, "verdict": r.verdict, "ns": r.ns, "floor_ns": r.floor_ns,
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        out_dir.join("datapath.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-
-    let max = threshold(o, "datapath_ratio_to_floor_max")?;
-    if ratio > max {
-        anyhow::bail!(
-            "datapath regression: iotfence costs {ratio:.2}x the empty program, threshold {max}"
-        );
-    }
-    println!("ratio {ratio:.2} within the threshold {max} (bench/thresholds.json)");
-    Ok(())
+    save(o, "datapath", &md, &doc)?;
+    guard(
+        o,
+        "datapath_ratio_to_floor_max",
+        ratio,
+        "datapath: iotfence's cost over the empty program's",
+    )
 }

@@ -26,7 +26,7 @@ use iotfence_tests::{
 };
 use serde_json::json;
 
-use crate::{loaded, threshold, Opts};
+use crate::{guard, loaded, save, Opts};
 
 /// The same allowance for dnsmasq: answers for vendor.example (and its
 /// subdomains) go into these sets, which the forward chain allows.
@@ -262,13 +262,11 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
     let (loaded_md, loaded_doc) = loaded::report(&loaded);
     md += &loaded_md;
     md += &format!("\nRun took {:.1} s.\n", started.elapsed().as_secs_f64());
-    print!("{md}");
     for r in &all {
         for f in r.failed.iter().take(5) {
             eprintln!("dns: {}: {f}", r.peer.key());
         }
     }
-    std::fs::write(o.out_dir.join("dns.md"), &md)?;
     let doc = json!({
         "trials": n,
         "peers": all.iter().map(|r| {
@@ -282,19 +280,17 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         }).collect::<Vec<_>>(),
         "loaded": loaded_doc,
     });
-    std::fs::write(
-        o.out_dir.join("dns.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-    let max_drops = threshold(o, "dns_first_packet_drops_max")? as u64;
+    save(o, "dns", &md, &doc)?;
     let ours = &all[1];
-    if ours.first_packet_drops > max_drops || !ours.failed.is_empty() {
-        anyhow::bail!(
-            "DNS learning: {} first packets dropped (threshold {max_drops}), {} of {n} trials failed",
-            ours.first_packet_drops,
-            ours.failed.len()
-        );
-    }
-    println!("no first packet dropped in {n} trials");
-    Ok(())
+    anyhow::ensure!(
+        ours.failed.is_empty(),
+        "DNS learning: {} of {n} trials failed",
+        ours.failed.len()
+    );
+    guard(
+        o,
+        "dns_first_packet_drops_max",
+        ours.first_packet_drops as f64,
+        &format!("dns: first packets dropped in {n} trials"),
+    )
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use iotfence_tests::live::{Filter, Fleet, Mix, Sample, Topology};
 use serde_json::json;
 
-use crate::{median, threshold, Opts};
+use crate::{guard, median, save, Opts};
 
 /// Devices sending (192.0.2.10 onwards: the IoT /24 has room for ~240).
 const DEVICES: usize = 200;
@@ -123,25 +123,16 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         md += &format!("- {k}: {v:.2}\n");
     }
     md += &format!("\nRun took {:.0} s.\n", started.elapsed().as_secs_f64());
-    print!("{md}");
-    std::fs::write(o.out_dir.join("live.md"), &md)?;
     let doc = json!({
         "devices": DEVICES, "rounds": rounds, "seconds": secs,
         "results": rows,
         "ratios": ratios.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
     });
-    std::fs::write(
-        o.out_dir.join("live.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-
-    let min = threshold(o, "live_flood_xdp_over_nft_netdev_min")?;
-    let got = ratios[0].1;
-    if got < min {
-        anyhow::bail!(
-            "live regression: iotfence XDP handles a flood at {got:.2}x the nftables netdev rate, threshold {min}"
-        );
-    }
-    println!("flood ratio {got:.2} to nftables netdev, threshold {min} (bench/thresholds.json)");
-    Ok(())
+    save(o, "live", &md, &doc)?;
+    guard(
+        o,
+        "live_flood_xdp_over_nft_netdev_min",
+        ratios[0].1,
+        "live: iotfence XDP's flood rate over nftables netdev's",
+    )
 }

@@ -37,10 +37,38 @@ pub struct Opts {
     thresholds: serde_json::Value,
 }
 
-pub fn threshold(o: &Opts, key: &str) -> anyhow::Result<f64> {
+fn threshold(o: &Opts, key: &str) -> anyhow::Result<f64> {
     o.thresholds[key]
         .as_f64()
         .ok_or_else(|| anyhow::anyhow!("bench/thresholds.json: {key} is missing"))
+}
+
+/// Writes a part's results: `<part>.md` (also printed) and `<part>.json`.
+pub fn save(o: &Opts, part: &str, md: &str, doc: &serde_json::Value) -> anyhow::Result<()> {
+    print!("{md}");
+    std::fs::write(o.out_dir.join(format!("{part}.md")), md)?;
+    std::fs::write(
+        o.out_dir.join(format!("{part}.json")),
+        serde_json::to_string_pretty(doc)?,
+    )?;
+    Ok(())
+}
+
+/// Fails the run when `got` (what `what` says) passes the threshold `key`
+/// of bench/thresholds.json: a ceiling, or a floor for keys ending `_min`.
+pub fn guard(o: &Opts, key: &str, got: f64, what: &str) -> anyhow::Result<()> {
+    let limit = threshold(o, key)?;
+    let passed = if key.ends_with("_min") {
+        got < limit
+    } else {
+        got > limit
+    };
+    anyhow::ensure!(
+        !passed,
+        "regression: {what} {got:.2}, threshold {key} = {limit} (bench/thresholds.json)"
+    );
+    println!("{what} {got:.2} within the threshold {key} = {limit} (bench/thresholds.json)");
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,30 +90,20 @@ fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&o.out_dir)?;
     let wants = |p: &str| o.part.as_deref().is_none_or(|x| x == p);
+    type Part = fn(&Opts) -> anyhow::Result<()>;
+    let parts: [(&str, Part); 5] = [
+        ("datapath", datapath::run),
+        ("sweep", sweep::run),
+        ("live", live::run),
+        ("control", control::run),
+        ("dns", dns::run),
+    ];
     let mut failures = Vec::new();
-    if wants("datapath") {
-        if let Err(e) = datapath::run(&o) {
-            failures.push(format!("{e:#}"));
-        }
-    }
-    if wants("sweep") {
-        if let Err(e) = sweep::run(&o) {
-            failures.push(format!("{e:#}"));
-        }
-    }
-    if wants("live") {
-        if let Err(e) = live::run(&o) {
-            failures.push(format!("{e:#}"));
-        }
-    }
-    if wants("control") {
-        if let Err(e) = control::run(&o) {
-            failures.push(format!("{e:#}"));
-        }
-    }
-    if wants("dns") {
-        if let Err(e) = dns::run(&o) {
-            failures.push(format!("{e:#}"));
+    for (name, run) in parts {
+        if wants(name) {
+            if let Err(e) = run(&o) {
+                failures.push(format!("{e:#}"));
+            }
         }
     }
     if !failures.is_empty() {

@@ -23,7 +23,7 @@ use iotfence_tests::{
 };
 use serde_json::json;
 
-use crate::{datapath::replay, median, threshold, Opts};
+use crate::{datapath::replay, guard, median, save, Opts};
 
 /// (fixture, how it is timed).
 const TIMED: [(&str, Mode); 8] = [
@@ -250,8 +250,6 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
          entries (sum over the timed fixtures); run took {:.1} s.\n",
         started.elapsed().as_secs_f64()
     );
-    print!("{md}");
-    std::fs::write(o.out_dir.join("sweep.md"), &md)?;
     let doc = json!({
         "scale_ratio": scale,
         "rows": rows.iter().map(|r| json!({
@@ -260,16 +258,11 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
             "ns": r.ns, "floor_ns": r.floor_ns,
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        o.out_dir.join("sweep.json"),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-    let max = threshold(o, "sweep_scale_ratio_max")?;
-    if scale > max {
-        anyhow::bail!(
-            "sweep regression: 1,000 devices and 100,000 entries cost {scale:.2}x the small tables, threshold {max}"
-        );
-    }
-    println!("scale {scale:.2} within the threshold {max} (bench/thresholds.json)");
-    Ok(())
+    save(o, "sweep", &md, &doc)?;
+    guard(
+        o,
+        "sweep_scale_ratio_max",
+        scale,
+        "sweep: cost at 1,000 devices and 100,000 entries over the small tables'",
+    )
 }
