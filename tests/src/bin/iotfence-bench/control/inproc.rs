@@ -8,10 +8,11 @@
 
 use std::{path::Path, time::Instant};
 
-use iotfence::{apply, compile, config, datapath::Datapath, sources};
-use iotfence_tests::privileged::{PinDir, TempDir};
+use iotfence::{apply, compile, config, sources};
+use iotfence_common::consts::LEARNED_ENTRIES;
+use iotfence_tests::privileged::TempDir;
 
-use super::policy;
+use super::{memory, policy};
 
 /// Milliseconds of each step.
 pub struct Steps {
@@ -38,15 +39,7 @@ fn ms(t: Instant) -> f64 {
 
 /// Times `reps` parses, compiles and re-applies, alternating `policies`.
 pub fn run(policies: &[String; 2], reps: usize) -> anyhow::Result<Steps> {
-    let pins = PinDir::new();
-    let cfg = config::parse(
-        Path::new("iotfence.yaml"),
-        &format!(
-            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\n",
-            pins.path.display()
-        ),
-    )
-    .map_err(|d| anyhow::anyhow!("config: {d:?}"))?;
+    let (mut dp, cfg, _pins) = memory::load(LEARNED_ENTRIES)?;
     let mut compiled = Vec::new();
     let (mut parse_ms, mut compile_ms) = (Vec::new(), Vec::new());
     for i in 0..reps.max(2) {
@@ -65,7 +58,6 @@ pub fn run(policies: &[String; 2], reps: usize) -> anyhow::Result<Steps> {
         }
     }
     let lpm_entries = lpm_entries(&compiled[0]);
-    let mut dp = Datapath::load(&pins.path, cfg.dns.max_entries as u32)?;
     let t = Instant::now();
     apply::apply(&mut dp.maps, &cfg, &compiled[0])?;
     let first_apply_ms = ms(t);

@@ -76,7 +76,8 @@ fn memlock(s: &Snapshot, map: &str) -> u64 {
     s.get(map).map(|v| v.2).unwrap_or(0)
 }
 
-fn load(learned: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> {
+/// A datapath with room for `learned` learned entries, and a config for it.
+pub fn load(learned: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> {
     let pins = PinDir::new();
     let cfg = config::parse(
         Path::new("iotfence.yaml"),
