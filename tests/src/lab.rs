@@ -24,7 +24,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::privileged::{require_root, unique, PinDir};
+use crate::privileged::{require_root, unique, PinDir, TempDir};
 
 pub const ROUTER_IOT_IP: &str = "192.0.2.1";
 pub const ROUTER_WAN_IP: &str = "198.51.100.1";
@@ -311,7 +311,7 @@ pub struct Lab {
     pub internet: Netns,
     pub devices: Vec<(Netns, String)>,
     pub servers: Vec<Server>,
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub daemon: Option<Daemon>,
     // Last: detach after the daemon is gone.
     pub pins: PinDir,
@@ -432,8 +432,7 @@ impl Lab {
                 servers.push(Server::start(&internet, addr, *p)?);
             }
         }
-        let dir = std::env::temp_dir().join(unique("iotfence-lab-"));
-        std::fs::create_dir_all(&dir)?;
+        let dir = TempDir::new("iotfence-lab-")?;
         Ok(Self {
             router,
             switch,
@@ -555,7 +554,7 @@ impl Drop for Lab {
         if let Some(mut d) = self.daemon.take() {
             d.kill();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `dir` (a TempDir) goes after this, with the daemon stopped.
     }
 }
 

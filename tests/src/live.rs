@@ -36,7 +36,7 @@ use crate::{
     floor,
     lab::{enter_ns, Daemon, Netns},
     packet,
-    privileged::{unique, PinDir},
+    privileged::{PinDir, TempDir},
 };
 
 pub const GEN_CPU: usize = 0;
@@ -272,7 +272,7 @@ pub struct Topology {
     pub sink: Netns,
     gen_ifindex: u32,
     _sink_link: OwnedFd,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Topology {
@@ -342,8 +342,7 @@ impl Topology {
         })
         .join()
         .map_err(|_| anyhow::anyhow!("attach thread panicked"))??;
-        let dir = std::env::temp_dir().join(unique("iotfence-live-"));
-        std::fs::create_dir_all(&dir)?;
+        let dir = TempDir::new("iotfence-live-")?;
         Ok(Self {
             generator,
             router,
@@ -534,12 +533,6 @@ impl Drop for Load {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
