@@ -10,6 +10,7 @@ pub mod live;
 pub mod observe;
 pub mod packet;
 pub mod privileged;
+pub mod reference;
 pub mod scenario;
 pub mod trials;
 pub mod vendor_site;

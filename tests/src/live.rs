@@ -66,6 +66,9 @@ pub enum Mix {
 pub enum Filter {
     /// No filter: every frame is routed (the forwarding cost alone).
     None,
+    /// An XDP program on iot0 that only returns XDP_DROP: the most any
+    /// filter on this path can handle (its physical limit).
+    XdpDrop,
     IotfenceXdp,
     IotfenceTc,
     /// nftables netdev ingress chain with named sets (drops before routing).
@@ -76,8 +79,9 @@ pub enum Filter {
 }
 
 impl Filter {
-    pub const ALL: [Filter; 5] = [
+    pub const ALL: [Filter; 6] = [
         Filter::None,
+        Filter::XdpDrop,
         Filter::IotfenceXdp,
         Filter::IotfenceTc,
         Filter::NftNetdev,
@@ -87,6 +91,7 @@ impl Filter {
     pub fn name(self) -> &'static str {
         match self {
             Filter::None => "no filter",
+            Filter::XdpDrop => "XDP_DROP only (the path's limit)",
             Filter::IotfenceXdp => "iotfence XDP",
             Filter::IotfenceTc => "iotfence TC",
             Filter::NftNetdev => "nftables netdev ingress, sets",
@@ -97,6 +102,7 @@ impl Filter {
     pub fn key(self) -> &'static str {
         match self {
             Filter::None => "none",
+            Filter::XdpDrop => "xdp_drop",
             Filter::IotfenceXdp => "iotfence_xdp",
             Filter::IotfenceTc => "iotfence_tc",
             Filter::NftNetdev => "nft_netdev",
@@ -333,15 +339,7 @@ impl Topology {
         // iot0's receive work in a kernel thread, pinned below.
         router.exec(&["sh", "-c", "echo 1 > /sys/class/net/iot0/threaded"])?;
         let gen_ifindex = ifindex(&generator, "gen0")?;
-        let sink_ifindex = ifindex(&sink, "eth0")?;
-        let drop = floor::xdp_returning(floor::XDP_DROP)?;
-        let sink_ns = File::open(sink.path())?;
-        let link = thread::spawn(move || {
-            enter_ns(&sink_ns)?;
-            floor::attach_xdp(&drop, sink_ifindex)
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("attach thread panicked"))??;
+        let link = attach_drop(&sink, "eth0")?;
         let dir = TempDir::new("iotfence-live-")?;
         Ok(Self {
             generator,
@@ -380,6 +378,7 @@ impl Topology {
     pub fn apply(&self, filter: Filter, fleet: &Fleet) -> anyhow::Result<Applied> {
         let applied = match filter {
             Filter::None => Applied::Nothing,
+            Filter::XdpDrop => Applied::Link(attach_drop(&self.router, "iot0")?),
             Filter::NftNetdev | Filter::NftForward => {
                 let file = self.dir.join("ruleset.nft");
                 std::fs::write(&file, fleet.nft_ruleset(filter))?;
@@ -539,16 +538,24 @@ impl Drop for Load {
 /// A filter in place; removed on drop.
 pub enum Applied {
     Nothing,
-    Nft { ns: String, family: &'static str },
+    /// A BPF link, detached when its fd closes.
+    Link(OwnedFd),
+    Nft {
+        ns: String,
+        family: &'static str,
+    },
     // Field order: the daemon stops before the pins (and the attachment)
     // go.
-    Iotfence { daemon: Daemon, pins: PinDir },
+    Iotfence {
+        daemon: Daemon,
+        pins: PinDir,
+    },
 }
 
 impl Drop for Applied {
     fn drop(&mut self) {
         match self {
-            Applied::Nothing => {}
+            Applied::Nothing | Applied::Link(_) => {}
             Applied::Nft { ns, family } => {
                 let _ = Command::new("ip")
                     .args(["netns", "exec", ns, "nft", "delete", "table", family])
@@ -571,6 +578,21 @@ pub struct Sample {
     /// Share of the router CPU busy (not idle, not stolen by the host).
     pub cpu_busy: f64,
     pub cpu_ns_per_packet: f64,
+}
+
+/// Attaches an XDP program that only returns XDP_DROP to `dev` of `ns`;
+/// detached when the returned link closes.
+fn attach_drop(ns: &Netns, dev: &str) -> anyhow::Result<OwnedFd> {
+    let index = ifindex(ns, dev)?;
+    let prog = floor::xdp_returning(floor::XDP_DROP)?;
+    let file = File::open(ns.path())?;
+    let link = thread::spawn(move || {
+        enter_ns(&file)?;
+        floor::attach_xdp(&prog, index)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("attach thread panicked"))??;
+    Ok(link)
 }
 
 fn ifindex(ns: &Netns, dev: &str) -> anyhow::Result<u32> {
