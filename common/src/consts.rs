@@ -109,6 +109,8 @@ pub mod prog_names {
     pub const XDP: &str = "iotfence_xdp";
     pub const TC_INGRESS: &str = "iotfence_tc_in";
     pub const TC_EGRESS: &str = "iotfence_tc_eg";
+    /// DNS query copier at TC ingress for XDP on kernels before 5.18.
+    pub const TC_QUERIES: &str = "iotfence_tc_q";
 }
 
 /// Protocol value in a rule that matches every IP protocol.
@@ -132,3 +134,19 @@ pub const FLOW_KIND_FRAGMENT: u8 = 1;
 
 /// Upper bound of IPv6 extension headers walked before giving up (drop).
 pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+/// Kernel features the programs use where the kernel has them, chosen at
+/// load time: the daemon probes the kernel and writes the bits into the
+/// object's read-only global `IOTF_FEATURES` (`features::GLOBAL`). The
+/// verifier sees the frozen value as a constant and removes the branches
+/// not taken, so a helper an old kernel lacks is never even looked at.
+pub mod features {
+    /// Name of the global in the eBPF object.
+    pub const GLOBAL: &str = "IOTF_FEATURES";
+    /// `bpf_ktime_get_coarse_ns` (5.11): deadlines read the tick-cached
+    /// clock; else `bpf_ktime_get_ns`.
+    pub const COARSE_CLOCK: u32 = 1;
+    /// `bpf_xdp_load_bytes` (5.18): the XDP program copies DNS queries;
+    /// else `iotfence_tc_q` copies them at TC ingress.
+    pub const XDP_LOAD_BYTES: u32 = 1 << 1;
+}

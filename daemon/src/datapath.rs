@@ -25,13 +25,13 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use iotfence_common::{
-    consts::{map_names as names, prog_names},
+    consts::{features, map_names as names, prog_names},
     values::FlowValue,
     Config as KConfig, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey,
     RateState, RuleSet,
 };
 
-use crate::config::AttachMode;
+use crate::{config::AttachMode, kernel_probe::Kernel, tc_legacy};
 
 /// The compiled eBPF object, embedded at build time (daemon/build.rs).
 pub static BPF_OBJECT: &[u8] =
@@ -65,6 +65,8 @@ pub struct Datapath {
     /// DNS queries and held answers, for the DNS learning thread.
     pub dns: Option<RingBuf<MapData>>,
     pub pin_dir: PathBuf,
+    /// What the kernel supports (probed at load).
+    pub kernel: Kernel,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -80,14 +82,17 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 impl Datapath {
     /// Loads the programs and opens (or creates and pins) the maps under
     /// `pin_dir/maps`, a new learned map with room for `learned_entries`
-    /// (an adopted one keeps its size). Nothing is attached yet.
+    /// (an adopted one keeps its size). The programs use the optional
+    /// features this kernel has (`kernel_probe`). Nothing is attached yet.
     pub fn load(pin_dir: &Path, learned_entries: u32) -> anyhow::Result<Self> {
         let map_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
+        let kernel = Kernel::probe();
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)
+            .override_global(features::GLOBAL, &kernel.feature_bits(), true)
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
         check_adopted_maps(&ebpf)?;
@@ -97,7 +102,11 @@ impl Datapath {
             .try_into()?;
         xdp.load()
             .with_context(|| format!("verifier rejected {}", prog_names::XDP))?;
-        for name in [prog_names::TC_INGRESS, prog_names::TC_EGRESS] {
+        for name in [
+            prog_names::TC_INGRESS,
+            prog_names::TC_EGRESS,
+            prog_names::TC_QUERIES,
+        ] {
             let p: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .context("program missing")?
@@ -131,6 +140,7 @@ impl Datapath {
             events,
             dns,
             pin_dir: pin_dir.to_path_buf(),
+            kernel,
         })
     }
 
@@ -145,6 +155,7 @@ impl Datapath {
         let xdp_pin = links.join(link_pin_name(iface, "xdp"));
         let tc_in_pin = links.join(link_pin_name(iface, "tc_ingress"));
         let tc_eg_pin = links.join(link_pin_name(iface, "tc_egress"));
+        let tc_q_pin = links.join(link_pin_name(iface, "tc_queries"));
 
         // Observer first: inbound flows must be recorded before the judge
         // sees the device's replies.
@@ -161,18 +172,33 @@ impl Datapath {
                 TcAttachType::Ingress,
                 &tc_in_pin,
             )?;
-            // Switching from XDP: the TC judge is in place, drop the old one.
+            // Switching from XDP: the TC judge is in place, drop the old one
+            // (and the query copier beside it; the TC judge copies itself).
             remove_pin(&xdp_pin)?;
+            remove_link(&tc_q_pin)?;
             "tc"
         } else {
+            // Where XDP cannot copy DNS queries, a TC program beside it does;
+            // it goes in first, so no query slips past uncopied.
+            if self.kernel.xdp_load_bytes {
+                remove_link(&tc_q_pin)?;
+            } else {
+                self.attach_tc(
+                    prog_names::TC_QUERIES,
+                    iface,
+                    TcAttachType::Ingress,
+                    &tc_q_pin,
+                )?;
+            }
             let how = self.attach_xdp(iface, mode, &xdp_pin)?;
-            remove_pin(&tc_in_pin)?;
+            remove_link(&tc_in_pin)?;
             how
         };
         for name in [
             prog_names::XDP,
             prog_names::TC_INGRESS,
             prog_names::TC_EGRESS,
+            prog_names::TC_QUERIES,
         ] {
             let path = progs.join(name);
             remove_pin(&path)?;
@@ -248,6 +274,15 @@ impl Datapath {
             .program_mut(name)
             .context("program missing")?
             .try_into()?;
+        if !self.kernel.tcx {
+            // No TCX (before 6.6): a cls_bpf filter, recorded by a marker.
+            let marker = marker_path(pin);
+            tc_legacy::attach(p, name, iface, hook)?;
+            remove_pin(&marker)?;
+            p.pin(&marker)
+                .with_context(|| format!("pinning {}", marker.display()))?;
+            return Ok(());
+        }
         if let Some(old) = open_pinned_link(pin)? {
             let link =
                 SchedClassifierLink::try_from(FdLink::from(old)).context("pinned TC link")?;
@@ -294,6 +329,13 @@ pub fn link_pin_name(iface: &str, hook: &str) -> String {
     format!("{}_{hook}", iface.replace('.', ":"))
 }
 
+/// The marker pin of a cls_bpf filter that stands for the link `pin`.
+fn marker_path(pin: &Path) -> PathBuf {
+    let mut name = pin.file_name().unwrap_or_default().to_os_string();
+    name.push(tc_legacy::MARKER_SUFFIX);
+    pin.with_file_name(name)
+}
+
 fn open_pinned_link(path: &Path) -> anyhow::Result<Option<PinnedLink>> {
     if !path.exists() {
         return Ok(None);
@@ -301,6 +343,16 @@ fn open_pinned_link(path: &Path) -> anyhow::Result<Option<PinnedLink>> {
     let link = PinnedLink::from_pin(path)
         .with_context(|| format!("opening pinned link {}", path.display()))?;
     Ok(Some(link))
+}
+
+/// Removes a pin; for a TC link pin, also the cls_bpf filter its marker
+/// records, if any (a mode switch on a kernel without TCX).
+fn remove_link(path: &Path) -> anyhow::Result<()> {
+    let marker = marker_path(path);
+    if marker.exists() {
+        tc_legacy::remove_marked(&marker)?;
+    }
+    Ok(remove_pin(path)?)
 }
 
 fn remove_pin(path: &Path) -> io::Result<()> {
@@ -387,7 +439,16 @@ pub fn detach(pin_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         };
         for e in entries {
             let path = e?.path();
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            let is_marker = sub == "links"
+                && path
+                    .to_str()
+                    .is_some_and(|p| p.ends_with(tc_legacy::MARKER_SUFFIX));
+            if is_marker {
+                tc_legacy::remove_marked(&path)?;
+            } else {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
             removed.push(path);
         }
         std::fs::remove_dir(&dir).with_context(|| format!("removing {}", dir.display()))?;

@@ -39,6 +39,10 @@ enum Command {
         /// Output format: text or json.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
+        /// Also print what this kernel supports and which attach modes will
+        /// work (exit 71 when the configuration's mode will not).
+        #[arg(long)]
+        kernel: bool,
     },
     /// Show a running daemon's devices with their counters, learned
     /// destinations (and the names they came from) and recent violations.
@@ -183,6 +187,28 @@ fn check(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
     }
 }
 
+/// `check --kernel`: the probe's findings; with a configuration, whether
+/// its attach mode will work here.
+fn check_kernel(config: Option<PathBuf>, json: bool) -> i32 {
+    let k = iotfence::kernel_probe::Kernel::probe();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&k).unwrap_or_default());
+    } else {
+        print!("{}", k.report());
+    }
+    let Some(c) = config else { return 0 };
+    let Ok(cfg) = config::load(&c) else {
+        return exit::DATA;
+    };
+    match k.require(cfg.attach) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{}: attach: {}: {e}", c.display(), cfg.attach.name());
+            exit::OS
+        }
+    }
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IOTFENCE_LOG")
         .unwrap_or_else(|_| "info".into());
@@ -206,7 +232,18 @@ fn main() -> ExitCode {
             path,
             config,
             format,
-        } => check(path, config, format == "json"),
+            kernel,
+        } => {
+            let json = format == "json";
+            if kernel && path.is_none() && config.is_none() {
+                check_kernel(None, json)
+            } else {
+                match check(path, config.clone(), json) {
+                    0 if kernel => check_kernel(config, json),
+                    code => code,
+                }
+            }
+        }
         Command::Run { config } => {
             init_tracing();
             let (cfg, mut policy) = match run::validate(&config) {

@@ -30,6 +30,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Everything up to the first applied policy; no side effects before the
 /// caller has validated `cfg` and `policy`.
 pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
+    crate::kernel_probe::Kernel::probe().require(cfg.attach)?;
     let lock = lock::acquire(&cfg.pin_dir)?;
     // Bound before anything is attached, so a taken port fails the start
     // instead of leaving enforcement without its metrics.

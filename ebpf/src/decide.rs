@@ -86,6 +86,23 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     }
 }
 
+/// The device that sent `b` when it is a DNS query to a resolver (for
+/// `iotfence_tc_q`, after the XDP judge passed it): identified as the judge
+/// identifies it.
+#[inline(always)]
+pub fn query_sender(b: &Bytes) -> Option<u32> {
+    let cfg = CONFIG.get(0)?;
+    if cfg.flags & CONFIG_READY == 0 {
+        return None;
+    }
+    let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    s.h.reset();
+    if parse(b, &mut s.h).is_err() || !dns::is_query(&s.h) {
+        return None;
+    }
+    Some(identify((cfg.generation & 1) as u8, s, false).device)
+}
+
 #[inline(always)]
 fn pass(h: &Headers, device: u32) -> Action {
     if dns::is_query(h) {

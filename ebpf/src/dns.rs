@@ -121,7 +121,8 @@ pub fn copy_query(device: u32, ifindex: u32, len: u32, load: impl Fn(*mut u8, u3
 }
 
 /// Reserves a ring slot and fills it in place (a `DnsFrame` is far larger
-/// than the BPF stack). `load(dst, len)` copies the frame's first `len` bytes.
+/// than the BPF stack). `load(dst, len)` copies the frame's first `len`
+/// bytes; callers guarantee 0 < len < DNS_FRAME_MAX.
 #[inline(always)]
 fn copy(
     kind: u8,
@@ -135,14 +136,14 @@ fn copy(
         return false;
     };
     let p = entry.as_mut_ptr();
-    // The verifier must see 0 < n < DNS_FRAME_MAX on the register passed to
-    // the helper; a volatile reload keeps LLVM from dropping the mask as
-    // implied by the callers' earlier checks (on a register it then reuses).
-    let n = unsafe { core::ptr::read_volatile(&len) } & (DNS_FRAME_MAX as u32 - 1);
-    if n == 0 || n != len {
-        entry.discard(0);
-        return false;
-    }
+    // The verifier must see 1 <= n <= DNS_FRAME_MAX on the register passed
+    // to the helper, with no branch to learn that from: verifiers before
+    // 6.8 learn nothing from `n != 0`, and 6.1 then refuses a copy that may
+    // be empty. An AND and an add bound it for every verifier. The callers
+    // checked 0 < len < DNS_FRAME_MAX, so n == len; the volatile reload
+    // keeps LLVM from seeing that and passing `len` itself.
+    let v = unsafe { core::ptr::read_volatile(&len) };
+    let n = (v.wrapping_sub(1) & (DNS_FRAME_MAX as u32 - 1)) + 1;
     unsafe {
         (*p).stamp_ns = now;
         (*p).ifindex = ifindex;

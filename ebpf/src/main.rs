@@ -1,6 +1,8 @@
 //! iotfence kernel programs. Each is a thin shim over shared logic:
 //! - `iotfence_xdp` / `iotfence_tc_in`: judge packets devices send (XDP or
 //!   TC ingress on the IoT-facing interface; same decision code).
+//! - `iotfence_tc_q`: TC ingress beside the XDP judge where XDP cannot copy
+//!   DNS queries (kernels before 5.18).
 //! - `iotfence_tc_eg`: TC egress on the same interface (towards devices):
 //!   records inbound flows the device's profile allows and holds DNS
 //!   answers from trusted resolvers for the daemon to learn from.
@@ -11,6 +13,7 @@ mod clock;
 mod decide;
 mod dns;
 mod events;
+mod features;
 mod inbound;
 mod maps;
 mod parse;
@@ -33,14 +36,18 @@ pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    match decide::judge(&b, (b.end - b.start) as u64) {
+    match decide::judge(&b, b.len() as u64) {
         Action::Pass => xdp_action::XDP_PASS,
         Action::PassQuery(device) => {
             let md = ctx.ctx;
             let ifindex = unsafe { (*md).ingress_ifindex };
-            dns::copy_query(device, ifindex, (b.end - b.start) as u32, |dst, n| unsafe {
-                bpf_xdp_load_bytes(md, 0, dst.cast(), n)
-            });
+            // Without the helper (before 5.18), `iotfence_tc_q` copies it
+            // at TC ingress instead.
+            if features::xdp_load_bytes() {
+                dns::copy_query(device, ifindex, b.len() as u32, |dst, n| unsafe {
+                    bpf_xdp_load_bytes(md, 0, dst.cast(), n)
+                });
+            }
             xdp_action::XDP_PASS
         }
         Action::Drop => xdp_action::XDP_DROP,
@@ -67,6 +74,26 @@ pub fn iotfence_tc_in(ctx: TcContext) -> i32 {
         }
         Action::Drop => TC_ACT_SHOT as i32,
     }
+}
+
+/// TC ingress beside the XDP judge on kernels without `bpf_xdp_load_bytes`
+/// (before 5.18): copies the DNS queries the judge passed, which it cannot
+/// copy itself. Judges nothing; everything goes on.
+#[classifier]
+pub fn iotfence_tc_q(ctx: TcContext) -> i32 {
+    linearize(&ctx);
+    let b = Bytes {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    if let Some(device) = decide::query_sender(&b) {
+        let skb = ctx.skb.skb;
+        let ifindex = unsafe { (*skb).ifindex };
+        dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
+            bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
+        });
+    }
+    TC_ACT_UNSPEC
 }
 
 #[classifier]

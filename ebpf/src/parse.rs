@@ -132,6 +132,16 @@ pub struct Bytes {
 }
 
 impl Bytes {
+    /// The frame's length as a number. Lengths read from headers are
+    /// compared against it, never added to a packet pointer: verifiers
+    /// before 6.19 lose a value's range across a byte swap (`be16`) and
+    /// refuse pointer arithmetic with it ("math between pkt pointer and
+    /// register with unbounded min value").
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
     #[inline(always)]
     fn ptr<T>(&self, off: usize) -> Result<*const T, Reason> {
         if self.start + off + size_of::<T>() > self.end {
@@ -223,7 +233,7 @@ fn parse_ipv4(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), R
         return Err(Reason::Malformed);
     }
     let ihl = ((ver_ihl & 0x0f) as usize) * 4;
-    if ihl < 20 || total < ihl || b.start + l3 + total > b.end {
+    if ihl < 20 || total < ihl || l3 + total > b.len() {
         return Err(Reason::Malformed);
     }
     h.family = 4;
@@ -249,7 +259,7 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), R
     h.src = b.array::<16>(l3 + 8)?;
     h.dst = b.array::<16>(l3 + 24)?;
     // payload length 0 means a jumbogram, which no IoT link carries.
-    if version != 6 || payload == 0 || b.start + l3 + 40 + payload > b.end {
+    if version != 6 || payload == 0 || l3 + 40 + payload > b.len() {
         return Err(Reason::Malformed);
     }
     h.family = 6;
