@@ -57,6 +57,7 @@ pub struct Missing {
 
 impl Kernel {
     pub fn probe() -> Self {
+        raise_memlock();
         let release = release();
         let at_least = |v| version_at_least(&release, v);
         let pretend = std::env::var(PRETEND_MISSING_ENV).unwrap_or_default();
@@ -181,11 +182,32 @@ fn bpf_fd(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (64 KiB by
+/// default, less than our pinned maps take), so every map creation fails
+/// with EPERM once the datapath exists; later kernels charge the memory
+/// cgroup and ignore the limit. Raised to unlimited, as aya does at load.
+pub fn raise_memlock() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit by reference.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "raising RLIMIT_MEMLOCK");
+    }
+}
+
+/// Only EINVAL (an unknown map type) means absent: EPERM (a memlock limit
+/// that could not be raised, missing capabilities) says nothing about the
+/// kernel, and loading will report it with its real cause.
 fn ringbuf_map() -> bool {
     let mut attr = [0u8; 72];
     attr[0..4].copy_from_slice(&BPF_MAP_TYPE_RINGBUF.to_ne_bytes());
     attr[12..16].copy_from_slice(&4096u32.to_ne_bytes());
-    bpf_fd(BPF_MAP_CREATE, &mut attr).is_ok()
+    match bpf_fd(BPF_MAP_CREATE, &mut attr) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::EINVAL),
+    }
 }
 
 /// Whether the kernel knows helper `id` for XDP programs: loads

@@ -12,5 +12,8 @@ pub mod packet;
 pub mod privileged;
 pub mod reference;
 pub mod scenario;
+pub mod smoke;
+pub mod table;
 pub mod trials;
 pub mod vendor_site;
+pub mod vm;

@@ -49,5 +49,8 @@ fn reference_allowlist_matches_its_model_on_every_fixture() {
         }
     }
     // Both outcomes occur, so neither lookup is a constant.
-    assert!(passed > 10 && dropped > 10, "{passed} passed, {dropped} dropped");
+    assert!(
+        passed > 10 && dropped > 10,
+        "{passed} passed, {dropped} dropped"
+    );
 }

@@ -1,7 +1,8 @@
 //! Installs what building and testing need, skipping what is present:
 //! Debian's rustc-web (1.96, LLVM 22) with its library sources for the eBPF
 //! build (rustup toolchains here lack rust-src), LLVM 22 for bpf-linker,
-//! bpf-linker 0.13.0 itself, and the lab's tools.
+//! bpf-linker 0.13.0 itself, the lab's tools, and qemu with busybox for
+//! the kernel-matrix tests.
 
 use std::{path::Path, process::Command};
 
@@ -27,6 +28,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "/usr/sbin/bpftool"),
     // promtool checks the metrics; the server runs the dashboard test.
     ("prometheus", "/usr/bin/promtool"),
+    // The kernel-matrix tests boot Debian's kernels under qemu (TCG); qemu's
+    // Depends bring its firmware (seabios, ipxe-qemu) without recommends.
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("busybox-static", "/bin/busybox"),
+    // Modules ship as .ko.xz (trixie) and may come as .ko.zst.
+    ("xz-utils", "/usr/bin/xz"),
+    ("zstd", "/usr/bin/zstd"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,0 +1,61 @@
+//! What the kernel matrix (`tests/tests/kernels.rs`) runs inside every
+//! booted kernel: the datapath fixture table on XDP and on TC ingress, and
+//! the lab smoke check on both attach modes. One line per check, then
+//! `N passed, M failed`; exit 1 on any failure. Runs on any kernel: the
+//! host's test suite runs the same checks directly.
+
+use std::{panic, process::ExitCode, time::Instant};
+
+use iotfence_tests::{harness::Hook, smoke, table};
+
+type Check = (&'static str, fn() -> anyhow::Result<()>);
+
+const CHECKS: &[Check] = &[
+    ("fixture table, XDP", || {
+        table::run_table(Hook::Xdp);
+        Ok(())
+    }),
+    ("fixture table, TC ingress", || {
+        table::run_table(Hook::TcIngress);
+        Ok(())
+    }),
+    ("lab smoke, attach: xdp", || smoke::run("xdp")),
+    ("lab smoke, attach: tc", || smoke::run("tc")),
+];
+
+fn main() -> ExitCode {
+    let only = std::env::args().nth(1);
+    let (mut passed, mut failed) = (0, 0);
+    for (name, check) in CHECKS {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let t = Instant::now();
+        let result = match panic::catch_unwind(check) {
+            Ok(r) => r,
+            Err(p) => Err(anyhow::anyhow!(
+                "panicked: {}",
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+        };
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("check {name} ... ok ({:.1?})", t.elapsed());
+            }
+            Err(e) => {
+                failed += 1;
+                println!("check {name} ... FAILED ({:.1?}): {e:#}", t.elapsed());
+            }
+        }
+    }
+    println!("vm-suite: {passed} passed, {failed} failed");
+    if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
