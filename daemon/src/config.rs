@@ -88,7 +88,7 @@ pub enum AttachMode {
     Xdp,
     XdpNative,
     XdpGeneric,
-    /// TC ingress classifier (TCX link).
+    /// TC ingress classifier (a TCX link from 6.6, else a clsact filter).
     Tc,
 }
 

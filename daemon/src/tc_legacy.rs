@@ -11,7 +11,7 @@
 //! (`links/<iface>_<hook>_nl`, the program itself) records which interfaces
 //! carry our filters, for `detach` and for adoption.
 
-use std::{io, path::Path};
+use std::path::Path;
 
 use anyhow::Context;
 use aya::programs::{
@@ -83,8 +83,12 @@ pub fn attach(
 pub fn detach(name: &str, iface: &str, hook: TcAttachType) -> anyhow::Result<()> {
     let link = match SchedClassifierLink::attached(iface, hook, PRIORITY, handle(name), None) {
         Ok(l) => l,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(_) => return Ok(()), // no such interface any more
+        Err(e) => {
+            // Gone with its filters (deleted), or in another network
+            // namespace than this process: say so, the filter may remain.
+            tracing::warn!(interface = iface, error = %e, "interface not found in this network namespace; its {name} filter, if any, is left");
+            return Ok(());
+        }
     };
     match link.detach() {
         Ok(()) => Ok(()),
