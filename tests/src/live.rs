@@ -37,6 +37,7 @@ use crate::{
     lab::{enter_ns, Daemon, Netns},
     packet,
     privileged::{PinDir, TempDir},
+    reference::Reference,
 };
 
 pub const GEN_CPU: usize = 0;
@@ -69,6 +70,10 @@ pub enum Filter {
     /// An XDP program on iot0 that only returns XDP_DROP: the most any
     /// filter on this path can handle (its physical limit).
     XdpDrop,
+    /// The reference allowlist (`reference.rs`) as an XDP program on iot0,
+    /// loaded with the fleet: what the least an XDP allowlist does achieves
+    /// on this path, the yardstick of the CI gate.
+    Reference,
     IotfenceXdp,
     IotfenceTc,
     /// nftables netdev ingress chain with named sets (drops before routing).
@@ -79,9 +84,10 @@ pub enum Filter {
 }
 
 impl Filter {
-    pub const ALL: [Filter; 6] = [
+    pub const ALL: [Filter; 7] = [
         Filter::None,
         Filter::XdpDrop,
+        Filter::Reference,
         Filter::IotfenceXdp,
         Filter::IotfenceTc,
         Filter::NftNetdev,
@@ -92,6 +98,7 @@ impl Filter {
         match self {
             Filter::None => "no filter",
             Filter::XdpDrop => "XDP_DROP only (the path's limit)",
+            Filter::Reference => "reference allowlist (XDP, raw BPF)",
             Filter::IotfenceXdp => "iotfence XDP",
             Filter::IotfenceTc => "iotfence TC",
             Filter::NftNetdev => "nftables netdev ingress, sets",
@@ -103,6 +110,7 @@ impl Filter {
         match self {
             Filter::None => "none",
             Filter::XdpDrop => "xdp_drop",
+            Filter::Reference => "reference_xdp",
             Filter::IotfenceXdp => "iotfence_xdp",
             Filter::IotfenceTc => "iotfence_tc",
             Filter::NftNetdev => "nft_netdev",
@@ -125,6 +133,19 @@ impl Fleet {
 
     pub fn ip(&self, i: usize) -> Ipv4Addr {
         Ipv4Addr::new(192, 0, 2, 10 + i as u8)
+    }
+
+    /// The frame the generator sends for device `i` (checksum aside):
+    /// to the allowed destination, or the forbidden one.
+    pub fn frame(&self, i: usize, forbidden: bool) -> Vec<u8> {
+        let dst = if forbidden {
+            FORBIDDEN_DST
+        } else {
+            ALLOWED_DST
+        };
+        let udp = packet::udp(40000, 443, &[0u8; 18]);
+        let ip = packet::ipv4(self.ip(i), dst, 17, &udp);
+        packet::eth(self.mac(i), ROUTER_IOT_MAC, &[], 0x0800, &ip)
     }
 
     /// The frame the generator starts from: device 0, allowed destination,
@@ -339,7 +360,7 @@ impl Topology {
         // iot0's receive work in a kernel thread, pinned below.
         router.exec(&["sh", "-c", "echo 1 > /sys/class/net/iot0/threaded"])?;
         let gen_ifindex = ifindex(&generator, "gen0")?;
-        let link = attach_drop(&sink, "eth0")?;
+        let link = attach_in(&sink, "eth0", floor::xdp_returning(floor::XDP_DROP)?)?;
         let dir = TempDir::new("iotfence-live-")?;
         Ok(Self {
             generator,
@@ -378,7 +399,18 @@ impl Topology {
     pub fn apply(&self, filter: Filter, fleet: &Fleet) -> anyhow::Result<Applied> {
         let applied = match filter {
             Filter::None => Applied::Nothing,
-            Filter::XdpDrop => Applied::Link(attach_drop(&self.router, "iot0")?),
+            Filter::XdpDrop => {
+                let prog = floor::xdp_returning(floor::XDP_DROP)?;
+                Applied::Link(attach_in(&self.router, "iot0", prog)?)
+            }
+            Filter::Reference => {
+                let r = Reference::load()?;
+                for i in 0..fleet.devices {
+                    r.allow(&fleet.frame(i, false))?;
+                }
+                let link = attach_in(&self.router, "iot0", r.prog.try_clone()?)?;
+                Applied::Reference(link, r)
+            }
             Filter::NftNetdev | Filter::NftForward => {
                 let file = self.dir.join("ruleset.nft");
                 std::fs::write(&file, fleet.nft_ruleset(filter))?;
@@ -540,6 +572,8 @@ pub enum Applied {
     Nothing,
     /// A BPF link, detached when its fd closes.
     Link(OwnedFd),
+    /// The reference program's link, and the program with its maps.
+    Reference(OwnedFd, Reference),
     Nft {
         ns: String,
         family: &'static str,
@@ -555,7 +589,7 @@ pub enum Applied {
 impl Drop for Applied {
     fn drop(&mut self) {
         match self {
-            Applied::Nothing | Applied::Link(_) => {}
+            Applied::Nothing | Applied::Link(_) | Applied::Reference(..) => {}
             Applied::Nft { ns, family } => {
                 let _ = Command::new("ip")
                     .args(["netns", "exec", ns, "nft", "delete", "table", family])
@@ -580,11 +614,10 @@ pub struct Sample {
     pub cpu_ns_per_packet: f64,
 }
 
-/// Attaches an XDP program that only returns XDP_DROP to `dev` of `ns`;
-/// detached when the returned link closes.
-fn attach_drop(ns: &Netns, dev: &str) -> anyhow::Result<OwnedFd> {
+/// Attaches XDP program `prog` to `dev` of `ns`; detached when the
+/// returned link closes.
+fn attach_in(ns: &Netns, dev: &str, prog: OwnedFd) -> anyhow::Result<OwnedFd> {
     let index = ifindex(ns, dev)?;
-    let prog = floor::xdp_returning(floor::XDP_DROP)?;
     let file = File::open(ns.path())?;
     let link = thread::spawn(move || {
         enter_ns(&file)?;

@@ -103,6 +103,18 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
     };
     let ratios = [
         (
+            "flood_xdp_over_reference",
+            ratio(Filter::IotfenceXdp, Filter::Reference, 0),
+        ),
+        (
+            "mix_xdp_over_reference",
+            ratio(Filter::IotfenceXdp, Filter::Reference, 1),
+        ),
+        (
+            "flood_reference_of_xdp_drop",
+            ratio(Filter::Reference, Filter::XdpDrop, 0),
+        ),
+        (
             "flood_xdp_of_xdp_drop",
             ratio(Filter::IotfenceXdp, Filter::XdpDrop, 0),
         ),
@@ -142,13 +154,22 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         "ratios": ratios.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
     });
     save(o, "live", &md, &doc)?;
+    let get = |key: &str| {
+        ratios
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    guard(
+        o,
+        "live_flood_xdp_over_reference_min",
+        get("flood_xdp_over_reference"),
+        "live: iotfence XDP's flood rate over the reference allowlist's",
+    )?;
     guard(
         o,
         "live_flood_xdp_over_nft_netdev_min",
-        ratios
-            .iter()
-            .find(|(k, _)| *k == "flood_xdp_over_nft_netdev")
-            .map_or(0.0, |(_, v)| *v),
+        get("flood_xdp_over_nft_netdev"),
         "live: iotfence XDP's flood rate over nftables netdev's",
     )
 }
