@@ -57,6 +57,8 @@ pub struct Headers {
     pub frag: Frag,
     pub frag_id: u32,
     pub icmp_type: u8,
+    /// IPv6 hop limit (0 for IPv4).
+    pub hop_limit: u8,
     /// TCP/UDP payload bytes (0 for other protocols).
     pub payload_len: u16,
     /// Set by the judge: a query to a resolver the daemon should see.
@@ -77,6 +79,7 @@ impl Headers {
         self.frag = Frag::None;
         self.frag_id = 0;
         self.icmp_type = 0;
+        self.hop_limit = 0;
         self.payload_len = 0;
         self.dns_query = false;
         self.src = [0; 16];
@@ -256,6 +259,7 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), R
     let version = b.u8(l3)? >> 4;
     let payload = b.be16(l3 + 4)? as usize;
     let mut next = b.u8(l3 + 6)?;
+    h.hop_limit = b.u8(l3 + 7)?;
     h.src = b.array::<16>(l3 + 8)?;
     h.dst = b.array::<16>(l3 + 24)?;
     // payload length 0 means a jumbogram, which no IoT link carries.
@@ -302,12 +306,24 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), R
     Err(Reason::Ipv6Chain)
 }
 
+/// L4 headers must lie inside the IP packet, not merely inside the frame:
+/// Ethernet padding after a short packet (a tiny first fragment, say) must
+/// not stand in for the header it lacks.
+#[inline(always)]
+fn within(l4: usize, size: usize, ip_end: usize) -> Result<(), Reason> {
+    if l4 + size > ip_end {
+        return Err(Reason::Malformed);
+    }
+    Ok(())
+}
+
 #[inline(always)]
 fn parse_l4(b: &Bytes, l4: usize, ip_end: usize, h: &mut Headers) -> Result<(), Reason> {
     match h.proto {
         PROTO_TCP => {
             // A first fragment must carry the whole minimal TCP header, or a
             // tiny-fragment attack could hide the ports or flags.
+            within(l4, 20, ip_end)?;
             let doff = b.u8(l4 + 12)? >> 4;
             if doff < 5 {
                 return Err(Reason::Malformed);
@@ -320,6 +336,7 @@ fn parse_l4(b: &Bytes, l4: usize, ip_end: usize, h: &mut Headers) -> Result<(), 
             h.payload_len = ip_end.saturating_sub(l4 + doff as usize * 4) as u16;
         }
         PROTO_UDP => {
+            within(l4, 8, ip_end)?;
             b.ptr::<[u8; 8]>(l4)?;
             h.sport = b.be16(l4)?;
             h.dport = b.be16(l4 + 2)?;
@@ -333,11 +350,13 @@ fn parse_l4(b: &Bytes, l4: usize, ip_end: usize, h: &mut Headers) -> Result<(), 
                 // protocol there, judged by protocol alone.
                 return Ok(());
             }
+            within(l4, 4, ip_end)?;
             let ty = b.u8(l4)?;
             b.ptr::<[u8; 4]>(l4)?;
             h.icmp_type = ty;
             h.rule_port = ty as u16;
             if is_echo(h.proto, ty) {
+                within(l4, 8, ip_end)?;
                 b.ptr::<[u8; 8]>(l4)?;
                 h.sport = b.be16(l4 + 4)?;
                 h.dport = 0;
@@ -364,13 +383,30 @@ pub fn is_echo(proto: u8, ty: u8) -> bool {
     }
 }
 
-/// Neighbour discovery and MLD messages a device needs for the link itself:
-/// router solicitation, neighbour solicitation and advertisement, MLD reports.
+/// Neighbour discovery and MLD messages a device needs for the link itself,
+/// passed without rules only where the router cannot forward them off the
+/// link (else they would carry data anywhere, as they did):
+/// - router solicitation, neighbour solicitation and advertisement with hop
+///   limit 255 (RFC 4861 makes receivers drop any other) to a link-local
+///   address or link-scope multicast (ND to a global address, e.g. the
+///   router's own, is judged by rules);
+/// - MLD queries and reports with hop limit 1, which no router forwards.
+///
 /// Router advertisements and redirects from a device are judged by rules.
 #[inline(always)]
 pub fn is_link_icmpv6(h: &Headers) -> bool {
-    h.family == 6
-        && h.proto == PROTO_ICMPV6
-        && h.frag == Frag::None
-        && matches!(h.icmp_type, 133 | 135 | 136 | 130 | 131 | 132 | 143)
+    if h.family != 6 || h.proto != PROTO_ICMPV6 || h.frag != Frag::None {
+        return false;
+    }
+    match h.icmp_type {
+        133 | 135 | 136 => h.hop_limit == 255 && link_scope(&h.dst),
+        130 | 131 | 132 | 143 => h.hop_limit == 1,
+        _ => false,
+    }
+}
+
+/// fe80::/10 (link-local unicast) or ff02::/16 (link-scope multicast).
+#[inline(always)]
+fn link_scope(a: &[u8; 16]) -> bool {
+    (a[0] == 0xfe && a[1] & 0xc0 == 0x80) || (a[0] == 0xff && a[1] & 0x0f == 0x02)
 }

@@ -148,6 +148,14 @@ fn sensor6(dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
     )
 }
 
+/// `sensor6` with the IPv6 hop limit set: neighbour discovery is sent with
+/// 255, MLD with 1.
+fn sensor6_hops(dst: &str, hops: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = sensor6(dst, 58, l4);
+    f[14 + 7] = hops;
+    f
+}
+
 /// The table, in order: later steps rely on the flows earlier ones opened.
 pub fn table() -> Vec<Step> {
     let syn443 = tcp(40000, 443, TCP_SYN);
@@ -287,8 +295,46 @@ pub fn table() -> Vec<Step> {
         ),
         judge(
             "ipv6 neighbour solicitation",
-            sensor6("ff02::1:ff00:1", 58, &icmp(135, 0)),
+            sensor6_hops("ff02::1:ff00:1", 255, &icmp(135, 0)),
             allowed("sensor-ip", Reason::NeighborDiscovery),
+        ),
+        judge(
+            "ipv6 neighbour advertisement to the router's link-local address",
+            sensor6_hops("fe80::1", 255, &icmp(136, 0)),
+            allowed("sensor-ip", Reason::NeighborDiscovery),
+        ),
+        judge(
+            "ipv6 mld report",
+            sensor6_hops("ff02::16", 1, &icmp(143, 0)),
+            allowed("sensor-ip", Reason::NeighborDiscovery),
+        ),
+        // Link messages that could leave the link are judged by the rules
+        // (issue 15, row 1: NS/NA/RS/MLD with a payload to a global address
+        // were forwarded).
+        judge(
+            "ipv6 neighbour solicitation to a global address",
+            sensor6_hops("2001:db8:ff::99", 255, &icmp(135, 0)),
+            dropped("sensor-ip", Reason::NotAllowed),
+        ),
+        judge(
+            "ipv6 neighbour advertisement to a global address",
+            sensor6_hops("2001:db8:ff::99", 255, &icmp(136, 0)),
+            dropped("sensor-ip", Reason::NotAllowed),
+        ),
+        judge(
+            "ipv6 router solicitation to a global address",
+            sensor6_hops("2001:db8:ff::99", 255, &icmp(133, 0)),
+            dropped("sensor-ip", Reason::NotAllowed),
+        ),
+        judge(
+            "ipv6 mld report to a global address, routable hop limit",
+            sensor6_hops("2001:db8:ff::99", 64, &icmp(143, 0)),
+            dropped("sensor-ip", Reason::NotAllowed),
+        ),
+        judge(
+            "ipv6 neighbour solicitation with a forwarded hop limit",
+            sensor6_hops("ff02::1:ff00:1", 64, &icmp(135, 0)),
+            dropped("sensor-ip", Reason::NotAllowed),
         ),
         judge(
             "ipv6 router advertisement from a device",
@@ -635,6 +681,32 @@ pub fn table() -> Vec<Step> {
                     &syn443[..8],
                 ),
             ),
+            dropped("cam-1", Reason::Malformed),
+        ),
+        // The same, with Ethernet padding after the IP packet where the
+        // rest of the TCP header would be: L4 reads end at the IP packet's
+        // end, not the frame's (issue 15, row 9).
+        judge(
+            "tiny first fragment padded to look whole",
+            {
+                let mut f = eth(
+                    CAM_MAC,
+                    ROUTER_MAC,
+                    &[],
+                    ETH_IP,
+                    &ipv4_full(
+                        v4("192.0.2.10"),
+                        v4("198.51.100.10"),
+                        PROTO_TCP,
+                        &[],
+                        0x2000,
+                        781,
+                        &syn443[..8],
+                    ),
+                );
+                f.extend_from_slice(&syn443[8..]);
+                f
+            },
             dropped("cam-1", Reason::Malformed),
         ),
         // Audit mode passes and counts.
