@@ -69,13 +69,7 @@ impl DeviceIds {
         }
         let saved = Saved { by_name, next };
         if saved != self.saved {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = self.path.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&saved)?)?;
-            std::fs::rename(&tmp, &self.path)
-                .with_context(|| format!("saving {}", self.path.display()))?;
+            crate::private::write_atomic(&self.path, &serde_json::to_vec_pretty(&saved)?)?;
             self.saved = saved;
         }
         Ok(())

@@ -18,6 +18,7 @@ pub mod mapbatch;
 pub mod mapstat;
 pub mod metrics;
 pub mod policy;
+pub mod private;
 pub mod run;
 pub mod sources;
 pub mod stats;

@@ -110,11 +110,7 @@ impl EventSink {
 
     fn reopen(&mut self) -> anyhow::Result<()> {
         if let Some(p) = &self.path {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("opening the events file {}", p.display()))?;
+            let f = crate::private::append(p).context("opening the events file")?;
             self.file = Some(f);
         }
         Ok(())

@@ -380,3 +380,81 @@ fn reload_keeps_learned_entries_of_remaining_patterns() {
     assert!(connect(dev, ip("203.0.113.171")));
     assert!(!connect(dev, ip("203.0.113.172")));
 }
+
+/// A state file cannot grant more than an answer could: restored lifetimes
+/// are cut to max_ttl + grace, and an absurd deadline (u64::MAX, which
+/// overflowed the debug build) is cut too (issue 15, row 8).
+#[test]
+fn restored_lifetimes_are_clamped_to_max_ttl_and_grace() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let now_ms = iotfence::dns::state::unix_ms(std::time::SystemTime::now());
+    let ten_years_ms = 10 * 365 * 86_400_000u64;
+    let credits: Vec<serde_json::Value> = [
+        ("a.vendor.example", "203.0.113.161", now_ms + ten_years_ms),
+        ("b.vendor.example", "203.0.113.162", u64::MAX),
+        ("c.vendor.example", "203.0.113.163", now_ms + 30_000),
+    ]
+    .iter()
+    .map(|(name, addr, expires)| {
+        serde_json::json!({"device": "dev-1", "addr": addr, "name": name,
+            "pattern": "*.vendor.example", "expires_ms": expires})
+    })
+    .collect();
+    let state = lab.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("learned.json"),
+        serde_json::to_vec(&serde_json::json!({"version": 1, "credits": credits})).unwrap(),
+    )
+    .unwrap();
+    let cfg = lab
+        .write_config_with(
+            "xdp",
+            POLICY,
+            "dns:\n  max_ttl_seconds: 3600\n  grace_seconds: 60\n",
+        )
+        .unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    let log = lab.daemon.as_ref().unwrap().log();
+    assert!(
+        log.contains("restored=3") && log.contains("clamped=2"),
+        "{log}"
+    );
+    let now = iotfence_tests::harness::monotonic_ns();
+    let left_s = |addr: &str| {
+        let rules = lab.learned(1, ip(addr)).expect("restored entry");
+        (rules.rules[0].expires_ns.saturating_sub(now)) / 1_000_000_000
+    };
+    for addr in ["203.0.113.161", "203.0.113.162"] {
+        let s = left_s(addr);
+        assert!((3600..=3660).contains(&s), "{addr}: {s} s left");
+    }
+    assert!(
+        left_s("203.0.113.163") <= 30,
+        "a short lifetime stays short"
+    );
+}
+
+/// The files that map devices to addresses and names are 0600, the state
+/// directory 0700, also when they existed with looser modes (issue 15,
+/// row 11: they were 0644).
+#[test]
+fn state_and_event_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let state = lab.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(lab.events_file(), b"").unwrap();
+    std::fs::set_permissions(lab.events_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = lab.write_config("xdp", POLICY).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    assert!(lab.daemon.as_mut().unwrap().terminate().unwrap().success());
+    lab.daemon = None;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "state directory");
+    for f in ["learned.json", "device-ids.json"] {
+        assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+    }
+    assert_eq!(mode(&lab.events_file()), 0o600, "events file");
+}

@@ -229,10 +229,20 @@ impl Engine {
             }
         };
         let mut restored = 0;
+        // No answer could have granted more than max_ttl + grace: a state
+        // file claiming longer (edited, corrupt, or a clock that jumped back
+        // since) is cut to that.
+        let longest_ms = (self.settings.max_ttl + self.settings.grace).as_millis() as u64;
+        let mut clamped = 0;
         for c in saved.credits {
             if c.expires_ms <= now_ms {
                 continue;
             }
+            let left_ms = c.expires_ms - now_ms;
+            if left_ms > longest_ms {
+                clamped += 1;
+            }
+            let left_ms = left_ms.min(longest_ms);
             let Some(device) = self.policy.id_of(&c.device) else {
                 continue;
             };
@@ -253,7 +263,7 @@ impl Engine {
                 name: c.name,
                 pattern,
                 rules: rule.rules.clone(),
-                expires_ns: now + (c.expires_ms - now_ms) * 1_000_000,
+                expires_ns: now.saturating_add(left_ms.saturating_mul(1_000_000)),
             };
             if self
                 .table
@@ -292,6 +302,7 @@ impl Engine {
         self.stats.entries.store(self.table.len() as u64, Relaxed);
         tracing::info!(
             restored,
+            clamped,
             kept_unexplained = orphans,
             "learned addresses restored"
         );

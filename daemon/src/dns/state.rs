@@ -50,16 +50,7 @@ pub fn load(path: &Path) -> anyhow::Result<Saved> {
     }
 }
 
-/// Writes atomically (temporary file, fsync, rename).
+/// Writes atomically (temporary file, fsync, rename), 0600.
 pub fn save(path: &Path, saved: &Saved) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(saved)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    crate::private::write_atomic(path, &serde_json::to_vec(saved)?)
 }
