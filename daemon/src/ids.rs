@@ -26,19 +26,40 @@ struct Saved {
 pub struct DeviceIds {
     path: PathBuf,
     saved: Saved,
+    trusted: bool,
 }
 
 impl DeviceIds {
+    /// Reads the table. An unreadable or inconsistent one (bad JSON, an id
+    /// twice, an id out of range) is moved aside to `device-ids.json.bad`
+    /// with an error naming what is wrong, and ids start afresh: the daemon
+    /// still starts (enforcement must come up at boot), but nothing keyed
+    /// by the old ids is trusted (`trusted`).
     pub fn load(state_dir: &Path) -> Self {
         let path = state_dir.join("device-ids.json");
-        let saved = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable device ids");
-                Saved::default()
-            }),
-            Err(_) => Saved::default(),
+        let (saved, trusted) = match std::fs::read(&path) {
+            Ok(b) => match parse(&b) {
+                Ok(s) => (s, true),
+                Err(why) => {
+                    let aside = path.with_extension("json.bad");
+                    let moved = std::fs::rename(&path, &aside).is_ok();
+                    tracing::error!(file = %path.display(), error = %why, moved_to = %aside.display(), moved, "device ids unusable; starting afresh, state keyed by the old ids is dropped");
+                    (Saved::default(), false)
+                }
+            },
+            Err(_) => (Saved::default(), false),
         };
-        Self { path, saved }
+        Self {
+            path,
+            saved,
+            trusted,
+        }
+    }
+
+    /// Whether ids are those of the last run: only then may kernel state
+    /// that no saved record explains be kept under the id that holds it.
+    pub fn trusted(&self) -> bool {
+        self.trusted
     }
 
     /// Rewrites the ids of `policy`'s devices: known names keep theirs, new
@@ -74,6 +95,28 @@ impl DeviceIds {
         }
         Ok(())
     }
+}
+
+/// The table, or what is wrong with it (JSON errors carry line:column).
+fn parse(bytes: &[u8]) -> Result<Saved, String> {
+    let s: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, id) in &s.by_name {
+        if *id == 0 || *id >= MAX_DEVICES {
+            return Err(format!(
+                "device {name:?} has id {id}, outside 1..{MAX_DEVICES}"
+            ));
+        }
+        if !seen.insert(*id) {
+            return Err(format!(
+                "id {id} is held by more than one device ({name:?} among them)"
+            ));
+        }
+    }
+    if s.next >= MAX_DEVICES {
+        return Err(format!("next id {} is outside 1..{MAX_DEVICES}", s.next));
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -129,6 +172,32 @@ mod tests {
             ids(&p),
             [("c".into(), 3), ("a".into(), 1), ("new".into(), 4)]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unusable_table_is_moved_aside_and_not_trusted() {
+        let dir = std::env::temp_dir().join(format!("iotfence-ids-bad-{}", std::process::id()));
+        for (bad, why) in [
+            (&b"{\"by_name\": {\"a\": 1,"[..], "EOF"),
+            (
+                b"{\"by_name\": {\"a\": 1, \"b\": 1}, \"next\": 2}",
+                "more than one",
+            ),
+            (b"{\"by_name\": {\"a\": 99999}, \"next\": 2}", "outside"),
+        ] {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("device-ids.json"), bad).unwrap();
+            assert!(parse(bad).unwrap_err().contains(why), "{why}");
+            let mut t = DeviceIds::load(&dir);
+            assert!(!t.trusted());
+            assert!(dir.join("device-ids.json.bad").exists());
+            let mut p = policy(&["b", "a"]);
+            t.assign(&mut p).unwrap();
+            assert_eq!(ids(&p), [("b".into(), 1), ("a".into(), 2)]);
+            assert!(DeviceIds::load(&dir).trusted(), "the new table is");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -55,7 +55,7 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     let generation = apply::apply(&mut dp.maps, cfg, policy)?;
     // DNS learning is up (heartbeat fresh) before any answer can be held.
     let dns_ring = dp.dns.take().context("DNS ring buffer already taken")?;
-    let dns = dns::service::Service::start(cfg, dns_ring, DnsPolicy::of(policy))
+    let dns = dns::service::Service::start(cfg, dns_ring, DnsPolicy::of(policy), ids.trusted())
         .context("starting DNS learning")?;
     let shared = Arc::new(Shared::new(
         cfg.pin_dir.clone(),

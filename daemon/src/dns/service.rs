@@ -149,7 +149,15 @@ impl Service {
     /// Restores the saved state, reconciles the learned map with it and the
     /// policy, and starts the thread. The heartbeat is written before this
     /// returns, so answers are held from the moment programs are attached.
-    pub fn start(cfg: &Config, ring: RingBuf<MapData>, policy: DnsPolicy) -> anyhow::Result<Self> {
+    /// `trusted_ids`: device ids are those of the last run (see
+    /// `DeviceIds::trusted`); else kernel entries no saved credit explains
+    /// are dropped, not kept under whoever holds their id now.
+    pub fn start(
+        cfg: &Config,
+        ring: RingBuf<MapData>,
+        policy: DnsPolicy,
+        trusted_ids: bool,
+    ) -> anyhow::Result<Self> {
         let stats = Arc::new(DnsStats::default());
         let names = Arc::new(Names::default());
         let learned: BpfHashMap<MapData, LearnedKey, LearnedRules> =
@@ -190,7 +198,7 @@ impl Service {
             state_file: cfg.state_dir.join("learned.json"),
             dirty: false,
         };
-        e.restore()?;
+        e.restore(trusted_ids)?;
         e.heartbeat(true)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -218,7 +226,7 @@ impl Service {
 }
 
 impl Engine {
-    fn restore(&mut self) -> anyhow::Result<()> {
+    fn restore(&mut self, trusted_ids: bool) -> anyhow::Result<()> {
         let now = mono_ns();
         let now_ms = state::unix_ms(SystemTime::now());
         let saved = match state::load(&self.state_file) {
@@ -276,7 +284,7 @@ impl Engine {
         // Entries in the kernel that the state file does not explain.
         let kernel: Vec<(LearnedKey, LearnedRules)> =
             self.learned.iter().filter_map(Result::ok).collect();
-        let mut orphans = 0;
+        let (mut orphans, mut distrusted) = (0, 0);
         for (k, v) in kernel {
             let addr = super::table::addr_of(&k);
             if self.policy.rules(k.device).is_none() {
@@ -284,8 +292,15 @@ impl Engine {
                 continue;
             }
             if !self.table.entries().contains_key(&(k.device, addr)) {
-                self.table.adopt_orphan(k.device, addr, v);
-                orphans += 1;
+                // Id 0 (unknown devices) never changes hands.
+                if trusted_ids || k.device == 0 {
+                    self.table.adopt_orphan(k.device, addr, v);
+                    orphans += 1;
+                } else {
+                    // Its id may now name another device.
+                    let _ = self.learned.remove(&k);
+                    distrusted += 1;
+                }
             }
         }
         let writes: Vec<Write> = self
@@ -304,6 +319,7 @@ impl Engine {
             restored,
             clamped,
             kept_unexplained = orphans,
+            dropped_unexplained = distrusted,
             "learned addresses restored"
         );
         Ok(())
