@@ -127,6 +127,11 @@ pub const CONFIG_READY: u32 = 1;
 pub const MODE_ENFORCE: u8 = 0;
 pub const MODE_AUDIT: u8 = 1;
 
+/// `DeviceInfo::flags`: the device's MAC matches only from one of its
+/// IPv4 (IPv6) addresses, and those addresses only from its MAC.
+pub const DEVICE_NEEDS_IP4: u8 = 1;
+pub const DEVICE_NEEDS_IP6: u8 = 1 << 1;
+
 /// `FlowKey::kind`.
 pub const FLOW_KIND_CONN: u8 = 0;
 /// Fragments of an allowed first fragment: `sport:dport` hold the IP id.

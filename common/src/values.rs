@@ -11,7 +11,9 @@ pub struct DeviceInfo {
     pub profile: u16,
     /// MODE_ENFORCE or MODE_AUDIT.
     pub mode: u8,
-    pub _pad: u8,
+    /// `DEVICE_NEEDS_IP4` / `DEVICE_NEEDS_IP6`: a device listed with `mac`
+    /// and addresses of that family is itself only when both match.
+    pub flags: u8,
 }
 
 /// One allowed (protocol, port range). For ICMP and ICMPv6 the "port" is the

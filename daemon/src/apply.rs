@@ -76,7 +76,7 @@ pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result
     leftovers.remove(maps)?;
     maps.default_device.set(
         new as u32,
-        device_info(policy, 0, policy.default_profile),
+        device_info(policy, 0, policy.default_profile, 0),
         0,
     )?;
     let entries = Entries::of(policy, new);
@@ -93,13 +93,26 @@ pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result
     Ok(new)
 }
 
-fn device_info(policy: &Compiled, id: u32, profile: u16) -> DeviceInfo {
+fn device_info(policy: &Compiled, id: u32, profile: u16, flags: u8) -> DeviceInfo {
     DeviceInfo {
         device: id,
         profile,
         mode: policy.profiles[profile as usize].mode,
-        _pad: 0,
+        flags,
     }
+}
+
+/// Which address families bind a device to its MAC (see `DEVICE_NEEDS_*`):
+/// those it lists addresses of, when it lists a MAC too and did not opt
+/// into `match: mac-or-ip`.
+fn binding(d: &crate::compile::CompiledDevice) -> u8 {
+    if d.mac.is_none() || d.mac_or_ip {
+        return 0;
+    }
+    d.nets.iter().fold(0, |f, n| match n {
+        ipnet::IpNet::V4(_) => f | iotfence_common::consts::DEVICE_NEEDS_IP4,
+        ipnet::IpNet::V6(_) => f | iotfence_common::consts::DEVICE_NEEDS_IP6,
+    })
 }
 
 /// Entries for one map (values only when writing).
@@ -219,7 +232,7 @@ impl Entries {
     fn of(policy: &Compiled, g: u8) -> Self {
         let mut e = Self::default();
         for d in &policy.devices {
-            let info = device_info(policy, d.id, d.profile);
+            let info = device_info(policy, d.id, d.profile, binding(d));
             if let Some(mac) = d.mac {
                 e.macs.keys.push(MacKey {
                     generation: g,

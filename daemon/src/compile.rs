@@ -77,6 +77,9 @@ pub struct CompiledDevice {
     pub profile: u16,
     pub mac: Option<[u8; 6]>,
     pub nets: Vec<IpNet>,
+    /// `match: mac-or-ip`: MAC and addresses each identify the device on
+    /// their own (the default, with both given, needs both).
+    pub mac_or_ip: bool,
 }
 
 impl Compiled {
@@ -1030,12 +1033,25 @@ fn device(
             Some("iotfence recognizes devices by MAC, then by source address"),
         );
     }
+    let mac_or_ip = match v.matching.as_ref().map(|m| (m, m.value.as_str())) {
+        None | Some((_, "mac-and-ip")) => false,
+        Some((_, "mac-or-ip")) => true,
+        Some((m, other)) => {
+            d.on(
+                m,
+                format!("`{other}` is not a match mode"),
+                Some("mac-and-ip (the default: both must match) or mac-or-ip"),
+            );
+            false
+        }
+    };
     Some(CompiledDevice {
         id: before.len() as u32 + 1,
         name: v.name.value.clone(),
         profile: 0,
         mac,
         nets,
+        mac_or_ip,
     })
 }
 

@@ -137,6 +137,7 @@ mod tests {
                     profile: 0,
                     mac: None,
                     nets: Vec::new(),
+                    mac_or_ip: false,
                 })
                 .collect(),
             warnings: Vec::new(),

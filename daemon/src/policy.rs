@@ -237,6 +237,11 @@ pub struct DeviceDoc {
     #[serde(default)]
     #[schemars(with = "Option<Mode>")]
     pub mode: Option<Spanned<String>>,
+    /// With both `mac` and `ip`: whether a packet must match both to be
+    /// this device (`mac-and-ip`, the default) or either (`mac-or-ip`).
+    #[serde(default, rename = "match")]
+    #[schemars(with = "Option<MatchMode>")]
+    pub matching: Option<Spanned<String>>,
     /// Extra egress rules for this device only, on top of its profile.
     #[serde(default)]
     #[schemars(with = "Vec<RuleDoc>")]
@@ -270,6 +275,19 @@ enum Mode {
     Enforce,
     /// Pass everything, count and report what `enforce` would drop.
     Audit,
+}
+
+/// How a device listed with both `mac` and `ip` is recognized.
+#[derive(JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+enum MatchMode {
+    /// Only packets from its MAC *and* one of its addresses (default): a
+    /// host that takes its address, or its MAC sending from elsewhere, is
+    /// an unknown device.
+    MacAndIp,
+    /// Its MAC from any address, and its addresses from any MAC.
+    MacOrIp,
 }
 
 /// Built-in infrastructure blocks a profile can `use`.

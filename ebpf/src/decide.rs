@@ -4,7 +4,8 @@
 
 use iotfence_common::{
     consts::{
-        CONFIG_READY, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT, GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT,
+        CONFIG_READY, DEVICE_NEEDS_IP4, DEVICE_NEEDS_IP6, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT,
+        GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT,
         PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     },
     keys::{device_scope, rule_scope},
@@ -174,16 +175,30 @@ fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch, now: u64) -> Reason
 }
 
 /// The device behind a packet: by MAC, then by address or prefix, else the
-/// default record. `towards` selects the destination (packets to a device)
-/// instead of the source.
+/// default record. A device listed with a MAC and addresses of the packet's
+/// family (`DEVICE_NEEDS_IP*`) is itself only when both match: its MAC from
+/// another address, or its address from another MAC, is the default
+/// record. `towards` selects the destination (packets to a device) instead
+/// of the source.
 #[inline(always)]
 pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
     let h = &s.h;
     s.mac.generation = generation;
     s.mac._pad = 0;
     s.mac.mac = if towards { h.dst_mac } else { h.src_mac };
-    if let Some(d) = unsafe { DEVICE_BY_MAC.get(&s.mac) } {
-        return *d;
+    let family_bit = match h.family {
+        4 => DEVICE_NEEDS_IP4,
+        6 => DEVICE_NEEDS_IP6,
+        _ => 0,
+    };
+    // (found, record) pairs, zeroed when not found: an `Option` would leave
+    // its payload undefined, and the verifier refuses reading that.
+    let (mac_found, m) = match unsafe { DEVICE_BY_MAC.get(&s.mac) } {
+        Some(d) => (true, *d),
+        None => (false, DeviceInfo::default()),
+    };
+    if mac_found && m.flags & family_bit == 0 {
+        return m;
     }
     let addr = if towards { h.dst } else { h.src };
     let by_ip = match h.family {
@@ -195,8 +210,20 @@ pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
             &DEVICE_BY_IP6,
         ),
     };
-    if let Some(d) = by_ip {
-        return *d;
+    let (ip_found, i) = match by_ip {
+        Some(d) => (true, *d),
+        None => (false, DeviceInfo::default()),
+    };
+    if ip_found {
+        // Bound: the address must be one of the MAC's device; and an
+        // address of a MAC-bound device counts only from that MAC.
+        if mac_found {
+            if i.device == m.device {
+                return m;
+            }
+        } else if i.flags & family_bit == 0 {
+            return i;
+        }
     }
     match DEFAULT_DEVICE.get(generation as u32) {
         Some(d) => *d,

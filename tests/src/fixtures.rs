@@ -282,6 +282,41 @@ pub fn table() -> Vec<Step> {
             ),
             dropped("unknown", Reason::NotAllowed),
         ),
+        // A device listed with `mac` and `ip` is that device only when both
+        // match (issue 15, row 6: a host that took cam-1's address got
+        // cam-1's allowlist, and so did cam-1's MAC from any address).
+        judge(
+            "another MAC with a MAC-bound device's address",
+            eth(
+                STRANGER_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.10"),
+                    v4("198.51.100.10"),
+                    PROTO_TCP,
+                    &tcp(40100, 443, TCP_SYN),
+                ),
+            ),
+            dropped("unknown", Reason::NotAllowed),
+        ),
+        judge(
+            "a MAC-bound device's MAC from another address",
+            eth(
+                CAM_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.98"),
+                    v4("198.51.100.10"),
+                    PROTO_TCP,
+                    &tcp(40101, 443, TCP_SYN),
+                ),
+            ),
+            dropped("unknown", Reason::NotAllowed),
+        ),
         // IPv6.
         judge(
             "ipv6 tcp 443 allowed",
