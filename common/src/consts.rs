@@ -31,6 +31,9 @@ pub const DNS_RING_BYTES: u32 = 4 * 1024 * 1024;
 pub const VIOLATION_ENTRIES: u32 = 16_384;
 /// Trusted resolver addresses (v4-mapped for IPv4).
 pub const RESOLVER_ENTRIES: u32 = 64;
+/// Unknown devices (by source MAC) with a DNS query budget of their own;
+/// the least recently seen is forgotten (and starts with a full budget).
+pub const QUERY_RATE_MACS: u32 = 4096;
 
 /// Counter slots: one per (verdict, reason) for every device.
 pub const COUNTER_SLOTS_PER_DEVICE: u32 = 3 * 16;
@@ -56,6 +59,8 @@ pub const GLOBAL_DNS_FAIL_OPEN: u32 = 9;
 pub const GLOBAL_DNS_UNHELD: u32 = 10;
 /// DNS queries not copied because the DNS ring buffer was full.
 pub const GLOBAL_DNS_QUERY_RING_FULL: u32 = 11;
+/// DNS queries not copied because their sender had spent its query budget.
+pub const GLOBAL_DNS_QUERY_BUDGET: u32 = 12;
 pub const GLOBAL_COUNTERS: u32 = 16;
 
 /// Map names: project prefix, layout version, purpose (kernel limit: 15 bytes).
@@ -79,9 +84,11 @@ pub mod map_names {
     pub const DNS_CONTROL: &str = "iotf1_dnsctl";
     pub const DNS_FRAMES: &str = "iotf1_dns";
     pub const VIOLATIONS: &str = "iotf1_viol";
+    pub const QUERY_RATE: &str = "iotf1_qrate";
+    pub const QUERY_RATE_MAC: &str = "iotf1_qrate_mac";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 21] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -101,6 +108,8 @@ pub mod map_names {
         DNS_CONTROL,
         DNS_FRAMES,
         VIOLATIONS,
+        QUERY_RATE,
+        QUERY_RATE_MAC,
     ];
 }
 
@@ -154,4 +163,9 @@ pub mod features {
     /// `bpf_xdp_load_bytes` (5.18): the XDP program copies DNS queries;
     /// else `iotfence_tc_q` copies them at TC ingress.
     pub const XDP_LOAD_BYTES: u32 = 1 << 1;
+    /// Globals with each device's DNS query budget (GCRA emission interval
+    /// and burst tolerance, ns), from `dns.queries_per_second` and
+    /// `dns.query_burst`.
+    pub const QUERY_INTERVAL: &str = "IOTF_QUERY_INTERVAL_NS";
+    pub const QUERY_BURST: &str = "IOTF_QUERY_BURST_NS";
 }

@@ -60,6 +60,8 @@ struct DnsDoc {
     max_entries_per_device: Option<Spanned<u64>>,
     max_entries: Option<Spanned<u64>>,
     max_pending_queries_per_device: Option<Spanned<u64>>,
+    queries_per_second: Option<Spanned<u64>>,
+    query_burst: Option<Spanned<u64>>,
     fail_open: Option<bool>,
     reinject_mark: Option<Spanned<u32>>,
 }
@@ -141,6 +143,10 @@ pub struct DnsSettings {
     pub max_entries_per_device: usize,
     pub max_entries: usize,
     pub max_pending_per_device: usize,
+    /// Each device's DNS query budget in the kernel (unknown devices: each
+    /// source MAC): a sustained rate and a burst, in queries.
+    pub queries_per_second: u64,
+    pub query_burst: u64,
     /// Deliver answers unlearned while the daemon is down (default: drop).
     pub fail_open: bool,
     pub reinject_mark: u32,
@@ -383,6 +389,14 @@ fn dns_settings(d: &mut Diags<'_>, doc: &DnsDoc) -> DnsSettings {
         65_536,
         "max_pending_queries_per_device",
     );
+    let queries_per_second = num(
+        &doc.queries_per_second,
+        20,
+        1,
+        100_000,
+        "queries_per_second",
+    );
+    let query_burst = num(&doc.query_burst, 100, 1, 100_000, "query_burst");
     if min_ttl > max_ttl {
         if let Some(s) = &doc.min_ttl_seconds {
             d.on(s, "dns.min_ttl_seconds is above dns.max_ttl_seconds", None);
@@ -408,6 +422,8 @@ fn dns_settings(d: &mut Diags<'_>, doc: &DnsDoc) -> DnsSettings {
         max_entries_per_device: per_device as usize,
         max_entries: total as usize,
         max_pending_per_device: pending as usize,
+        queries_per_second,
+        query_burst,
         fail_open: doc.fail_open.unwrap_or(false),
         reinject_mark,
     }

@@ -31,7 +31,11 @@ use iotfence_common::{
     RateState, RuleSet,
 };
 
-use crate::{config::AttachMode, kernel_probe::Kernel, tc_legacy};
+use crate::{
+    config::{AttachMode, DnsSettings},
+    kernel_probe::Kernel,
+    tc_legacy,
+};
 
 /// The compiled eBPF object, embedded at build time (daemon/build.rs).
 pub static BPF_OBJECT: &[u8] =
@@ -81,10 +85,14 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 
 impl Datapath {
     /// Loads the programs and opens (or creates and pins) the maps under
-    /// `pin_dir/maps`, a new learned map with room for `learned_entries`
-    /// (an adopted one keeps its size). The programs use the optional
-    /// features this kernel has (`kernel_probe`). Nothing is attached yet.
-    pub fn load(pin_dir: &Path, learned_entries: u32) -> anyhow::Result<Self> {
+    /// `pin_dir/maps`, a new learned map with room for `dns.max_entries`
+    /// (an adopted one keeps its size), each device's DNS query budget from
+    /// `dns`. The programs use the optional features this kernel has
+    /// (`kernel_probe`). Nothing is attached yet.
+    pub fn load(pin_dir: &Path, dns: &DnsSettings) -> anyhow::Result<Self> {
+        let learned_entries = dns.max_entries as u32;
+        let interval_ns = 1_000_000_000 / dns.queries_per_second.max(1);
+        let burst_ns = interval_ns * dns.query_burst;
         let map_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
@@ -93,6 +101,8 @@ impl Datapath {
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)
             .override_global(features::GLOBAL, &kernel.feature_bits(), true)
+            .override_global(features::QUERY_INTERVAL, &interval_ns, true)
+            .override_global(features::QUERY_BURST, &burst_ns, true)
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
         check_adopted_maps(&ebpf)?;
@@ -366,7 +376,7 @@ fn remove_pin(path: &Path) -> io::Result<()> {
 /// would be misread by the new programs: refuse instead.
 fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
     use std::mem::size_of;
-    let expect: [(&str, usize, usize); 16] = [
+    let expect: [(&str, usize, usize); 18] = [
         (names::CONFIG, 4, size_of::<KConfig>()),
         (names::DEFAULT_DEVICE, 4, size_of::<DeviceInfo>()),
         (
@@ -402,6 +412,12 @@ fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
             names::DNS_CONTROL,
             4,
             size_of::<iotfence_common::dns::DnsControl>(),
+        ),
+        (names::QUERY_RATE, 4, size_of::<RateState>()),
+        (
+            names::QUERY_RATE_MAC,
+            size_of::<MacKey>(),
+            size_of::<RateState>(),
         ),
     ];
     for (name, key, value) in expect {

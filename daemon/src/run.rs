@@ -48,7 +48,7 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     ids.assign(policy).context("assigning device ids")?;
     bpffs::ensure(&cfg.pin_dir)?;
     let adopted = cfg.pin_dir.join("links").is_dir();
-    let mut dp = Datapath::load(&cfg.pin_dir, cfg.dns.max_entries as u32)?;
+    let mut dp = Datapath::load(&cfg.pin_dir, &cfg.dns)?;
     set_resolvers(&mut dp, cfg)?;
     // The policy goes in before any program is attached, so the first
     // packet judged is judged by it.

@@ -74,3 +74,14 @@ pub fn pinned_counter(
     let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
     Ok(sum(&map.get(&counter_index(device, verdict, reason), 0)?))
 }
+
+/// Reads one global counter from the maps pinned under `pin_dir`.
+pub fn pinned_global(pin_dir: &std::path::Path, index: u32) -> anyhow::Result<u64> {
+    use aya::maps::{Map, MapData, PerCpuArray};
+    let path = pin_dir
+        .join("maps")
+        .join(iotfence_common::consts::map_names::GLOBAL);
+    let data = MapData::from_pin(&path)?;
+    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    Ok(map.get(&index, 0)?.iter().sum())
+}

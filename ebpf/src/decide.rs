@@ -61,7 +61,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     if parsed.is_ok() && s.h.family != 0 {
         if let Some((device, reason)) = established(cfg, s, now) {
             count(device, Verdict::Allowed, reason, len);
-            return pass(&s.h, device);
+            return pass(s, device, now);
         }
     }
     let dev = identify(generation, s, false);
@@ -83,7 +83,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     }
     match verdict {
         Verdict::Dropped => Action::Drop,
-        _ => pass(&s.h, dev.device),
+        _ => pass(s, dev.device, now),
     }
 }
 
@@ -101,16 +101,26 @@ pub fn query_sender(b: &Bytes) -> Option<u32> {
     if parse(b, &mut s.h).is_err() || !dns::is_query(&s.h) {
         return None;
     }
-    Some(identify((cfg.generation & 1) as u8, s, false).device)
+    let device = identify((cfg.generation & 1) as u8, s, false).device;
+    query_budget(s, device, clock::now()).then_some(device)
 }
 
 #[inline(always)]
-fn pass(h: &Headers, device: u32) -> Action {
-    if dns::is_query(h) {
+fn pass(s: &mut Scratch, device: u32, now: u64) -> Action {
+    if dns::is_query(&s.h) && query_budget(s, device, now) {
         Action::PassQuery(device)
     } else {
         Action::Pass
     }
+}
+
+/// `dns::query_budget` of the sender; the MAC key is built in the scratch.
+#[inline(always)]
+fn query_budget(s: &mut Scratch, device: u32, now: u64) -> bool {
+    s.mac.generation = 0;
+    s.mac._pad = 0;
+    s.mac.mac = s.h.src_mac;
+    dns::query_budget(device, &s.mac, now)
 }
 
 /// A packet of a live flow or of a fragment train a live flow started:

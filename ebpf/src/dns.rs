@@ -8,14 +8,17 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{
         GLOBAL_DNS_FAIL_OPEN, GLOBAL_DNS_HELD, GLOBAL_DNS_NO_DAEMON, GLOBAL_DNS_QUERIES,
+        GLOBAL_DNS_QUERY_BUDGET,
         GLOBAL_DNS_QUERY_RING_FULL, GLOBAL_DNS_RING_FULL, GLOBAL_DNS_UNHELD, PROTO_TCP, PROTO_UDP,
     },
     dns::{DnsFrame, DNS_FAIL_OPEN, DNS_FRAME_MAX, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
+    MacKey, RateState,
 };
 
 use crate::{
     events::global_add,
-    maps::{DNS_CONTROL, DNS_FRAMES, RESOLVERS},
+    features,
+    maps::{DNS_CONTROL, DNS_FRAMES, QUERY_RATE, QUERY_RATE_MAC, RESOLVERS},
     parse::{Frag, Headers},
 };
 
@@ -53,6 +56,38 @@ pub fn is_query(h: &Headers) -> bool {
         && h.frag == Frag::None
         && learning()
         && unsafe { RESOLVERS.get(&h.dst) }.is_some()
+}
+
+/// Whether `device` (for unknown devices, the sender's MAC in `mac`) may
+/// have one more query copied: a GCRA per sender, so a device flooding
+/// DNS-shaped frames fills neither the ring nor the daemon's time, and
+/// every other device's lookups go on. Over budget, the query still goes
+/// to the resolver, uncopied: its answer then teaches nothing.
+#[inline(always)]
+pub fn query_budget(device: u32, mac: &MacKey, now: u64) -> bool {
+    let state = if device != 0 {
+        QUERY_RATE.get_ptr_mut(device)
+    } else {
+        match QUERY_RATE_MAC.get_ptr_mut(mac) {
+            Some(p) => Some(p),
+            None => {
+                let fresh = RateState::default();
+                let _ = QUERY_RATE_MAC.insert(mac, &fresh, 0);
+                QUERY_RATE_MAC.get_ptr_mut(mac)
+            }
+        }
+    };
+    let Some(state) = state else {
+        return false;
+    };
+    let state = unsafe { &mut *state };
+    let tat = if state.tat_ns > now { state.tat_ns } else { now };
+    if tat - now > features::query_burst_ns() {
+        global_add(GLOBAL_DNS_QUERY_BUDGET);
+        return false;
+    }
+    state.tat_ns = tat + features::query_interval_ns();
+    true
 }
 
 /// Classifies a frame the router sends towards device `device`.

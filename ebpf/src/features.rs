@@ -26,3 +26,20 @@ pub fn coarse_clock() -> bool {
 pub fn xdp_load_bytes() -> bool {
     has(features::XDP_LOAD_BYTES)
 }
+
+/// Each device's DNS query budget (`consts::features::QUERY_*`); the
+/// defaults match the daemon's (20 per second, bursts of 100).
+#[unsafe(no_mangle)]
+static IOTF_QUERY_INTERVAL_NS: Global<u64> = Global::new(50_000_000);
+#[unsafe(no_mangle)]
+static IOTF_QUERY_BURST_NS: Global<u64> = Global::new(5_000_000_000);
+
+#[inline(always)]
+pub fn query_interval_ns() -> u64 {
+    IOTF_QUERY_INTERVAL_NS.load()
+}
+
+#[inline(always)]
+pub fn query_burst_ns() -> u64 {
+    IOTF_QUERY_BURST_NS.load()
+}

@@ -91,3 +91,12 @@ pub static DNS_FRAMES: RingBuf = RingBuf::pinned(DNS_RING_BYTES, 0);
 #[map(name = "iotf1_viol")]
 pub static VIOLATIONS: LruPerCpuHashMap<ViolationKey, Counter> =
     LruPerCpuHashMap::pinned(VIOLATION_ENTRIES, 0);
+
+/// DNS query budget (GCRA state) of each known device, by device id.
+#[map(name = "iotf1_qrate")]
+pub static QUERY_RATE: Array<RateState> = Array::pinned(MAX_DEVICES, 0);
+
+/// DNS query budget of unknown devices, by source MAC: one flooding
+/// stranger must not spend the others' budget.
+#[map(name = "iotf1_qrate_mac")]
+pub static QUERY_RATE_MAC: LruHashMap<MacKey, RateState> = LruHashMap::pinned(QUERY_RATE_MACS, 0);

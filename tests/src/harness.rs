@@ -70,8 +70,7 @@ impl Harness {
                         .join("\n")
                 )
             });
-        let mut dp =
-            Datapath::load(&pins.path, cfg.dns.max_entries as u32).expect("loading the datapath");
+        let mut dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
         apply::apply(&mut dp.maps, &cfg, &policy).expect("applying the policy");
         Self {
             dp,
@@ -99,8 +98,7 @@ impl Harness {
             warnings: Vec::new(),
             files: Vec::new(),
         };
-        let dp =
-            Datapath::load(&pins.path, cfg.dns.max_entries as u32).expect("loading the datapath");
+        let dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
         Self {
             dp,
             cfg,

@@ -150,6 +150,18 @@ impl Netns {
             .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))
     }
 
+    /// Starts `f` on a thread that has entered this namespace.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
+        let file = File::open(self.path()).expect("opening the namespace");
+        thread::spawn(move || {
+            enter_ns(&file).expect("setns");
+            f()
+        })
+    }
+
     /// Tries a TCP connection from inside this namespace; true if it was
     /// accepted and the server's greeting arrived.
     pub fn connect(&self, addr: &str, port: u16, timeout: Duration) -> bool {
@@ -535,6 +547,11 @@ impl Lab {
         let d = Daemon::start(&self.router, config)?;
         self.daemon = Some(d);
         Ok(())
+    }
+
+    /// A global (not per-device) kernel counter, summed over CPUs.
+    pub fn global(&self, index: u32) -> u64 {
+        iotfence::stats::pinned_global(&self.pins.path, index).expect("reading pinned globals")
     }
 
     pub fn counter(

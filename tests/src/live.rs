@@ -155,7 +155,7 @@ impl Fleet {
         let udp = packet::udp(40000, 443, &[0u8; 18]);
         let mut ip = packet::ipv4(self.ip(0), ALLOWED_DST, 17, &udp);
         ip[4..6].copy_from_slice(&0x8000u16.to_be_bytes());
-        set_ipv4_checksum(&mut ip);
+        packet::set_ipv4_checksum(&mut ip);
         packet::eth(self.mac(0), ROUTER_IOT_MAC, &[], 0x0800, &ip)
     }
 
@@ -276,20 +276,6 @@ impl Fleet {
             _ => String::new(),
         }
     }
-}
-
-fn set_ipv4_checksum(ip: &mut [u8]) {
-    let ihl = ((ip[0] & 0x0f) as usize) * 4;
-    ip[10] = 0;
-    ip[11] = 0;
-    let mut sum: u32 = 0;
-    for w in ip[..ihl].chunks(2) {
-        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
 /// The three namespaces and the sink's XDP program.

@@ -157,3 +157,19 @@ pub fn with_sport(frame: &[u8], sport: u16) -> Vec<u8> {
     f[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
     f
 }
+
+/// Fills in the IPv4 header checksum of `ip` (a bridge with br_netfilter
+/// drops frames whose header checksum is wrong).
+pub fn set_ipv4_checksum(ip: &mut [u8]) {
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    ip[10] = 0;
+    ip[11] = 0;
+    let mut sum: u32 = 0;
+    for w in ip[..ihl].chunks(2) {
+        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}

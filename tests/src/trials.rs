@@ -35,6 +35,12 @@ devices:
     profile: vendor
 ";
 
+/// Configuration for a device that resolves names back to back, hundreds a
+/// second, far beyond the per-device query budget a real device needs
+/// (`dns.queries_per_second`, default 20): the trials measure learning,
+/// not the budget.
+pub const UNLIMITED_QUERIES: &str = "dns:\n  queries_per_second: 100000\n  query_burst: 100000\n";
+
 /// Trial `i`'s name and address: the first 100 in IPv4 (the lab's internet
 /// namespace answers 203.0.113.128/25), the rest in IPv6
 /// (2001:db8:ff::1:0/112, so at most 65,536 trials).

@@ -32,7 +32,9 @@ fn fresh_names_never_drop_the_first_packet(attach: &str, n: usize) {
     let _server = Server::start_any(&lab.internet, 443).unwrap();
     let hosts: Vec<(String, IpAddr)> = (0..n).map(trials::host).collect();
     let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
-    let cfg = lab.write_config(attach, POLICY).unwrap();
+    let cfg = lab
+        .write_config_with(attach, POLICY, trials::UNLIMITED_QUERIES)
+        .unwrap();
     lab.start_daemon(&cfg).unwrap();
     let out = trials::run(lab.device("dev-1"), hosts).unwrap();
     let dropped = lab.dropped(1);
@@ -511,4 +513,129 @@ fn unexplained_entries_are_not_handed_to_a_new_holder_of_the_id() {
     let log = lab.daemon.as_ref().unwrap().log();
     assert!(log.contains("dropped_unexplained=1"), "{log}");
     assert!(state.join("device-ids.json.bad").exists());
+}
+
+/// A device flooding DNS-shaped frames must not change another device's DNS
+/// outcome (issue 15, row 4: an unknown device's flood made another device
+/// fail 7 of 8 lookups). The flood is UDP to the resolver's port 53 with a
+/// wrong UDP checksum: the kernel copies what it judges a query (it reads
+/// no checksums), the router's stack then drops it, so the resolver itself
+/// is not what the flood exhausts.
+#[test]
+fn a_dns_flood_from_one_device_leaves_other_devices_learning() {
+    use std::sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    };
+    const FLOODER: iotfence_tests::lab::DeviceSpec = iotfence_tests::lab::DeviceSpec {
+        name: "flooder",
+        mac: "02:00:5e:10:00:09",
+        host: 19,
+    };
+    let mut lab = Lab::build(&[DEVICE, FLOODER], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let n = 40;
+    let hosts: Vec<(String, IpAddr)> = (0..n).map(trials::host).collect();
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
+    let cfg = lab.write_config("xdp", POLICY).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+
+    let router_mac = mac_of(&lab.router, "iot0").unwrap();
+    let flooder_mac = mac_of(lab.device("flooder"), "eth0").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        lab.device("flooder").spawn(move || {
+            let ifname = std::ffi::CString::new("eth0").unwrap();
+            let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+            let q = iotfence_tests::dns::query_bytes(7, "flood.vendor.example", RecordType::A);
+            let mut udp = packet::udp(10_000, 53, &q);
+            udp[6..8].copy_from_slice(&[0xde, 0xad]); // wrong: the stack drops it
+            let mut ip = packet::ipv4(
+                "192.0.2.19".parse().unwrap(),
+                ROUTER_IOT_IP.parse().unwrap(),
+                17,
+                &udp,
+            );
+            packet::set_ipv4_checksum(&mut ip);
+            let frame = packet::eth(flooder_mac, router_mac, &[], packet::ETH_IP, &ip);
+            let started = std::time::Instant::now();
+            let mut total: u64 = 0;
+            // Bounded: the test stops it, else 60 s or 100 M frames.
+            while !stop.load(Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(60)
+                && total < 100_000_000
+            {
+                total += send_burst(ifindex, &frame, 256);
+            }
+            sent.store(total, Ordering::Relaxed);
+        })
+    };
+    // Let the flood build up before and during the victim's lookups.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = trials::run(lab.device("dev-1"), hosts).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let frames = sent.load(Ordering::Relaxed);
+    let over_budget = lab.global(iotfence_common::consts::GLOBAL_DNS_QUERY_BUDGET);
+    let no_daemon = lab.global(iotfence_common::consts::GLOBAL_DNS_NO_DAEMON);
+    eprintln!(
+        "flood: {frames} frames; over budget {over_budget}; answers dropped for no daemon {no_daemon}; queries copied {}; unknown allowed {} dropped {}",
+        lab.global(iotfence_common::consts::GLOBAL_DNS_QUERIES),
+        lab.counter(0, Verdict::Allowed, Reason::Rule),
+        lab.dropped(0)
+    );
+    assert!(
+        frames > 100_000,
+        "the flood was too weak to mean anything: {frames}"
+    );
+    assert!(
+        out.failed.is_empty(),
+        "{} of {n} lookups failed under the flood ({frames} frames, no_daemon {no_daemon}): {:?}",
+        out.failed.len(),
+        &out.failed[..out.failed.len().min(5)]
+    );
+    assert_eq!(
+        no_daemon, 0,
+        "held answers were dropped as if no daemon ran"
+    );
+    assert!(over_budget > 0, "the flooder's copies were not limited");
+}
+
+/// Sends `frame` `n` times with one sendmmsg(2) on a raw packet socket that
+/// bypasses the qdisc (a flood as fast as one core makes it); returns how
+/// many the kernel took.
+fn send_burst(ifindex: u32, frame: &[u8], n: usize) -> u64 {
+    thread_local! {
+        static SOCK: i32 = unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+            let one: i32 = 1;
+            // PACKET_QDISC_BYPASS
+            libc::setsockopt(fd, libc::SOL_PACKET, 20, (&one as *const i32).cast(), 4);
+            fd
+        };
+    }
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+    let mut iov = libc::iovec {
+        iov_base: frame.as_ptr() as *mut _,
+        iov_len: frame.len(),
+    };
+    let mut msgs: Vec<libc::mmsghdr> = (0..n)
+        .map(|_| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            m.msg_hdr.msg_iov = &mut iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let fd = SOCK.with(|s| *s);
+    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
+    r.max(0) as u64
 }

@@ -133,6 +133,8 @@ struct Engine {
     names: Arc<Names>,
     state_file: PathBuf,
     dirty: bool,
+    /// When the heartbeat was last written (CLOCK_MONOTONIC ns).
+    last_beat: u64,
 }
 
 fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -197,6 +199,7 @@ impl Service {
             names: names.clone(),
             state_file: cfg.state_dir.join("learned.json"),
             dirty: false,
+            last_beat: 0,
         };
         e.restore(trusted_ids)?;
         e.heartbeat(true)?;
@@ -350,10 +353,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Refreshes the heartbeat when it is due. Called between frames too:
+    /// the heartbeat says "answers are being learned and released", which a
+    /// daemon busy with a long ring is doing; one that only beat when the
+    /// ring ran empty let a flood of frames stop every device's learning.
+    fn beat_if_due(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.last_beat) < HEARTBEAT_EVERY.as_nanos() as u64 {
+            return false;
+        }
+        self.last_beat = now;
+        if let Err(e) = self.heartbeat(true) {
+            tracing::error!(error = %e, "DNS heartbeat failed");
+        }
+        true
+    }
+
     fn run(mut self, rx: Receiver<Command>) {
         let fd = self.ring.as_raw_fd();
-        let mut last_beat = mono_ns();
-        let mut last_save = last_beat;
+        self.last_beat = mono_ns();
+        let mut last_save = self.last_beat;
         loop {
             let mut pfd = libc::pollfd {
                 fd,
@@ -368,11 +386,7 @@ impl Engine {
                 Err(TryRecvError::Empty) => {}
             }
             let now = mono_ns();
-            if now - last_beat >= HEARTBEAT_EVERY.as_nanos() as u64 {
-                last_beat = now;
-                if let Err(e) = self.heartbeat(true) {
-                    tracing::error!(error = %e, "DNS heartbeat failed");
-                }
+            if self.beat_if_due(now) {
                 self.pending.expire(now);
                 let w = self.table.expire(now);
                 if !w.is_empty() {
@@ -387,7 +401,9 @@ impl Engine {
                 self.save();
             }
         }
-        // Stop holding new answers, release those already held, save.
+        // Stop holding new answers, release those already held, save. No
+        // beat while draining now (a beat never falls due from u64::MAX).
+        self.last_beat = u64::MAX;
         if let Err(e) = self.heartbeat(false) {
             tracing::error!(error = %e, "DNS heartbeat reset failed");
         }
@@ -463,6 +479,9 @@ impl Engine {
             drop(item);
             self.handle(&bytes);
             n += 1;
+            if n % 64 == 0 {
+                self.beat_if_due(mono_ns());
+            }
         }
         n
     }

@@ -347,6 +347,12 @@ fn kernel_globals(kernel: &Kernel, out: &mut Vec<MetricFamily>) -> anyhow::Resul
             kernel.global(consts::GLOBAL_DNS_QUERY_RING_FULL)? as f64,
         );
     drops.done(out);
+    let mut budget = Family::counter(
+        "iotfence_dns_queries_over_budget_total",
+        "DNS queries the kernel did not copy for learning: their device (an unknown one: its MAC) had spent its dns.queries_per_second budget.",
+    );
+    budget.add(&[], kernel.global(consts::GLOBAL_DNS_QUERY_BUDGET)? as f64);
+    budget.done(out);
     let mut flows = Family::counter(
         "iotfence_flow_insert_failures_total",
         "Flow table inserts the kernel refused.",

@@ -117,7 +117,10 @@ pub fn trials(peer: Peer, n: usize) -> anyhow::Result<Trials> {
         let cfg = lab.write_config_with(
             "xdp",
             trials::POLICY,
-            &format!("dns:\n  max_entries_per_device: {n}\n"),
+            &format!(
+                "{}  max_entries_per_device: {n}\n",
+                iotfence_tests::trials::UNLIMITED_QUERIES
+            ),
         )?;
         lab.start_daemon(&cfg)?;
     }

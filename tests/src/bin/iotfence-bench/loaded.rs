@@ -97,7 +97,10 @@ pub fn run(o: &Opts, peers: &[Peer]) -> anyhow::Result<Vec<Latency>> {
             Peer::Iotfence => top.apply_iotfence(
                 "xdp",
                 &policy(&fleet, client_mac),
-                &format!("resolvers: [{ROUTER_IOT_IP}]\n"),
+                &format!(
+                    "resolvers: [{ROUTER_IOT_IP}]\n{}",
+                    iotfence_tests::trials::UNLIMITED_QUERIES
+                ),
             )?,
             Peer::Nftset => {
                 let file = dir.0.join("ruleset.nft");

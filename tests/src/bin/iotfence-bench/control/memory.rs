@@ -87,7 +87,7 @@ pub fn load(learned: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> 
         ),
     )
     .map_err(|d| anyhow::anyhow!("config: {d:?}"))?;
-    let dp = Datapath::load(&pins.path, learned)?;
+    let dp = Datapath::load(&pins.path, &cfg.dns)?;
     Ok((dp, cfg, pins))
 }
 
