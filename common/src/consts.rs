@@ -85,10 +85,11 @@ pub mod map_names {
     pub const DNS_FRAMES: &str = "iotf1_dns";
     pub const VIOLATIONS: &str = "iotf1_viol";
     pub const QUERY_RATE: &str = "iotf1_qrate";
+    pub const DEVICE_BIND: &str = "iotf1_dev_bind";
     pub const QUERY_RATE_MAC: &str = "iotf1_qrate_mac";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -110,6 +111,7 @@ pub mod map_names {
         VIOLATIONS,
         QUERY_RATE,
         QUERY_RATE_MAC,
+        DEVICE_BIND,
     ];
 }
 
@@ -140,6 +142,10 @@ pub const MODE_AUDIT: u8 = 1;
 /// IPv4 (IPv6) addresses, and those addresses only from its MAC.
 pub const DEVICE_NEEDS_IP4: u8 = 1;
 pub const DEVICE_NEEDS_IP6: u8 = 1 << 1;
+/// The bound device listed CIDRs of that family (not only host addresses):
+/// an address not in the exact bindings is looked up in the device trie.
+pub const DEVICE_PREFIX_IP4: u8 = 1 << 2;
+pub const DEVICE_PREFIX_IP6: u8 = 1 << 3;
 
 /// `FlowKey::kind`.
 pub const FLOW_KIND_CONN: u8 = 0;

@@ -9,6 +9,17 @@ pub struct MacKey {
     pub mac: [u8; 6],
 }
 
+/// A MAC-bound device's host address (v4-mapped for IPv4), per policy
+/// generation: the exact check behind `DEVICE_NEEDS_IP*`, one hash lookup
+/// instead of a trie walk (`DEVICE_PREFIX_IP*` marks devices that listed
+/// CIDRs, checked in the device trie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BindKey {
+    pub mac: MacKey,
+    pub addr: [u8; 16],
+}
+
 /// LPM-trie key data for IPv4: a 32-bit scope (always matched in full) and the
 /// address. The trie's `prefix_len` is `32 + cidr_len`.
 #[repr(C)]

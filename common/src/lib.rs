@@ -14,7 +14,7 @@ pub mod reason;
 pub mod values;
 
 pub use event::ViolationEvent;
-pub use keys::{FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ViolationKey};
+pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ViolationKey};
 pub use reason::{Reason, Verdict};
 pub use values::{
     Config, Counter, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState, RuleSet,
@@ -26,6 +26,7 @@ mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, contain only integers and
     // byte arrays, and have explicit padding fields, so any bit pattern is valid.
     unsafe impl aya::Pod for MacKey {}
+    unsafe impl aya::Pod for BindKey {}
     unsafe impl aya::Pod for Lpm4 {}
     unsafe impl aya::Pod for Lpm6 {}
     unsafe impl aya::Pod for FlowKey {}

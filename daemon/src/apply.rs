@@ -14,7 +14,7 @@ use aya::{
 use iotfence_common::{
     consts::CONFIG_READY,
     keys::{device_scope, rule_scope, SCOPE_BITS},
-    Config as KConfig, DeviceInfo, Lpm4, Lpm6, MacKey, RuleSet,
+    BindKey, Config as KConfig, DeviceInfo, Lpm4, Lpm6, MacKey, RuleSet,
 };
 use ipnet::IpNet;
 
@@ -106,13 +106,41 @@ fn device_info(policy: &Compiled, id: u32, profile: u16, flags: u8) -> DeviceInf
 /// those it lists addresses of, when it lists a MAC too and did not opt
 /// into `match: mac-or-ip`.
 fn binding(d: &crate::compile::CompiledDevice) -> u8 {
+    use iotfence_common::consts::*;
     if d.mac.is_none() || d.mac_or_ip {
         return 0;
     }
-    d.nets.iter().fold(0, |f, n| match n {
-        ipnet::IpNet::V4(_) => f | iotfence_common::consts::DEVICE_NEEDS_IP4,
-        ipnet::IpNet::V6(_) => f | iotfence_common::consts::DEVICE_NEEDS_IP6,
+    d.nets.iter().fold(0, |f, n| {
+        let host = n.prefix_len() == n.max_prefix_len();
+        match (n, host) {
+            (IpNet::V4(_), true) => f | DEVICE_NEEDS_IP4,
+            (IpNet::V4(_), false) => f | DEVICE_NEEDS_IP4 | DEVICE_PREFIX_IP4,
+            (IpNet::V6(_), true) => f | DEVICE_NEEDS_IP6,
+            (IpNet::V6(_), false) => f | DEVICE_NEEDS_IP6 | DEVICE_PREFIX_IP6,
+        }
     })
+}
+
+/// The exact-address bindings of a bound device (its host addresses).
+fn bind_keys(d: &crate::compile::CompiledDevice, g: u8) -> Vec<BindKey> {
+    let Some(mac) = d.mac.filter(|_| !d.mac_or_ip) else {
+        return Vec::new();
+    };
+    d.nets
+        .iter()
+        .filter(|n| n.prefix_len() == n.max_prefix_len())
+        .map(|n| BindKey {
+            mac: MacKey {
+                generation: g,
+                _pad: 0,
+                mac,
+            },
+            addr: match n.addr() {
+                std::net::IpAddr::V4(a) => iotfence_common::keys::v4_mapped(a.octets()),
+                std::net::IpAddr::V6(a) => a.octets(),
+            },
+        })
+        .collect()
 }
 
 /// Entries for one map (values only when writing).
@@ -222,6 +250,7 @@ fn side(generation: u8, g: u8) -> Option<usize> {
 #[derive(Default)]
 struct Entries {
     macs: Batch<MacKey, DeviceInfo>,
+    binds: Batch<BindKey, u32>,
     devices: Tries<DeviceInfo>,
     egress: Tries<RuleSet>,
     inbound: Tries<RuleSet>,
@@ -240,6 +269,10 @@ impl Entries {
                     mac,
                 });
                 e.macs.values.push(info);
+            }
+            for k in bind_keys(d, g) {
+                e.binds.keys.push(k);
+                e.binds.values.push(1);
             }
             for net in &d.nets {
                 e.devices.push(device_scope(g), net, info);
@@ -265,6 +298,13 @@ impl Entries {
                 macs[i].keys.push(k);
             }
         }
+        let mut binds: [Batch<BindKey, u32>; 2] = Default::default();
+        for k in maps.device_bind.keys().filter_map(Result::ok) {
+            if let Some(i) = side(k.mac.generation, g) {
+                binds[i].keys.push(k);
+            }
+        }
+        let [b0, b1] = binds;
         let [d0, d1] = Tries::scan(&maps.device_by_ip4, &maps.device_by_ip6, g);
         let [e0, e1] = Tries::scan(&maps.egress4, &maps.egress6, g);
         let [i0, i1] = Tries::scan(&maps.inbound4, &maps.inbound6, g);
@@ -272,12 +312,14 @@ impl Entries {
         [
             Self {
                 macs: m0,
+                binds: b0,
                 devices: d0,
                 egress: e0,
                 inbound: i0,
             },
             Self {
                 macs: m1,
+                binds: b1,
                 devices: d1,
                 egress: e1,
                 inbound: i1,
@@ -287,6 +329,7 @@ impl Entries {
 
     fn write(&self, maps: &mut Maps) -> anyhow::Result<()> {
         self.macs.write(maps.device_by_mac.map())?;
+        self.binds.write(maps.device_bind.map())?;
         self.devices
             .write(&maps.device_by_ip4, &maps.device_by_ip6)?;
         self.egress.write(&maps.egress4, &maps.egress6)?;
@@ -296,6 +339,7 @@ impl Entries {
 
     fn remove(&self, maps: &mut Maps) -> anyhow::Result<()> {
         self.macs.remove(maps.device_by_mac.map())?;
+        self.binds.remove(maps.device_bind.map())?;
         self.devices
             .remove(&maps.device_by_ip4, &maps.device_by_ip6)?;
         self.egress.remove(&maps.egress4, &maps.egress6)?;

@@ -27,8 +27,8 @@ use aya::{
 use iotfence_common::{
     consts::{features, map_names as names, prog_names},
     values::FlowValue,
-    Config as KConfig, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey,
-    RateState, RuleSet,
+    BindKey, Config as KConfig, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6,
+    MacKey, RateState, RuleSet,
 };
 
 use crate::{
@@ -46,6 +46,7 @@ pub struct Maps {
     pub config: Array<MapData, KConfig>,
     pub default_device: Array<MapData, DeviceInfo>,
     pub device_by_mac: HashMap<MapData, MacKey, DeviceInfo>,
+    pub device_bind: HashMap<MapData, BindKey, u32>,
     pub device_by_ip4: LpmTrie<MapData, Lpm4, DeviceInfo>,
     pub device_by_ip6: LpmTrie<MapData, Lpm6, DeviceInfo>,
     pub egress4: LpmTrie<MapData, Lpm4, RuleSet>,
@@ -128,6 +129,7 @@ impl Datapath {
             config: take(&mut ebpf, names::CONFIG)?,
             default_device: take(&mut ebpf, names::DEFAULT_DEVICE)?,
             device_by_mac: take(&mut ebpf, names::DEVICE_BY_MAC)?,
+            device_bind: take(&mut ebpf, names::DEVICE_BIND)?,
             device_by_ip4: take(&mut ebpf, names::DEVICE_BY_IP4)?,
             device_by_ip6: take(&mut ebpf, names::DEVICE_BY_IP6)?,
             egress4: take(&mut ebpf, names::EGRESS4)?,
@@ -376,7 +378,7 @@ fn remove_pin(path: &Path) -> io::Result<()> {
 /// would be misread by the new programs: refuse instead.
 fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
     use std::mem::size_of;
-    let expect: [(&str, usize, usize); 18] = [
+    let expect: [(&str, usize, usize); 19] = [
         (names::CONFIG, 4, size_of::<KConfig>()),
         (names::DEFAULT_DEVICE, 4, size_of::<DeviceInfo>()),
         (
@@ -414,6 +416,7 @@ fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
             size_of::<iotfence_common::dns::DnsControl>(),
         ),
         (names::QUERY_RATE, 4, size_of::<RateState>()),
+        (names::DEVICE_BIND, size_of::<BindKey>(), 4),
         (
             names::QUERY_RATE_MAC,
             size_of::<MacKey>(),

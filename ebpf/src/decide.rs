@@ -17,7 +17,8 @@ use iotfence_common::{
 use crate::{
     clock, dns, events,
     maps::{
-        CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC, EGRESS4,
+        CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BIND, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC,
+        EGRESS4,
         EGRESS6, FLOWS, LEARNED, SCRATCH, VIOLATIONS,
     },
     parse::{is_link_icmpv6, parse, Bytes, Frag, Headers, Scratch},
@@ -211,6 +212,19 @@ pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
         return m;
     }
     let addr = if towards { h.dst } else { h.src };
+    if mac_found {
+        // Bound: one of its host addresses (a hash lookup), else, if it
+        // listed CIDRs of this family, one of those (the trie, below).
+        s.bind.mac = s.mac;
+        s.bind.addr = addr;
+        if unsafe { DEVICE_BIND.get(&s.bind) }.is_some() {
+            return m;
+        }
+        // DEVICE_PREFIX_IP4/6 sit two bits above DEVICE_NEEDS_IP4/6.
+        if m.flags & (family_bit << 2) == 0 {
+            return default_device(generation);
+        }
+    }
     let by_ip = match h.family {
         0 => None,
         _ => s.lpm(
@@ -235,6 +249,11 @@ pub fn identify(generation: u8, s: &mut Scratch, towards: bool) -> DeviceInfo {
             return i;
         }
     }
+    default_device(generation)
+}
+
+#[inline(always)]
+fn default_device(generation: u8) -> DeviceInfo {
     match DEFAULT_DEVICE.get(generation as u32) {
         Some(d) => *d,
         None => DeviceInfo::default(),

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use iotfence_common::{
-    consts::*, dns::DnsControl, values::FlowValue, Config, Counter, DeviceInfo, FlowKey,
+    consts::*, dns::DnsControl, values::FlowValue, BindKey, Config, Counter, DeviceInfo, FlowKey,
     LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, RuleSet, ViolationKey,
 };
 
@@ -22,6 +22,10 @@ pub static DEFAULT_DEVICE: Array<DeviceInfo> = Array::pinned(2, 0);
 /// Devices by source MAC.
 #[map(name = "iotf1_dev_mac")]
 pub static DEVICE_BY_MAC: HashMap<MacKey, DeviceInfo> = HashMap::pinned(DEVICE_MAC_ENTRIES, 0);
+
+/// Host addresses of MAC-bound devices: (generation, MAC, address) -> 1.
+#[map(name = "iotf1_dev_bind")]
+pub static DEVICE_BIND: HashMap<BindKey, u32> = HashMap::pinned(DEVICE_PREFIX_ENTRIES, 0);
 
 /// Devices by IPv4 address or CIDR.
 #[map(name = "iotf1_dev_ip4")]

@@ -11,7 +11,7 @@ use iotfence_common::{
     consts::{MAX_IPV6_EXT_HEADERS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     keys::{v4_mapped, SCOPE_BITS},
     values::FlowValue,
-    FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason,
+    BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason,
 };
 
 const ETH_HLEN: usize = 14;
@@ -98,6 +98,7 @@ pub struct Scratch {
     pub flow_value: FlowValue,
     pub learned: LearnedKey,
     pub mac: MacKey,
+    pub bind: BindKey,
     pub lpm4: Key<Lpm4>,
     pub lpm6: Key<Lpm6>,
 }

@@ -56,6 +56,10 @@ devices:
   - name: audit-1
     mac: 02:00:00:00:02:01
     profile: auditor
+  - name: cidr-cam
+    mac: 02:00:00:00:03:01
+    ip: 192.0.2.64/28
+    profile: camera
 "#;
 
 pub const CONFIG_EXTRA: &str =
@@ -64,6 +68,8 @@ pub const CONFIG_EXTRA: &str =
 pub const CAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
 pub const AUDIT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x01];
 pub const STRANGER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x09, 0x09];
+/// cidr-cam: bound to a /28, not to host addresses.
+pub const CIDR_CAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x03, 0x01];
 
 #[derive(Clone, Copy, Debug)]
 pub struct Expect {
@@ -313,6 +319,38 @@ pub fn table() -> Vec<Step> {
                     v4("198.51.100.10"),
                     PROTO_TCP,
                     &tcp(40101, 443, TCP_SYN),
+                ),
+            ),
+            dropped("unknown", Reason::NotAllowed),
+        ),
+        judge(
+            "a device bound to a CIDR, from inside it",
+            eth(
+                CIDR_CAM_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.70"),
+                    v4("198.51.100.10"),
+                    PROTO_TCP,
+                    &tcp(40102, 443, TCP_SYN),
+                ),
+            ),
+            allowed("cidr-cam", Reason::Rule),
+        ),
+        judge(
+            "a device bound to a CIDR, from outside it",
+            eth(
+                CIDR_CAM_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.99"),
+                    v4("198.51.100.10"),
+                    PROTO_TCP,
+                    &tcp(40103, 443, TCP_SYN),
                 ),
             ),
             dropped("unknown", Reason::NotAllowed),
