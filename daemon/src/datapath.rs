@@ -236,11 +236,19 @@ impl Datapath {
             .try_into()?;
         if let Some(old) = open_pinned_link(pin)? {
             let link = XdpLink::try_from(FdLink::from(old)).context("pinned XDP link")?;
-            let id = p
-                .attach_to_link(link)
-                .context("swapping the XDP program in its pinned link")?;
-            drop(p.take_link(id)?);
-            return Ok("xdp (adopted)");
+            match p.attach_to_link(link) {
+                Ok(id) => {
+                    drop(p.take_link(id)?);
+                    return Ok("xdp (adopted)");
+                }
+                // The interface it was attached to is gone (deleted, maybe
+                // re-created): the link is severed, enforcing nothing.
+                Err(e) if severed(&e) => {
+                    tracing::warn!(interface = iface, pin = %pin.display(), "pinned XDP link severed (interface re-created?); attaching anew");
+                    remove_pin(pin)?;
+                }
+                Err(e) => return Err(e).context("swapping the XDP program in its pinned link"),
+            }
         }
         let (id, how) = match mode {
             AttachMode::XdpNative => (
@@ -298,11 +306,19 @@ impl Datapath {
         if let Some(old) = open_pinned_link(pin)? {
             let link =
                 SchedClassifierLink::try_from(FdLink::from(old)).context("pinned TC link")?;
-            let id = p
-                .attach_to_link(link)
-                .with_context(|| format!("swapping {name} in its pinned link"))?;
-            drop(p.take_link(id)?);
-            return Ok(());
+            match p.attach_to_link(link) {
+                Ok(id) => {
+                    drop(p.take_link(id)?);
+                    return Ok(());
+                }
+                Err(e) if severed(&e) => {
+                    tracing::warn!(interface = iface, pin = %pin.display(), "pinned TC link severed (interface re-created?); attaching anew");
+                    remove_pin(pin)?;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("swapping {name} in its pinned link"))
+                }
+            }
         }
         let id = p
             .attach(iface, hook)
@@ -339,6 +355,15 @@ impl Datapath {
 /// `eth0:20_xdp` without collisions.
 pub fn link_pin_name(iface: &str, hook: &str) -> String {
     format!("{}_{hook}", iface.replace('.', ":"))
+}
+
+/// A link update refused because the link's interface is gone (ENOLINK).
+fn severed(e: &aya::programs::ProgramError) -> bool {
+    matches!(
+        e,
+        aya::programs::ProgramError::SyscallError(aya::sys::SyscallError { io_error, .. })
+            if io_error.raw_os_error() == Some(libc::ENOLINK)
+    )
 }
 
 /// The marker pin of a cls_bpf filter that stands for the link `pin`.

@@ -13,6 +13,7 @@ pub mod events;
 pub mod exit;
 pub mod ids;
 pub mod kernel_probe;
+pub mod links;
 pub mod lock;
 pub mod mapbatch;
 pub mod mapstat;

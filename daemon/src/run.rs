@@ -174,6 +174,15 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open exactly as long as it is registered.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1)?;
+    // Interfaces deleted and re-created under us (see links.rs).
+    let links = crate::links::LinkWatch::new().context("watching interfaces")?;
+    // SAFETY: the watch owns its socket and AsyncFd owns the watch.
+    let links = unsafe { AsyncFd::register(links) }.map_err(|e| e.into_parts().1)?;
+    let mut indexes: std::collections::BTreeMap<String, u32> = cfg
+        .interfaces
+        .iter()
+        .filter_map(|i| crate::links::index_of(i).map(|x| (i.clone(), x)))
+        .collect();
     let mut watcher = crate::watch::Watcher::new()?;
     watcher.watch(&crate::watch::dirs(&cfg.policy, &policy.files));
     // A change is applied once the files have been quiet this long: editors
@@ -206,6 +215,12 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
                 }
                 watcher.watch(&crate::watch::dirs(&cfg.policy, &policy.files));
             }
+            guard = links.readable() => {
+                let mut guard = guard?;
+                let events = guard.get_inner().read();
+                guard.clear_ready();
+                follow_links(&cfg, events, &mut indexes, &mut dp, &shared);
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &policy, &shared, &mut events_out);
@@ -223,6 +238,53 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
         guard.clear_ready();
     }
     Ok(())
+}
+
+/// Re-attaches to a configured interface that appeared with a new index (or
+/// all of them, after lost events), and marks deleted ones missing.
+fn follow_links(
+    cfg: &Config,
+    events: std::io::Result<Vec<crate::links::LinkEvent>>,
+    indexes: &mut std::collections::BTreeMap<String, u32>,
+    dp: &mut Datapath,
+    shared: &Shared,
+) {
+    use crate::links::{index_of, LinkEvent};
+    let events = events.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "interface events lost; checking every interface");
+        Vec::new()
+    });
+    let t0 = std::time::Instant::now();
+    for iface in &cfg.interfaces {
+        let seen = events.iter().any(|e| match e {
+            LinkEvent::Present { name, .. } | LinkEvent::Gone { name, .. } => name == iface,
+        });
+        if !seen && !events.is_empty() {
+            continue;
+        }
+        match index_of(iface) {
+            None => {
+                if indexes.remove(iface).is_some() {
+                    tracing::error!(interface = %iface, "interface gone: nothing is enforced on it until it returns");
+                }
+                shared.missing(iface);
+            }
+            Some(index) if indexes.get(iface) != Some(&index) => {
+                match dp.attach(iface, cfg.attach) {
+                    Ok(how) => {
+                        indexes.insert(iface.clone(), index);
+                        shared.attached(iface, how);
+                        tracing::info!(interface = %iface, index, hook = how, took_ms = t0.elapsed().as_millis() as u64, "interface (re)appeared: enforcing again");
+                    }
+                    Err(e) => {
+                        shared.missing(iface);
+                        tracing::error!(interface = %iface, error = %format!("{e:#}"), "re-attaching failed");
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// Writes every queued event as a JSON line; returns how many.

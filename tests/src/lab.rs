@@ -329,7 +329,46 @@ pub struct Lab {
     pub pins: PinDir,
 }
 
+/// The router's IoT interface and its switch port (`mac`: keep the one an
+/// earlier iot0 had, so the devices' neighbour caches stay right); returns
+/// when iot0 came to exist.
+fn add_iot0(router: &Netns, switch: &Netns, mac: Option<&str>) -> anyhow::Result<Instant> {
+    router.ip(&[
+        "link",
+        "add",
+        "iot0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "uplink",
+        "netns",
+        &switch.name,
+    ])?;
+    let created = Instant::now();
+    if let Some(mac) = mac {
+        router.ip(&["link", "set", "iot0", "address", mac])?;
+    }
+    switch.ip(&["link", "set", "uplink", "master", "br0", "up"])?;
+    router.ip(&["addr", "add", "192.0.2.1/24", "dev", "iot0"])?;
+    router.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "iot0", "nodad"])?;
+    router.ip(&["link", "set", "iot0", "up"])?;
+    Ok(created)
+}
+
 impl Lab {
+    /// Deletes the router's IoT interface and creates it again (same name
+    /// and MAC, a new ifindex), as a driver reload or a netdev re-creation
+    /// does; returns when it is up, with the moment it came to exist.
+    pub fn recreate_iot0(&self) -> anyhow::Result<Instant> {
+        let mac = self.router.link("iot0", false)?["address"]
+            .as_str()
+            .context("iot0 MAC")?
+            .to_string();
+        self.router.ip(&["link", "del", "iot0"])?;
+        add_iot0(&self.router, &self.switch, Some(&mac))
+    }
+
     pub fn build(devices: &[DeviceSpec], ports: &[u16]) -> anyhow::Result<Self> {
         let pins = PinDir::new();
         let router = Netns::new("iotf-r")?;
@@ -337,22 +376,7 @@ impl Lab {
         let internet = Netns::new("iotf-i")?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
-        router.ip(&[
-            "link",
-            "add",
-            "iot0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "uplink",
-            "netns",
-            &switch.name,
-        ])?;
-        switch.ip(&["link", "set", "uplink", "master", "br0", "up"])?;
-        router.ip(&["addr", "add", "192.0.2.1/24", "dev", "iot0"])?;
-        router.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "iot0", "nodad"])?;
-        router.ip(&["link", "set", "iot0", "up"])?;
+        add_iot0(&router, &switch, None)?;
         router.ip(&[
             "link",
             "add",

@@ -48,6 +48,9 @@ pub struct Status {
     pub last_error: Option<String>,
     /// (interface, hook) for every attached program.
     pub attached: Vec<(String, &'static str)>,
+    /// Configured interfaces that do not exist now (enforcement is not on
+    /// them); re-attached when they appear.
+    pub missing: Vec<String>,
     pub recent: VecDeque<Violation>,
     /// Violation lines the events file could not take.
     pub event_write_errors: u64,
@@ -126,8 +129,21 @@ impl Shared {
         s.last_error = Some(error);
     }
 
+    /// `interface` carries the datapath (again) with `hook`.
     pub fn attached(&self, interface: &str, hook: &'static str) {
-        self.lock().attached.push((interface.to_string(), hook));
+        let mut s = self.lock();
+        s.attached.retain(|(i, _)| i != interface);
+        s.attached.push((interface.to_string(), hook));
+        s.missing.retain(|i| i != interface);
+    }
+
+    /// `interface` is gone (or could not be attached): not ready.
+    pub fn missing(&self, interface: &str) {
+        let mut s = self.lock();
+        s.attached.retain(|(i, _)| i != interface);
+        if !s.missing.iter().any(|i| i == interface) {
+            s.missing.push(interface.to_string());
+        }
     }
 
     pub fn violation(&self, v: Violation) {
@@ -141,6 +157,6 @@ impl Shared {
     /// Ready: programs attached and a policy generation applied.
     pub fn ready(&self) -> bool {
         let s = self.lock();
-        s.generation > 0 && !s.attached.is_empty()
+        s.generation > 0 && !s.attached.is_empty() && s.missing.is_empty()
     }
 }

@@ -146,10 +146,12 @@ pub fn families(shared: &Shared, kernel: &Kernel) -> anyhow::Result<Vec<MetricFa
             s.reloads_failed,
             s.last_success,
             s.attached.clone(),
+            s.missing.clone(),
             s.event_write_errors,
         )
     };
-    let (devices, profiles, generation, ok, failed, last_success, attached, write_errors) = status;
+    let (devices, profiles, generation, ok, failed, last_success, attached, missing, write_errors) =
+        status;
 
     let mut info = Family::gauge(
         "iotfence_device_info",
@@ -299,6 +301,14 @@ pub fn families(shared: &Shared, kernel: &Kernel) -> anyhow::Result<Vec<MetricFa
         hooks.add(&[("interface", iface), ("hook", hook)], 1.0);
     }
     hooks.done(&mut out);
+    let mut gone = Family::gauge(
+        "iotfence_interface_missing",
+        "A configured interface that does not exist now, so nothing is enforced on it; re-attached when it appears. Always 1.",
+    );
+    for iface in &missing {
+        gone.add(&[("interface", iface)], 1.0);
+    }
+    gone.done(&mut out);
     let mut build = Family::gauge(
         "iotfence_build_info",
         "Version of the running daemon and of its map layout; always 1.",
