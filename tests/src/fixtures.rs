@@ -154,6 +154,23 @@ fn sensor6(dst: &str, proto: u8, l4: &[u8]) -> Vec<u8> {
     )
 }
 
+/// A SYN to 198.51.100.10:443 (the camera profile allows it) from `mac`
+/// and `src`: identity fixtures differ only in who sends.
+fn syn443_from(mac: [u8; 6], src: &str, sport: u16) -> Vec<u8> {
+    eth(
+        mac,
+        ROUTER_MAC,
+        &[],
+        ETH_IP,
+        &ipv4(
+            v4(src),
+            v4("198.51.100.10"),
+            PROTO_TCP,
+            &tcp(sport, 443, TCP_SYN),
+        ),
+    )
+}
+
 /// `sensor6` with the IPv6 hop limit set: neighbour discovery is sent with
 /// 255, MLD with 1.
 fn sensor6_hops(dst: &str, hops: u8, l4: &[u8]) -> Vec<u8> {
@@ -293,66 +310,22 @@ pub fn table() -> Vec<Step> {
         // cam-1's allowlist, and so did cam-1's MAC from any address).
         judge(
             "another MAC with a MAC-bound device's address",
-            eth(
-                STRANGER_MAC,
-                ROUTER_MAC,
-                &[],
-                ETH_IP,
-                &ipv4(
-                    v4("192.0.2.10"),
-                    v4("198.51.100.10"),
-                    PROTO_TCP,
-                    &tcp(40100, 443, TCP_SYN),
-                ),
-            ),
+            syn443_from(STRANGER_MAC, "192.0.2.10", 40100),
             dropped("unknown", Reason::NotAllowed),
         ),
         judge(
             "a MAC-bound device's MAC from another address",
-            eth(
-                CAM_MAC,
-                ROUTER_MAC,
-                &[],
-                ETH_IP,
-                &ipv4(
-                    v4("192.0.2.98"),
-                    v4("198.51.100.10"),
-                    PROTO_TCP,
-                    &tcp(40101, 443, TCP_SYN),
-                ),
-            ),
+            syn443_from(CAM_MAC, "192.0.2.98", 40101),
             dropped("unknown", Reason::NotAllowed),
         ),
         judge(
             "a device bound to a CIDR, from inside it",
-            eth(
-                CIDR_CAM_MAC,
-                ROUTER_MAC,
-                &[],
-                ETH_IP,
-                &ipv4(
-                    v4("192.0.2.70"),
-                    v4("198.51.100.10"),
-                    PROTO_TCP,
-                    &tcp(40102, 443, TCP_SYN),
-                ),
-            ),
+            syn443_from(CIDR_CAM_MAC, "192.0.2.70", 40102),
             allowed("cidr-cam", Reason::Rule),
         ),
         judge(
             "a device bound to a CIDR, from outside it",
-            eth(
-                CIDR_CAM_MAC,
-                ROUTER_MAC,
-                &[],
-                ETH_IP,
-                &ipv4(
-                    v4("192.0.2.99"),
-                    v4("198.51.100.10"),
-                    PROTO_TCP,
-                    &tcp(40103, 443, TCP_SYN),
-                ),
-            ),
+            syn443_from(CIDR_CAM_MAC, "192.0.2.99", 40103),
             dropped("unknown", Reason::NotAllowed),
         ),
         // IPv6.
