@@ -5,8 +5,7 @@
 use iotfence_common::{
     consts::{
         CONFIG_READY, DEVICE_NEEDS_IP4, DEVICE_NEEDS_IP6, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT,
-        GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT,
-        PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+        GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     },
     keys::{device_scope, rule_scope},
     reason::counter_index,
@@ -18,8 +17,7 @@ use crate::{
     clock, dns, events,
     maps::{
         CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BIND, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC,
-        EGRESS4,
-        EGRESS6, FLOWS, LEARNED, SCRATCH, VIOLATIONS,
+        EGRESS4, EGRESS6, FLOWS, LEARNED, SCRATCH, VIOLATIONS,
     },
     parse::{is_link_icmpv6, parse, Bytes, Frag, Headers, Scratch},
 };

@@ -8,8 +8,8 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{
         GLOBAL_DNS_FAIL_OPEN, GLOBAL_DNS_HELD, GLOBAL_DNS_NO_DAEMON, GLOBAL_DNS_QUERIES,
-        GLOBAL_DNS_QUERY_BUDGET,
-        GLOBAL_DNS_QUERY_RING_FULL, GLOBAL_DNS_RING_FULL, GLOBAL_DNS_UNHELD, PROTO_TCP, PROTO_UDP,
+        GLOBAL_DNS_QUERY_BUDGET, GLOBAL_DNS_QUERY_RING_FULL, GLOBAL_DNS_RING_FULL,
+        GLOBAL_DNS_UNHELD, PROTO_TCP, PROTO_UDP,
     },
     dns::{DnsFrame, DNS_FAIL_OPEN, DNS_FRAME_MAX, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
     MacKey, RateState,
@@ -81,7 +81,11 @@ pub fn query_budget(device: u32, mac: &MacKey, now: u64) -> bool {
         return false;
     };
     let state = unsafe { &mut *state };
-    let tat = if state.tat_ns > now { state.tat_ns } else { now };
+    let tat = if state.tat_ns > now {
+        state.tat_ns
+    } else {
+        now
+    };
     if tat - now > features::query_burst_ns() {
         global_add(GLOBAL_DNS_QUERY_BUDGET);
         return false;
