@@ -267,6 +267,12 @@ fn parse_ipv6(b: &Bytes, l3: usize, h: &mut Headers) -> Result<(usize, usize), R
     if version != 6 || payload == 0 || l3 + 40 + payload > b.len() {
         return Err(Reason::Malformed);
     }
+    // IPv4 addresses are kept v4-mapped inside (learned entries, flows):
+    // an IPv6 packet with such an address would pass as its IPv4 twin. They
+    // never belong on a wire (RFC 4291 2.5.5.2).
+    if v4_mapped_addr(&h.src) || v4_mapped_addr(&h.dst) {
+        return Err(Reason::Malformed);
+    }
     h.family = 6;
     let end = l3 + 40 + payload;
     let mut off = l3 + 40;
@@ -404,6 +410,12 @@ pub fn is_link_icmpv6(h: &Headers) -> bool {
         130 | 131 | 132 | 143 => h.hop_limit == 1,
         _ => false,
     }
+}
+
+/// ::ffff:0:0/96.
+#[inline(always)]
+fn v4_mapped_addr(a: &[u8; 16]) -> bool {
+    a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
 }
 
 /// fe80::/10 (link-local unicast) or ff02::/16 (link-scope multicast).

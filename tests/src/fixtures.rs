@@ -870,6 +870,26 @@ pub fn table() -> Vec<Step> {
             cam4("203.0.113.77", PROTO_TCP, &tcp(40050, 80, TCP_SYN)),
             dropped("cam-1", Reason::NotAllowed),
         ),
+        // IPv4 addresses are kept v4-mapped inside: an IPv6 packet to
+        // ::ffff:203.0.113.77 must not ride the IPv4 entry (issue 15,
+        // unverified item; it did). Such addresses never belong on a wire
+        // (RFC 4291 2.5.5.2): malformed.
+        judge(
+            "ipv6 to the v4-mapped form of a learned address",
+            eth(
+                CAM_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IPV6,
+                &ipv6(
+                    v6("2001:db8:1::10"),
+                    v6("::ffff:203.0.113.77"),
+                    PROTO_TCP,
+                    &tcp(40051, 443, TCP_SYN),
+                ),
+            ),
+            dropped("cam-1", Reason::Malformed),
+        ),
         judge(
             "learned for another device only",
             eth(
