@@ -32,6 +32,8 @@ const PACKAGES: &[(&str, &str)] = &[
     // Depends bring its firmware (seabios, ipxe-qemu) without recommends.
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
+    // objcopy strips debug builds before they go into a guest's initramfs.
+    ("binutils", "/usr/bin/objcopy"),
     // Modules ship as .ko.xz (trixie) and may come as .ko.zst.
     ("xz-utils", "/usr/bin/xz"),
     ("zstd", "/usr/bin/zstd"),
