@@ -1,6 +1,6 @@
 //! Files that map devices to addresses and the names they resolved (learned
 //! state, device ids, violation events) are the admin's business only:
-//! 0600 files, and 0700 for the state directory the daemon owns.
+//! 0600 files, and 0700 for a state directory the daemon creates.
 
 use std::{
     fs::{self, DirBuilder, OpenOptions, Permissions},
@@ -14,15 +14,23 @@ use anyhow::Context;
 pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
 
-/// Creates `dir` (and parents) 0700, and tightens it to 0700 if it exists.
+/// Creates `dir` (and parents) 0700. One that exists keeps its mode — it
+/// may be a directory other programs share (`state_dir: /var/lib`), which
+/// must not be taken from them — with a warning when others may enter it;
+/// the files in it are 0600 either way.
 pub fn dir(dir: &Path) -> anyhow::Result<()> {
+    if let Ok(meta) = fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "state directory is open to other users; its files are 0600, make it 0700");
+        }
+        return Ok(());
+    }
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
-        .with_context(|| format!("restricting {}", dir.display()))
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename),
