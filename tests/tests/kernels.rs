@@ -84,7 +84,11 @@ fn matrix(kernel: Kernel) {
         .bytes("/etc/passwd", 0o644, PASSWD)
         .bytes("/etc/group", 0o644, GROUP)
         .run(
-            &format!("IOTFENCE_BIN={} {suite}", daemon.display()),
+            &format!(
+                "IOTFENCE_BIN={} {}",
+                Guest::stripped_path(&daemon).display(),
+                Guest::stripped_path(suite.as_ref()).display()
+            ),
             MATRIX_TIMEOUT,
         )
         .unwrap_or_else(|e| panic!("{e:#}"));

@@ -83,10 +83,17 @@ impl Guest {
         self
     }
 
-    /// Like `exe`, without debug information (`objcopy --strip-debug`).
+    /// Like `exe`, without debug information (`objcopy --strip-debug`), at
+    /// `stripped_path(host)` in the guest: build outputs may lie under a
+    /// directory the guest mounts over (a clone in /tmp, say).
     pub fn exe_stripped(mut self, host: impl Into<PathBuf>) -> Self {
         self.items.push(Item::Stripped(host.into()));
         self
+    }
+
+    /// Where `exe_stripped` puts `host` in the guest.
+    pub fn stripped_path(host: &std::path::Path) -> PathBuf {
+        PathBuf::from("/iotfence-vm/bin").join(host.file_name().unwrap_or_default())
     }
 
     /// A file made up by the test (e.g. a config), at `guest` path.
@@ -143,7 +150,7 @@ impl Guest {
                     if !status.success() {
                         bail!("objcopy --strip-debug {} failed ({status})", p.display());
                     }
-                    tree.file(p, 0o755, std::fs::read(&out)?);
+                    tree.file(&Self::stripped_path(p), 0o755, std::fs::read(&out)?);
                 }
                 Item::Bytes(p, mode, data) => tree.file(p, *mode, data.clone()),
             }
