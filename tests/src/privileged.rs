@@ -73,5 +73,7 @@ impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = iotfence::datapath::detach(&self.path);
         let _ = std::fs::remove_dir(self.path.parent().unwrap());
+        // A daemon the test killed could not remove its lock file.
+        let _ = std::fs::remove_file(iotfence::lock::path_for(&self.path));
     }
 }
