@@ -91,13 +91,17 @@ impl Datapath {
     /// `dns`. The programs use the optional features this kernel has
     /// (`kernel_probe`). Nothing is attached yet.
     pub fn load(pin_dir: &Path, dns: &DnsSettings) -> anyhow::Result<Self> {
+        Self::load_for(pin_dir, dns, Kernel::probe())
+    }
+
+    /// `load`, for a kernel the caller has probed already.
+    pub fn load_for(pin_dir: &Path, dns: &DnsSettings, kernel: Kernel) -> anyhow::Result<Self> {
         let learned_entries = dns.max_entries as u32;
         let interval_ns = 1_000_000_000 / dns.queries_per_second.max(1);
         let burst_ns = interval_ns * dns.query_burst;
         let map_dir = pin_dir.join("maps");
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
-        let kernel = Kernel::probe();
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)

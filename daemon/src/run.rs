@@ -30,7 +30,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Everything up to the first applied policy; no side effects before the
 /// caller has validated `cfg` and `policy`.
 pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
-    crate::kernel_probe::Kernel::probe().require(cfg.attach)?;
+    let kernel = crate::kernel_probe::Kernel::probe();
+    kernel.require(cfg.attach)?;
     let lock = lock::acquire(&cfg.pin_dir)?;
     // Bound before anything is attached, so a taken port fails the start
     // instead of leaving enforcement without its metrics.
@@ -48,7 +49,7 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     ids.assign(policy).context("assigning device ids")?;
     bpffs::ensure(&cfg.pin_dir)?;
     let adopted = cfg.pin_dir.join("links").is_dir();
-    let mut dp = Datapath::load(&cfg.pin_dir, &cfg.dns)?;
+    let mut dp = Datapath::load_for(&cfg.pin_dir, &cfg.dns, kernel)?;
     set_resolvers(&mut dp, cfg)?;
     // The policy goes in before any program is attached, so the first
     // packet judged is judged by it.

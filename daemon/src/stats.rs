@@ -66,22 +66,22 @@ pub fn pinned_counter(
     verdict: Verdict,
     reason: Reason,
 ) -> anyhow::Result<Totals> {
-    use aya::maps::{Map, MapData, PerCpuArray};
-    let path = pin_dir
-        .join("maps")
-        .join(iotfence_common::consts::map_names::COUNTERS);
-    let data = MapData::from_pin(&path)?;
-    let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let map = pinned_per_cpu::<Counter>(pin_dir, iotfence_common::consts::map_names::COUNTERS)?;
     Ok(sum(&map.get(&counter_index(device, verdict, reason), 0)?))
 }
 
 /// Reads one global counter from the maps pinned under `pin_dir`.
 pub fn pinned_global(pin_dir: &std::path::Path, index: u32) -> anyhow::Result<u64> {
-    use aya::maps::{Map, MapData, PerCpuArray};
-    let path = pin_dir
-        .join("maps")
-        .join(iotfence_common::consts::map_names::GLOBAL);
-    let data = MapData::from_pin(&path)?;
-    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let map = pinned_per_cpu::<u64>(pin_dir, iotfence_common::consts::map_names::GLOBAL)?;
     Ok(map.get(&index, 0)?.iter().sum())
+}
+
+/// A per-CPU array pinned under `pin_dir/maps`.
+fn pinned_per_cpu<V: aya::Pod>(
+    pin_dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<aya::maps::PerCpuArray<aya::maps::MapData, V>> {
+    use aya::maps::{Map, MapData, PerCpuArray};
+    let data = MapData::from_pin(pin_dir.join("maps").join(name))?;
+    Ok(PerCpuArray::try_from(Map::PerCpuArray(data))?)
 }

@@ -17,16 +17,16 @@ const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
-fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
+pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
     // SAFETY: every caller's `attr` points at buffers that outlive the call.
     unsafe { iotfence::bpfsys::bpf(cmd, attr) }
 }
 
-fn put_u32(a: &mut [u8], at: usize, v: u32) {
+pub(crate) fn put_u32(a: &mut [u8], at: usize, v: u32) {
     a[at..at + 4].copy_from_slice(&v.to_ne_bytes());
 }
 
-fn put_u64(a: &mut [u8], at: usize, v: u64) {
+pub(crate) fn put_u64(a: &mut [u8], at: usize, v: u64) {
     a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
 }
 

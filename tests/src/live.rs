@@ -143,6 +143,7 @@ impl Fleet {
         } else {
             ALLOWED_DST
         };
+        // 18 bytes of payload: a 60-byte frame, 64 on the wire with the FCS.
         let udp = packet::udp(40000, 443, &[0u8; 18]);
         let ip = packet::ipv4(self.ip(i), dst, 17, &udp);
         packet::eth(self.mac(i), ROUTER_IOT_MAC, &[], 0x0800, &ip)
@@ -151,12 +152,10 @@ impl Fleet {
     /// The frame the generator starts from: device 0, allowed destination,
     /// IP id 0x8000 (see `generator`).
     pub fn template(&self) -> Vec<u8> {
-        // 18 bytes of payload: a 60-byte frame, 64 on the wire with the FCS.
-        let udp = packet::udp(40000, 443, &[0u8; 18]);
-        let mut ip = packet::ipv4(self.ip(0), ALLOWED_DST, 17, &udp);
-        ip[4..6].copy_from_slice(&0x8000u16.to_be_bytes());
-        packet::set_ipv4_checksum(&mut ip);
-        packet::eth(self.mac(0), ROUTER_IOT_MAC, &[], 0x0800, &ip)
+        let mut f = self.frame(0, false);
+        f[14 + 4..14 + 6].copy_from_slice(&0x8000u16.to_be_bytes());
+        packet::set_ipv4_checksum(&mut f[14..]);
+        f
     }
 
     /// The traffic generator: an XDP program run as live frames on the

@@ -18,7 +18,7 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-use crate::floor::{self, insn};
+use crate::floor::{self, bpf, insn, put_u32, put_u64};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -248,15 +248,10 @@ fn program(devices: i32, rules: i32) -> Vec<u64> {
     a.finish()
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
-    // SAFETY: every caller's `attr` points at buffers that outlive the call.
-    unsafe { iotfence::bpfsys::bpf(cmd, attr) }
-}
-
 fn create_hash(key: u32, value: u32, max: u32) -> io::Result<OwnedFd> {
     let mut attr = [0u8; 72];
     for (at, v) in [(0, BPF_MAP_TYPE_HASH), (4, key), (8, value), (12, max)] {
-        attr[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        put_u32(&mut attr, at, v);
     }
     let fd = bpf(BPF_MAP_CREATE, &mut attr)?;
     // SAFETY: BPF_MAP_CREATE returned a new file descriptor we own.
@@ -265,9 +260,9 @@ fn create_hash(key: u32, value: u32, max: u32) -> io::Result<OwnedFd> {
 
 fn update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
     let mut attr = [0u8; 32];
-    attr[0..4].copy_from_slice(&(map.as_raw_fd() as u32).to_ne_bytes());
-    attr[8..16].copy_from_slice(&(key.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(value.as_ptr() as u64).to_ne_bytes());
+    put_u32(&mut attr, 0, map.as_raw_fd() as u32);
+    put_u64(&mut attr, 8, key.as_ptr() as u64);
+    put_u64(&mut attr, 16, value.as_ptr() as u64);
     bpf(BPF_MAP_UPDATE_ELEM, &mut attr)?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use iotfence_tests::{
     floor,
     harness::{Harness, Hook},
     reference::Reference,
+    table,
 };
 use serde_json::json;
 
@@ -28,36 +29,17 @@ struct Row {
     floor_ns: u64,
 }
 
-/// Replays the fixture table in order, as the datapath tests do, and hands
-/// every judged fixture to `timed` once its first run has left its state
-/// (a SYN that opened a flow is then timed as a flow hit).
+/// Replays the fixture table (`table::replay`) through XDP and hands every
+/// judged fixture to `timed` once its first run has left its state (a SYN
+/// that opened a flow is then timed as a flow hit).
 pub fn replay(
     h: &mut Harness,
     mut timed: impl FnMut(&Harness, &'static str, &[u8], &Expect) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    for step in fixtures::table() {
-        match step {
-            Step::Observe { packet, .. } => {
-                h.run(Hook::TcEgress, &packet);
-            }
-            Step::Learn {
-                device,
-                addr,
-                rule,
-                ttl_secs,
-            } => h.learn(device, addr, rule, ttl_secs),
-            Step::Judge {
-                name,
-                packet,
-                expect,
-                ..
-            } => {
-                h.run(Hook::Xdp, &packet);
-                timed(h, name, &packet, &expect)?;
-            }
-        }
-    }
-    Ok(())
+    table::replay(h, Hook::Xdp, |h, name, packet, expect| {
+        h.run(Hook::Xdp, packet);
+        timed(h, name, packet, expect)
+    })
 }
 
 /// Part 1: datapath cost per packet with BPF_PROG_TEST_RUN.
