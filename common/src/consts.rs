@@ -31,6 +31,14 @@ pub const DNS_RING_BYTES: u32 = 4 * 1024 * 1024;
 pub const VIOLATION_ENTRIES: u32 = 16_384;
 /// Trusted resolver addresses (v4-mapped for IPv4).
 pub const RESOLVER_ENTRIES: u32 = 64;
+/// The router's own IPv6 addresses the datapath knows (see `ROUTER_ADDRS`).
+pub const ROUTER_ADDR_ENTRIES: u32 = 256;
+/// DNS-over-TCP answer segments released by the daemon, remembered so the
+/// stack's retransmission of one passes (least recently used forgotten).
+pub const TCP_RESENT_ENTRIES: u32 = 4096;
+/// Unknown devices (by source MAC) with a violation-event budget of their
+/// own; the least recently seen is forgotten (and starts with a full one).
+pub const RATE_MACS: u32 = 4096;
 /// Unknown devices (by source MAC) with a DNS query budget of their own;
 /// the least recently seen is forgotten (and starts with a full budget).
 pub const QUERY_RATE_MACS: u32 = 4096;
@@ -61,6 +69,12 @@ pub const GLOBAL_DNS_UNHELD: u32 = 10;
 pub const GLOBAL_DNS_QUERY_RING_FULL: u32 = 11;
 /// DNS queries not copied because their sender had spent its query budget.
 pub const GLOBAL_DNS_QUERY_BUDGET: u32 = 12;
+/// DNS answers dropped as forged: from the address of a resolver on the
+/// router, but not sent by the router's own stack (routed in from outside).
+pub const GLOBAL_DNS_SPOOFED: u32 = 13;
+/// DNS-over-TCP answer segments the router's stack sent again after the
+/// daemon had released them: delivered, not held a second time.
+pub const GLOBAL_DNS_TCP_RESENT: u32 = 14;
 pub const GLOBAL_COUNTERS: u32 = 16;
 
 /// Map names: project prefix, layout version, purpose (kernel limit: 15 bytes).
@@ -87,9 +101,12 @@ pub mod map_names {
     pub const QUERY_RATE: &str = "iotf1_qrate";
     pub const DEVICE_BIND: &str = "iotf1_dev_bind";
     pub const QUERY_RATE_MAC: &str = "iotf1_qrate_mac";
+    pub const TCP_RESENT: &str = "iotf1_resent";
+    pub const ROUTER_ADDRS: &str = "iotf1_local6";
+    pub const RATE_MAC: &str = "iotf1_rate_mac";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 25] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -112,6 +129,9 @@ pub mod map_names {
         QUERY_RATE,
         QUERY_RATE_MAC,
         DEVICE_BIND,
+        TCP_RESENT,
+        ROUTER_ADDRS,
+        RATE_MAC,
     ];
 }
 
@@ -146,6 +166,17 @@ pub const DEVICE_NEEDS_IP6: u8 = 1 << 1;
 /// an address not in the exact bindings is looked up in the device trie.
 pub const DEVICE_PREFIX_IP4: u8 = 1 << 2;
 pub const DEVICE_PREFIX_IP6: u8 = 1 << 3;
+
+/// `RESOLVERS` values: answers from this resolver are held and learned.
+pub const RESOLVER_TRUSTED: u32 = 1;
+/// The resolver is an address of the router itself: its answers are
+/// trusted only when the router's own stack sent them (an answer routed in
+/// from outside with that source address is forged).
+pub const RESOLVER_ON_ROUTER: u32 = 1 << 1;
+
+/// TCP header flags the datapath reads.
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_ACK: u8 = 0x10;
 
 /// `FlowKey::kind`.
 pub const FLOW_KIND_CONN: u8 = 0;

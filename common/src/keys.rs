@@ -68,6 +68,16 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+/// A DNS-over-TCP answer segment the daemon has released (see
+/// `map_names::TCP_RESENT`): the flow as seen from the device, and the
+/// segment's first sequence number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResentKey {
+    pub flow: FlowKey,
+    pub seq: u32,
+}
+
 /// An address learned from DNS for one device.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

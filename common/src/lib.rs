@@ -14,7 +14,7 @@ pub mod reason;
 pub mod values;
 
 pub use event::ViolationEvent;
-pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ViolationKey};
+pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ResentKey, ViolationKey};
 pub use reason::{Reason, Verdict};
 pub use values::{
     Config, Counter, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState, RuleSet,
@@ -30,6 +30,7 @@ mod pod {
     unsafe impl aya::Pod for Lpm4 {}
     unsafe impl aya::Pod for Lpm6 {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ResentKey {}
     unsafe impl aya::Pod for ViolationKey {}
     unsafe impl aya::Pod for LearnedKey {}
     unsafe impl aya::Pod for DeviceInfo {}

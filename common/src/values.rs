@@ -189,5 +189,10 @@ pub struct FlowValue {
     pub device: u32,
     /// 0: opened by the device, 1: inbound allowed by the device's profile.
     pub inbound: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// The device's MAC when the flow opened: a packet of the flow from
+    /// another MAC (a host spoofing the device's address) does not ride it
+    /// but is judged as itself.
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 4],
 }

@@ -126,6 +126,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Violation events are also appended here (JSON lines).
     pub events_file: Option<PathBuf>,
+    /// Located warnings about settings that work but weaken something.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Loopback only by default: counters name devices, which is site data.
@@ -187,6 +189,8 @@ pub fn standalone(policy: &Path) -> Config {
     )
     .expect("the built-in standalone configuration is valid");
     cfg.policy = policy.to_path_buf();
+    // The placeholder resolver is no site's setting to warn about.
+    cfg.warnings.clear();
     cfg
 }
 
@@ -322,7 +326,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         },
     };
     let events_file = doc.events.file.as_ref().map(|f| base.join(&f.value));
-    if !d.list.is_empty() {
+    warn_exposure(&mut d, &doc, &resolvers, metrics_listen);
+    if d.has_errors() {
         return Err(d.list);
     }
     Ok(Config {
@@ -340,7 +345,38 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         dns,
         metrics_listen,
         events_file,
+        warnings: d.list,
     })
+}
+
+/// Settings that work but give something away: a resolver off the router
+/// (its answers can be forged, see `router_addrs.rs`), and metrics served
+/// beyond loopback (`/status` lists every device's learned names).
+fn warn_exposure(
+    d: &mut Diags<'_>,
+    doc: &ConfigDoc,
+    resolvers: &[IpAddr],
+    metrics_listen: Option<SocketAddr>,
+) {
+    let remote = crate::router_addrs::remote(resolvers);
+    for s in &doc.resolvers {
+        if s.value.parse().is_ok_and(|ip| remote.contains(&ip)) {
+            d.warn_at(
+                s.referenced,
+                format!("resolver {} is not an address of this host: answers forged with its address cannot be told from its own (the device chooses the id and port they are matched on)", s.value),
+                Some("run the resolver on the router (dnsmasq, unbound) and list the router's address; else make sure nothing on the path can send packets with the resolver's address (README, DNS learning)"),
+            );
+        }
+    }
+    if let (Some(addr), Some(s)) = (metrics_listen, &doc.metrics.listen) {
+        if !addr.ip().is_loopback() {
+            d.warn_at(
+                s.referenced,
+                format!("metrics listen on {addr}, not loopback: /metrics names every device and /status lists the names each one resolved"),
+                Some("keep 127.0.0.1:9742 and scrape through an SSH tunnel or a reverse proxy, or firewall the port to the Prometheus host"),
+            );
+        }
+    }
 }
 
 fn dns_settings(d: &mut Diags<'_>, doc: &DnsDoc) -> DnsSettings {
@@ -469,6 +505,36 @@ mod tests {
         assert_eq!(c.metrics_listen, Some("[::]:9100".parse().unwrap()));
         let c = parse_with("metrics: { enabled: false }").unwrap();
         assert_eq!(c.metrics_listen, None);
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        parse(Path::new("c.yaml"), text)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| format!("{}:{}: {}", w.line, w.column, w.message))
+            .collect()
+    }
+
+    #[test]
+    fn exposing_settings_are_warned_about_where_they_are() {
+        // 127.0.0.1 is an address of every host (lo); 192.0.2.1 of none
+        // that runs the unit tests (a documentation address).
+        let local = "interfaces: [iot0]\npolicy: p.yaml\nresolvers: [127.0.0.1]\n";
+        assert_eq!(warnings(local), Vec::<String>::new());
+        let w = warnings("interfaces: [iot0]\npolicy: p.yaml\nresolvers: [127.0.0.1, 192.0.2.1]\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("3:24: resolver 192.0.2.1 is not an address of this host"),
+            "{w:?}"
+        );
+        let w = warnings(&format!("{local}metrics:\n  listen: 0.0.0.0:9742\n"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("5:11: metrics listen on 0.0.0.0:9742, not loopback"),
+            "{w:?}"
+        );
+        assert!(warnings(&format!("{local}metrics:\n  listen: \"[::1]:9742\"\n")).is_empty());
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub struct Maps {
     pub global: PerCpuArray<MapData, u64>,
     pub rate: Array<MapData, RateState>,
     pub resolvers: HashMap<MapData, [u8; 16], u32>,
+    pub router_addrs: HashMap<MapData, [u8; 16], u32>,
     /// The policy entries this process wrote last (see `apply`).
     pub written: crate::apply::Written,
 }
@@ -146,6 +147,7 @@ impl Datapath {
             global: take(&mut ebpf, names::GLOBAL)?,
             rate: take(&mut ebpf, names::RATE)?,
             resolvers: take(&mut ebpf, names::RESOLVERS)?,
+            router_addrs: take(&mut ebpf, names::ROUTER_ADDRS)?,
             written: Default::default(),
         };
         let events = Some(take(&mut ebpf, names::EVENTS)?);
@@ -407,7 +409,7 @@ fn remove_pin(path: &Path) -> io::Result<()> {
 /// would be misread by the new programs: refuse instead.
 fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
     use std::mem::size_of;
-    let expect: [(&str, usize, usize); 19] = [
+    let expect: [(&str, usize, usize); 22] = [
         (names::CONFIG, 4, size_of::<KConfig>()),
         (names::DEFAULT_DEVICE, 4, size_of::<DeviceInfo>()),
         (
@@ -451,6 +453,13 @@ fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
             size_of::<MacKey>(),
             size_of::<RateState>(),
         ),
+        (
+            names::TCP_RESENT,
+            size_of::<iotfence_common::ResentKey>(),
+            4,
+        ),
+        (names::ROUTER_ADDRS, 16, 4),
+        (names::RATE_MAC, size_of::<MacKey>(), size_of::<RateState>()),
     ];
     for (name, key, value) in expect {
         let map = ebpf

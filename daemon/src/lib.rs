@@ -20,6 +20,7 @@ pub mod mapstat;
 pub mod metrics;
 pub mod policy;
 pub mod private;
+pub mod router_addrs;
 pub mod run;
 pub mod sources;
 pub mod stats;

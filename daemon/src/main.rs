@@ -152,13 +152,14 @@ fn check(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
     let policy_path = path.unwrap_or_else(|| cfg.policy.clone());
     match compile::load_path(&policy_path, &cfg) {
         Ok(policy) => {
+            let warnings: Vec<&Diagnostic> = cfg.warnings.iter().chain(&policy.warnings).collect();
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&policy.warnings).unwrap_or_default()
+                    serde_json::to_string_pretty(&warnings).unwrap_or_default()
                 );
             } else {
-                for w in &policy.warnings {
+                for w in &warnings {
                     eprintln!("{w}");
                 }
                 // Device variants (`profile@device`) repeat their profile's.
@@ -174,7 +175,7 @@ fn check(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
                     policy.profiles.len(),
                     policy.devices.len(),
                     policy.files.len(),
-                    policy.warnings.len(),
+                    warnings.len(),
                     limits
                 );
             }

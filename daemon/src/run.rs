@@ -22,7 +22,11 @@ use crate::{
     ids::DeviceIds,
     lock,
     metrics::Shared,
+    router_addrs::RouterAddrs,
 };
+
+/// How often the router's own addresses are read again (see router_addrs).
+const ADDR_CHECK: Duration = Duration::from_secs(5);
 
 /// How long events already in the ring buffer may take to flush at shutdown.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -50,7 +54,8 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     bpffs::ensure(&cfg.pin_dir)?;
     let adopted = cfg.pin_dir.join("links").is_dir();
     let mut dp = Datapath::load_for(&cfg.pin_dir, &cfg.dns, kernel)?;
-    set_resolvers(&mut dp, cfg)?;
+    let mut router_addrs = RouterAddrs::default();
+    router_addrs.update(&mut dp, cfg)?;
     // The policy goes in before any program is attached, so the first
     // packet judged is judged by it.
     let generation = apply::apply(&mut dp.maps, cfg, policy)?;
@@ -72,6 +77,7 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     Ok(Running {
         dp,
         dns,
+        router_addrs,
         ids,
         lock,
         shared,
@@ -84,6 +90,7 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
 pub struct Running {
     pub dp: Datapath,
     pub dns: dns::service::Service,
+    pub router_addrs: RouterAddrs,
     pub ids: DeviceIds,
     pub lock: lock::DaemonLock,
     pub shared: Arc<Shared>,
@@ -128,30 +135,11 @@ impl EventSink {
     }
 }
 
-/// The resolvers whose answers are learned from: exactly the configured ones.
-fn set_resolvers(dp: &mut Datapath, cfg: &Config) -> anyhow::Result<()> {
-    let want: Vec<[u8; 16]> = cfg
-        .resolvers
-        .iter()
-        .map(|ip| match ip {
-            std::net::IpAddr::V4(a) => iotfence_common::keys::v4_mapped(a.octets()),
-            std::net::IpAddr::V6(a) => a.octets(),
-        })
-        .collect();
-    let have: Vec<[u8; 16]> = dp.maps.resolvers.keys().filter_map(Result::ok).collect();
-    for k in have.iter().filter(|k| !want.contains(k)) {
-        dp.maps.resolvers.remove(k)?;
-    }
-    for k in &want {
-        dp.maps.resolvers.insert(k, 1, 0)?;
-    }
-    Ok(())
-}
-
 pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyhow::Result<()> {
     let Running {
         mut dp,
         dns,
+        mut router_addrs,
         mut ids,
         lock: _lock,
         shared,
@@ -192,6 +180,8 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     let mut reload_at: Option<tokio::time::Instant> = None;
     // Reloads after file changes parse only the files whose text changed.
     let mut parsed = crate::sources::Cache::default();
+    // The router's addresses change without notice (DHCP, an admin).
+    let mut addr_check = tokio::time::interval(ADDR_CHECK);
     tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
     loop {
         tokio::select! {
@@ -222,6 +212,11 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
                 guard.clear_ready();
                 follow_links(&cfg, events, &mut indexes, &mut dp, &shared);
             }
+            _ = addr_check.tick() => {
+                if let Err(e) = router_addrs.update(&mut dp, &cfg) {
+                    tracing::warn!(error = %format!("{e:#}"), "updating the router's addresses in the kernel");
+                }
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &policy, &shared, &mut events_out);
@@ -231,13 +226,12 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     }
     tracing::info!("shutting down; enforcement stays pinned in the kernel");
     dns.stop();
-    let deadline = tokio::time::Instant::now() + DRAIN_GRACE;
-    while let Ok(Ok(mut guard)) = tokio::time::timeout_at(deadline, ring.readable_mut()).await {
-        if drain(guard.get_inner_mut(), &policy, &shared, &mut events_out) == 0 {
-            break;
-        }
-        guard.clear_ready();
-    }
+    // What is in the ring now is written out; an empty ring costs nothing
+    // (waiting for it to become readable would always take the whole grace).
+    let deadline = std::time::Instant::now() + DRAIN_GRACE;
+    while std::time::Instant::now() < deadline
+        && drain(ring.get_mut(), &policy, &shared, &mut events_out) > 0
+    {}
     Ok(())
 }
 
@@ -370,6 +364,9 @@ fn reload(
 pub fn validate(config: &Path) -> Result<(Config, Compiled), Vec<Diagnostic>> {
     let cfg = crate::config::load(config)?;
     let policy = compile::load(&cfg)?;
+    for w in &cfg.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
     log_warnings(&policy);
     Ok((cfg, policy))
 }

@@ -17,7 +17,7 @@ use crate::{
     clock, dns, events,
     maps::{
         CONFIG, COUNTERS, DEFAULT_DEVICE, DEVICE_BIND, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC,
-        EGRESS4, EGRESS6, FLOWS, LEARNED, SCRATCH, VIOLATIONS,
+        EGRESS4, EGRESS6, FLOWS, LEARNED, ROUTER_ADDRS, SCRATCH, VIOLATIONS,
     },
     parse::{is_link_icmpv6, parse, Bytes, Frag, Headers, Scratch},
 };
@@ -78,7 +78,10 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     count(dev.device, verdict, reason, len);
     if verdict != Verdict::Allowed {
         count_violation(dev.device, verdict, &s.h, len);
-        events::report(cfg, &dev, &s.h, verdict, reason, now);
+        s.mac.generation = 0;
+        s.mac._pad = 0;
+        s.mac.mac = s.h.src_mac;
+        events::report(cfg, &dev, &s.h, &s.mac, verdict, reason, now);
     }
     match verdict {
         Verdict::Dropped => Action::Drop,
@@ -122,21 +125,22 @@ fn query_budget(s: &mut Scratch, device: u32, now: u64) -> bool {
     dns::query_budget(device, &s.mac, now)
 }
 
-/// A packet of a live flow or of a fragment train a live flow started:
-/// the flow's device and the reason. Refreshes the flow.
+/// A packet of a live flow or of a fragment train a live flow started,
+/// sent from the MAC that opened it: the flow's device and the reason.
+/// Refreshes the flow. From another MAC it is judged as its sender.
 #[inline(always)]
 fn established(cfg: &Config, s: &mut Scratch, now: u64) -> Option<(u32, Reason)> {
     let h = &s.h;
     if h.frag == Frag::Later {
         fragment_key(h, &mut s.flow);
-        let device = flow_alive(cfg, &s.flow, h.proto, now)?;
+        let device = flow_alive(cfg, &s.flow, h, now)?;
         return Some((device, Reason::Fragment));
     }
     if !h.flow {
         return None;
     }
     flow_key(h, &mut s.flow);
-    let device = flow_alive(cfg, &s.flow, h.proto, now)?;
+    let device = flow_alive(cfg, &s.flow, h, now)?;
     remember_fragments(s, device, now);
     Some((device, Reason::Flow))
 }
@@ -148,7 +152,7 @@ fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch, now: u64) -> Reason
     if h.family == 0 {
         return Reason::NotIp;
     }
-    if is_link_icmpv6(h) {
+    if is_link_icmpv6(h, || unsafe { ROUTER_ADDRS.get(&h.dst) }.is_some()) {
         return Reason::NeighborDiscovery;
     }
     if h.frag == Frag::Later {
@@ -290,14 +294,17 @@ fn idle_timeout(cfg: &Config, proto: u8) -> u64 {
     }
 }
 
-/// The flow's device when the flow exists and has not been idle too long;
-/// refreshes it.
+/// The flow's device when the flow exists, was opened from this packet's
+/// source MAC and has not been idle too long; refreshes it.
 #[inline(always)]
-fn flow_alive(cfg: &Config, key: &FlowKey, proto: u8, now: u64) -> Option<u32> {
+fn flow_alive(cfg: &Config, key: &FlowKey, h: &Headers, now: u64) -> Option<u32> {
     let v = FLOWS.get_ptr_mut(key)?;
-    let (last, device) = unsafe { ((*v).last_seen_ns, (*v).device) };
+    let (last, device, mac) = unsafe { ((*v).last_seen_ns, (*v).device, (*v).mac) };
+    if !same_mac(&mac, &h.src_mac) {
+        return None;
+    }
     let idle = now.wrapping_sub(last);
-    if idle > idle_timeout(cfg, proto) {
+    if idle > idle_timeout(cfg, h.proto) {
         return None;
     }
     if idle > FLOW_REFRESH_NS {
@@ -306,12 +313,19 @@ fn flow_alive(cfg: &Config, key: &FlowKey, proto: u8, now: u64) -> Option<u32> {
     Some(device)
 }
 
+/// Branch-free and without `bcmp` (which BPF has no helper for).
+#[inline(always)]
+pub fn same_mac(a: &[u8; 6], b: &[u8; 6]) -> bool {
+    ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5]))
+        == 0
+}
+
 /// Records an allowed packet's flow, and its fragment train if it is a
 /// first fragment, so the rest of the connection survives rule expiry.
 #[inline(always)]
 fn open_flow(s: &mut Scratch, device: u32, now: u64) {
     if s.h.flow {
-        insert_flow(s, device, now, 0);
+        insert_flow(s, device, s.h.src_mac, now, 0);
     }
     remember_fragments(s, device, now);
 }
@@ -320,18 +334,21 @@ fn open_flow(s: &mut Scratch, device: u32, now: u64) {
 fn remember_fragments(s: &mut Scratch, device: u32, now: u64) {
     if s.h.frag == Frag::First {
         fragment_key(&s.h, &mut s.flow);
-        insert_flow(s, device, now, 0);
+        insert_flow(s, device, s.h.src_mac, now, 0);
     }
 }
 
-/// Inserts `s.flow`; the value is built in the scratch too (see `Scratch`).
+/// Inserts `s.flow` for `device` at `mac`; the value is built in the
+/// scratch too (see `Scratch`).
 #[inline(always)]
-pub fn insert_flow(s: &mut Scratch, device: u32, now: u64, inbound: u8) {
+pub fn insert_flow(s: &mut Scratch, device: u32, mac: [u8; 6], now: u64, inbound: u8) {
     s.flow_value = FlowValue {
         last_seen_ns: now,
         device,
         inbound,
-        _pad: [0; 3],
+        _pad: 0,
+        mac,
+        _pad2: [0; 4],
     };
     if FLOWS.insert(&s.flow, &s.flow_value, 0).is_err() {
         events::global_add(GLOBAL_FLOW_INSERT_FAILED);

@@ -7,9 +7,10 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
     consts::{
-        GLOBAL_DNS_FAIL_OPEN, GLOBAL_DNS_HELD, GLOBAL_DNS_NO_DAEMON, GLOBAL_DNS_QUERIES,
-        GLOBAL_DNS_QUERY_BUDGET, GLOBAL_DNS_QUERY_RING_FULL, GLOBAL_DNS_RING_FULL,
-        GLOBAL_DNS_UNHELD, PROTO_TCP, PROTO_UDP,
+        FLOW_KIND_CONN, GLOBAL_DNS_FAIL_OPEN, GLOBAL_DNS_HELD, GLOBAL_DNS_NO_DAEMON,
+        GLOBAL_DNS_QUERIES, GLOBAL_DNS_QUERY_BUDGET, GLOBAL_DNS_QUERY_RING_FULL,
+        GLOBAL_DNS_RING_FULL, GLOBAL_DNS_SPOOFED, GLOBAL_DNS_TCP_RESENT, GLOBAL_DNS_UNHELD,
+        PROTO_TCP, PROTO_UDP, RESOLVER_ON_ROUTER,
     },
     dns::{DnsFrame, DNS_FAIL_OPEN, DNS_FRAME_MAX, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
     MacKey, RateState,
@@ -18,8 +19,8 @@ use iotfence_common::{
 use crate::{
     events::global_add,
     features,
-    maps::{DNS_CONTROL, DNS_FRAMES, QUERY_RATE, QUERY_RATE_MAC, RESOLVERS},
-    parse::{Frag, Headers},
+    maps::{DNS_CONTROL, DNS_FRAMES, QUERY_RATE, QUERY_RATE_MAC, RESOLVERS, TCP_RESENT},
+    parse::{Frag, Headers, Scratch},
 };
 
 const DNS_PORT: u16 = 53;
@@ -32,6 +33,8 @@ pub enum Answer {
     Unheld,
     /// Hold for the daemon (device id).
     Hold(u32),
+    /// Forged: claims a resolver on the router but was routed in (drop).
+    Forged,
 }
 
 #[inline(always)]
@@ -94,17 +97,63 @@ pub fn query_budget(device: u32, mac: &MacKey, now: u64) -> bool {
     true
 }
 
-/// Classifies a frame the router sends towards device `device`.
+/// Classifies a frame the router sends towards device `device`;
+/// `from_stack`: the router's own stack sent it.
+///
+/// The question an answer is matched to (client, port, resolver, id) is
+/// chosen by the device, so a compromised device's accomplice who can send
+/// packets with the resolver's source address could answer for it. A
+/// resolver on the router speaks only through the router's own stack: a
+/// frame with its address that was routed in is forged, and dropped.
 #[inline(always)]
-pub fn classify_answer(h: &Headers, device: u32) -> Answer {
-    if !carries_dns(h, h.sport) || !learning() || unsafe { RESOLVERS.get(&h.src) }.is_none() {
+pub fn classify_answer(s: &mut Scratch, device: u32, from_stack: bool) -> Answer {
+    let h = &s.h;
+    if !carries_dns(h, h.sport) || !learning() {
         return Answer::Pass;
+    }
+    let Some(flags) = (unsafe { RESOLVERS.get(&h.src) }) else {
+        return Answer::Pass;
+    };
+    if *flags & RESOLVER_ON_ROUTER != 0 && !from_stack {
+        global_add(GLOBAL_DNS_SPOOFED);
+        return Answer::Forged;
     }
     if h.frag != Frag::None {
         global_add(GLOBAL_DNS_UNHELD);
         return Answer::Unheld;
     }
+    if h.proto == PROTO_TCP && resent(s) {
+        global_add(GLOBAL_DNS_TCP_RESENT);
+        return Answer::Pass;
+    }
     Answer::Hold(device)
+}
+
+/// Whether this TCP segment lies within one the daemon already released.
+/// A held segment is dropped at egress, so the router's TCP stack counts
+/// it as never sent, ignores the client's ACK of the copy the daemon
+/// released, and sends the segment again (and again: 15 times over 7 s,
+/// each held and released anew). The daemon records each release; the
+/// first re-send then passes, and the connection goes on.
+#[inline(always)]
+fn resent(s: &mut Scratch) -> bool {
+    let h = &s.h;
+    let k = &mut s.resent;
+    // As seen from the device (see `FlowKey`).
+    k.flow.src = h.dst;
+    k.flow.dst = h.src;
+    k.flow.sport = h.dport;
+    k.flow.dport = h.sport;
+    k.flow.proto = h.proto;
+    k.flow.kind = FLOW_KIND_CONN;
+    k.flow._pad = [0; 2];
+    k.seq = h.tcp_seq;
+    let end = h.tcp_seq.wrapping_add(h.payload_len as u32);
+    match unsafe { TCP_RESENT.get(&s.resent) } {
+        // Sequence numbers wrap: compare by difference.
+        Some(released_end) => released_end.wrapping_sub(end) as i32 >= 0,
+        None => false,
+    }
 }
 
 /// Holds an answer: returns true when the frame is now the daemon's (drop

@@ -1,13 +1,15 @@
 //! Violation events: a per-device GCRA rate limit in front of the ring
-//! buffer, so one flooding device cannot starve the daemon of the others.
+//! buffer, so one flooding device cannot starve the daemon of the others;
+//! unknown devices each by source MAC, so one stranger cannot silence the
+//! reports of every other.
 
 use iotfence_common::{
     consts::{GLOBAL_EVENTS_RINGBUF_FULL, GLOBAL_EVENTS_SENT, GLOBAL_EVENTS_SUPPRESSED},
-    Config, DeviceInfo, Reason, Verdict, ViolationEvent,
+    Config, DeviceInfo, MacKey, RateState, Reason, Verdict, ViolationEvent,
 };
 
 use crate::{
-    maps::{EVENTS, GLOBAL, RATE},
+    maps::{EVENTS, GLOBAL, RATE, RATE_MAC},
     parse::Headers,
 };
 
@@ -18,17 +20,33 @@ pub fn global_add(index: u32) {
     }
 }
 
+/// The rate state of a known device by id, of an unknown one by `mac`
+/// (created with a full budget when first seen).
 #[inline(always)]
-/// `now` is `clock::now()` read for this packet.
+fn rate_state(device: u32, mac: &MacKey) -> Option<*mut RateState> {
+    if device != 0 {
+        return RATE.get_ptr_mut(device);
+    }
+    if let Some(p) = RATE_MAC.get_ptr_mut(mac) {
+        return Some(p);
+    }
+    let _ = RATE_MAC.insert(mac, &RateState::default(), 0);
+    RATE_MAC.get_ptr_mut(mac)
+}
+
+/// `now` is `clock::now()` read for this packet; `mac`: the sender's, as a
+/// key in the scratch (generation 0).
+#[inline(always)]
 pub fn report(
     cfg: &Config,
     dev: &DeviceInfo,
     h: &Headers,
+    mac: &MacKey,
     verdict: Verdict,
     reason: Reason,
     now: u64,
 ) {
-    let Some(state) = RATE.get_ptr_mut(dev.device) else {
+    let Some(state) = rate_state(dev.device, mac) else {
         return;
     };
     let state = unsafe { &mut *state };

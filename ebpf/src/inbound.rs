@@ -3,21 +3,26 @@
 //! decision as part of a known flow, and picks out DNS answers to hold.
 
 use iotfence_common::{
-    consts::{CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS},
+    consts::{
+        CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+        TCP_FLAG_ACK, TCP_FLAG_SYN,
+    },
     keys::rule_scope,
     DeviceInfo,
 };
 
 use crate::{
-    decide::{identify, insert_flow},
+    decide::{identify, insert_flow, same_mac},
     dns::{self, Answer},
     events::global_add,
     maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
-    parse::{parse, Bytes, Frag, Scratch},
+    parse::{parse, Bytes, Frag, Headers, Scratch},
 };
 
+/// `from_stack`: the router's own stack sent the frame (it was not routed
+/// in from another interface).
 #[inline(always)]
-pub fn observe(b: &Bytes) -> Answer {
+pub fn observe(b: &Bytes, from_stack: bool) -> Answer {
     let Some(cfg) = CONFIG.get(0) else {
         return Answer::Pass;
     };
@@ -34,7 +39,7 @@ pub fn observe(b: &Bytes) -> Answer {
     }
     let generation = (cfg.generation & 1) as u8;
     let dev = identify(generation, s, true);
-    match dns::classify_answer(&s.h, dev.device) {
+    match dns::classify_answer(s, dev.device, from_stack) {
         Answer::Pass => {}
         other => return other,
     }
@@ -57,7 +62,7 @@ fn record_inbound(generation: u8, dev: &DeviceInfo, s: &mut Scratch) {
         return;
     };
     let h = &s.h;
-    if !rules.allows(h.proto, h.rule_port) {
+    if !rules.allows(h.proto, h.rule_port) || !opens_connection(h) {
         return;
     }
     // Seen from the device: its address and port are the source. An ICMP
@@ -72,10 +77,27 @@ fn record_inbound(generation: u8, dev: &DeviceInfo, s: &mut Scratch) {
     k.kind = FLOW_KIND_CONN;
     k._pad = [0; 2];
     let now = crate::clock::now();
+    let mac = h.dst_mac;
     if let Some(v) = FLOWS.get_ptr_mut(&s.flow) {
-        unsafe { (*v).last_seen_ns = now };
-        return;
+        if unsafe { same_mac(&(*v).mac, &mac) } {
+            unsafe { (*v).last_seen_ns = now };
+            return;
+        }
     }
-    insert_flow(s, dev.device, now, 1);
+    insert_flow(s, dev.device, mac, now, 1);
     global_add(GLOBAL_INBOUND_FLOWS);
+}
+
+/// Whether an inbound packet starts a connection to the device, as an
+/// inbound allowance means: a TCP SYN (not a SYN-ACK, which answers the
+/// device's own connection attempt: that is outbound and judged by egress
+/// rules), an ICMP echo request (not a reply); UDP and other protocols
+/// have no such marker.
+#[inline(always)]
+fn opens_connection(h: &Headers) -> bool {
+    match h.proto {
+        PROTO_TCP => h.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN,
+        PROTO_ICMP | PROTO_ICMPV6 => !h.echo || h.icmp_type == 8 || h.icmp_type == 128,
+        _ => true,
+    }
 }

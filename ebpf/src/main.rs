@@ -106,12 +106,20 @@ pub fn iotfence_tc_eg(ctx: TcContext) -> i32 {
         }
     }
     linearize(&ctx);
-    let answer = inbound::observe(&Bytes {
-        start: ctx.data(),
-        end: ctx.data_end(),
-    });
-    let Answer::Hold(device) = answer else {
-        return TC_ACT_UNSPEC;
+    // A frame the router forwards keeps the index of the interface it came
+    // in on; one the router's own stack sent has none.
+    let from_stack = unsafe { (*skb).ingress_ifindex } == 0;
+    let answer = inbound::observe(
+        &Bytes {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        },
+        from_stack,
+    );
+    let device = match answer {
+        Answer::Hold(device) => device,
+        Answer::Forged => return TC_ACT_SHOT as i32,
+        Answer::Pass | Answer::Unheld => return TC_ACT_UNSPEC,
     };
     let (ifindex, gso_segs) = unsafe { ((*skb).ifindex, (*skb).gso_segs) };
     let held = dns::hold(device, ifindex, ctx.len(), gso_segs, |dst, n| unsafe {

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use iotfence_common::{
     consts::*, dns::DnsControl, values::FlowValue, BindKey, Config, Counter, DeviceInfo, FlowKey,
-    LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, RuleSet, ViolationKey,
+    LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, ResentKey, RuleSet, ViolationKey,
 };
 
 /// Global settings and the active policy generation (one entry).
@@ -65,6 +65,10 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_ENTRIES,
 #[map(name = "iotf1_global")]
 pub static GLOBAL: PerCpuArray<u64> = PerCpuArray::pinned(GLOBAL_COUNTERS, 0);
 
+/// Violation-event rate limiter state of unknown devices, by source MAC.
+#[map(name = "iotf1_rate_mac")]
+pub static RATE_MAC: LruHashMap<MacKey, RateState> = LruHashMap::pinned(RATE_MACS, 0);
+
 /// Violation-event rate limiter state, by device id.
 #[map(name = "iotf1_rate")]
 pub static RATE: Array<RateState> = Array::pinned(MAX_DEVICES, 0);
@@ -104,3 +108,15 @@ pub static QUERY_RATE: Array<RateState> = Array::pinned(MAX_DEVICES, 0);
 /// stranger must not spend the others' budget.
 #[map(name = "iotf1_qrate_mac")]
 pub static QUERY_RATE_MAC: LruHashMap<MacKey, RateState> = LruHashMap::pinned(QUERY_RATE_MACS, 0);
+
+/// DNS-over-TCP answer segments the daemon released, by (flow, first
+/// sequence number) -> end sequence number: the router's stack counts a
+/// held (dropped) segment as never sent and sends it again, which must
+/// pass instead of being held once more (see `dns::classify_answer`).
+#[map(name = "iotf1_resent")]
+pub static TCP_RESENT: LruHashMap<ResentKey, u32> = LruHashMap::pinned(TCP_RESENT_ENTRIES, 0);
+
+/// The router's own IPv6 addresses: neighbour discovery to them is link
+/// traffic (delivered, never forwarded). Written by the daemon.
+#[map(name = "iotf1_local6")]
+pub static ROUTER_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(ROUTER_ADDR_ENTRIES, 0);

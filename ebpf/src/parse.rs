@@ -11,7 +11,7 @@ use iotfence_common::{
     consts::{MAX_IPV6_EXT_HEADERS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     keys::{v4_mapped, SCOPE_BITS},
     values::FlowValue,
-    BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason,
+    BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason, ResentKey,
 };
 
 const ETH_HLEN: usize = 14;
@@ -61,6 +61,9 @@ pub struct Headers {
     pub hop_limit: u8,
     /// TCP/UDP payload bytes (0 for other protocols).
     pub payload_len: u16,
+    /// TCP flags and sequence number (0 for other protocols).
+    pub tcp_flags: u8,
+    pub tcp_seq: u32,
     /// Set by the judge: a query to a resolver the daemon should see.
     pub dns_query: bool,
 }
@@ -81,6 +84,8 @@ impl Headers {
         self.icmp_type = 0;
         self.hop_limit = 0;
         self.payload_len = 0;
+        self.tcp_flags = 0;
+        self.tcp_seq = 0;
         self.dns_query = false;
         self.src = [0; 16];
         self.dst = [0; 16];
@@ -96,6 +101,7 @@ pub struct Scratch {
     pub h: Headers,
     pub flow: FlowKey,
     pub flow_value: FlowValue,
+    pub resent: ResentKey,
     pub learned: LearnedKey,
     pub mac: MacKey,
     pub bind: BindKey,
@@ -338,6 +344,8 @@ fn parse_l4(b: &Bytes, l4: usize, ip_end: usize, h: &mut Headers) -> Result<(), 
             b.ptr::<[u8; 20]>(l4)?;
             h.sport = b.be16(l4)?;
             h.dport = b.be16(l4 + 2)?;
+            h.tcp_seq = b.be32(l4 + 4)?;
+            h.tcp_flags = b.u8(l4 + 13)?;
             h.rule_port = h.dport;
             h.flow = true;
             h.payload_len = ip_end.saturating_sub(l4 + doff as usize * 4) as u16;
@@ -395,18 +403,20 @@ pub fn is_echo(proto: u8, ty: u8) -> bool {
 /// link (else they would carry data anywhere, as they did):
 /// - router solicitation, neighbour solicitation and advertisement with hop
 ///   limit 255 (RFC 4861 makes receivers drop any other) to a link-local
-///   address or link-scope multicast (ND to a global address, e.g. the
-///   router's own, is judged by rules);
+///   address, link-scope multicast, or an address of the router itself
+///   (`to_router`: the router solicits from its global address when it
+///   resolves a device, and the answer goes back there); ND to any other
+///   global address is judged by rules;
 /// - MLD queries and reports with hop limit 1, which no router forwards.
 ///
 /// Router advertisements and redirects from a device are judged by rules.
 #[inline(always)]
-pub fn is_link_icmpv6(h: &Headers) -> bool {
+pub fn is_link_icmpv6(h: &Headers, to_router: impl FnOnce() -> bool) -> bool {
     if h.family != 6 || h.proto != PROTO_ICMPV6 || h.frag != Frag::None {
         return false;
     }
     match h.icmp_type {
-        133 | 135 | 136 => h.hop_limit == 255 && link_scope(&h.dst),
+        133 | 135 | 136 => h.hop_limit == 255 && (link_scope(&h.dst) || to_router()),
         130 | 131 | 132 | 143 => h.hop_limit == 1,
         _ => false,
     }

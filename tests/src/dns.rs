@@ -18,7 +18,7 @@ use hickory_proto::{
     rr::{Name, RData, RecordType},
 };
 
-use crate::lab::{enter_ns, Netns, ROUTER_IOT_IP};
+use crate::lab::{enter_ns, Netns, ROUTER_IOT_IP, ROUTER_IOT_IP6};
 
 /// dnsmasq in the router namespace, listening on the router's IoT address;
 /// stopped on drop.
@@ -42,6 +42,7 @@ impl Dnsmasq {
     ) -> anyhow::Result<Self> {
         let mut args = vec![
             format!("--listen-address={ROUTER_IOT_IP}"),
+            format!("--listen-address={ROUTER_IOT_IP6}"),
             format!("--local-ttl={ttl}"),
             format!(
                 "--addn-hosts={}",
@@ -210,8 +211,9 @@ pub struct Stub {
 impl Stub {
     /// Must be called on a thread inside the device's namespace.
     pub fn new(resolver: &str) -> std::io::Result<Self> {
-        let resolver: SocketAddr = format!("{resolver}:53").parse().unwrap();
-        let udp = UdpSocket::bind("0.0.0.0:0")?;
+        let ip: IpAddr = resolver.parse().expect("a resolver address");
+        let resolver = SocketAddr::new(ip, 53);
+        let udp = UdpSocket::bind(if ip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
         udp.set_read_timeout(Some(Duration::from_secs(2)))?;
         Ok(Self {
             udp,

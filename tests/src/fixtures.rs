@@ -62,6 +62,9 @@ devices:
     profile: camera
 "#;
 
+/// The router's own IPv6 address on the IoT link (see `Harness::new`).
+pub const ROUTER_IP6: &str = "2001:db8:1::1";
+
 pub const CONFIG_EXTRA: &str =
     "resolvers: [192.0.2.1, 2001:db8:1::1]\nevents:\n  per_second: 100000\n  burst: 100000\n";
 
@@ -191,6 +194,30 @@ pub fn table() -> Vec<Step> {
         ),
         judge(
             "same flow, next segment",
+            cam4("198.51.100.10", PROTO_TCP, &tcp(40000, 443, TCP_ACK)),
+            allowed("cam-1", Reason::Flow),
+        ),
+        // A flow remembers the MAC that opened it: a host that took the
+        // device's address does not ride its flows (issue 15, unverified
+        // item: it did, as cam-1).
+        judge(
+            "same flow from another MAC",
+            eth(
+                STRANGER_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.10"),
+                    v4("198.51.100.10"),
+                    PROTO_TCP,
+                    &tcp(40000, 443, TCP_ACK),
+                ),
+            ),
+            dropped("unknown", Reason::NotAllowed),
+        ),
+        judge(
+            "same flow again from its own MAC",
             cam4("198.51.100.10", PROTO_TCP, &tcp(40000, 443, TCP_ACK)),
             allowed("cam-1", Reason::Flow),
         ),
@@ -366,6 +393,13 @@ pub fn table() -> Vec<Step> {
             "ipv6 neighbour advertisement to a global address",
             sensor6_hops("2001:db8:ff::99", 255, &icmp(136, 0)),
             dropped("sensor-ip", Reason::NotAllowed),
+        ),
+        // The router solicits a device from its global address; the answer
+        // goes back there, and is delivered, never forwarded.
+        judge(
+            "ipv6 neighbour advertisement to the router's global address",
+            sensor6_hops(ROUTER_IP6, 255, &icmp(136, 0)),
+            allowed("sensor-ip", Reason::NeighborDiscovery),
         ),
         judge(
             "ipv6 router solicitation to a global address",
@@ -653,6 +687,26 @@ pub fn table() -> Vec<Step> {
             ),
             allowed("cam-1", Reason::Fragment),
         ),
+        // A fragment train, too (issue 15, unverified item: it passed).
+        judge(
+            "ipv4 later fragment of it from another MAC",
+            eth(
+                STRANGER_MAC,
+                ROUTER_MAC,
+                &[],
+                ETH_IP,
+                &ipv4_full(
+                    v4("192.0.2.10"),
+                    v4("198.51.100.7"),
+                    PROTO_UDP,
+                    &[],
+                    10,
+                    777,
+                    &[0; 40],
+                ),
+            ),
+            dropped("unknown", Reason::UnknownFragment),
+        ),
         judge(
             "ipv4 later fragment, unknown train",
             eth(
@@ -812,6 +866,50 @@ pub fn table() -> Vec<Step> {
             "reply from port 80 after the inbound flow",
             cam4("192.0.2.50", PROTO_TCP, &tcp(80, 41000, TCP_ACK)),
             allowed("cam-1", Reason::Flow),
+        ),
+        // Only a connection the allowed source starts opens a flow: a
+        // SYN-ACK (or a bare ACK) answers a connection of the device's own,
+        // which egress rules judge (issue 15, unverified item: any packet
+        // opened one).
+        Step::Observe {
+            name: "syn-ack from the LAN to port 80",
+            packet: eth(
+                ROUTER_MAC,
+                CAM_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.51"),
+                    v4("192.0.2.10"),
+                    PROTO_TCP,
+                    &tcp(41002, 80, TCP_SYN | TCP_ACK),
+                ),
+            ),
+        },
+        judge(
+            "the device's packet to the syn-ack's sender",
+            cam4("192.0.2.51", PROTO_TCP, &tcp(80, 41002, TCP_ACK)),
+            dropped("cam-1", Reason::NotAllowed),
+        ),
+        Step::Observe {
+            name: "bare ack from the LAN to port 80",
+            packet: eth(
+                ROUTER_MAC,
+                CAM_MAC,
+                &[],
+                ETH_IP,
+                &ipv4(
+                    v4("192.0.2.51"),
+                    v4("192.0.2.10"),
+                    PROTO_TCP,
+                    &tcp(41003, 80, TCP_ACK),
+                ),
+            ),
+        },
+        judge(
+            "the device's packet to the ack's sender",
+            cam4("192.0.2.51", PROTO_TCP, &tcp(80, 41003, TCP_ACK)),
+            dropped("cam-1", Reason::NotAllowed),
         ),
         Step::Observe {
             name: "inbound to a port not allowed",

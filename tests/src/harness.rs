@@ -72,6 +72,12 @@ impl Harness {
             });
         let mut dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
         apply::apply(&mut dp.maps, &cfg, &policy).expect("applying the policy");
+        // What `RouterAddrs` writes on a router with this address.
+        let router: std::net::Ipv6Addr = crate::fixtures::ROUTER_IP6.parse().unwrap();
+        dp.maps
+            .router_addrs
+            .insert(router.octets(), 1, 0)
+            .expect("writing the router's address");
         Self {
             dp,
             cfg,

@@ -502,12 +502,24 @@ impl Lab {
         policy: &str,
         extra: &str,
     ) -> anyhow::Result<PathBuf> {
+        self.write_config_for(attach, policy, &[ROUTER_IOT_IP], extra)
+    }
+
+    /// Like `write_config_with`, with these resolvers.
+    pub fn write_config_for(
+        &self,
+        attach: &str,
+        policy: &str,
+        resolvers: &[&str],
+        extra: &str,
+    ) -> anyhow::Result<PathBuf> {
         std::fs::write(self.dir.join("policy.yaml"), policy)?;
         let cfg = self.dir.join("iotfence.yaml");
+        let resolvers = resolvers.join(", ");
         std::fs::write(
             &cfg,
             format!(
-                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{ROUTER_IOT_IP}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n  file: {}\n{extra}",
+                "interfaces: [iot0]\nattach: {attach}\npolicy: policy.yaml\nresolvers: [{resolvers}]\npin_dir: {}\nstate_dir: {}\nevents:\n  per_second: 50\n  burst: 50\n  file: {}\n{extra}",
                 self.pins.path.display(),
                 self.dir.join("state").display(),
                 self.events_file().display()

@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod fixtures;
+pub mod flood;
 pub mod floor;
 pub mod harness;
 pub mod lab;

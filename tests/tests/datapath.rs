@@ -124,6 +124,31 @@ fn events_are_rate_limited_per_device() {
     let events = h.events();
     assert_eq!(events.len(), 1, "another device still reports");
     assert_eq!(events[0].device, h.device_id("sensor-ip"));
+    // Unknown devices each have a budget of their own, by source MAC
+    // (issue 15, unverified item: they shared one, so one stranger's flood
+    // silenced every other stranger's reports).
+    let stranger = |last: u8| {
+        eth(
+            [0x02, 0, 0, 0, 0x0a, last],
+            ROUTER_MAC,
+            &[],
+            ETH_IP,
+            &ipv4(
+                v4("192.0.2.99"),
+                v4("198.51.100.10"),
+                6,
+                &tcp(1, 22, TCP_SYN),
+            ),
+        )
+    };
+    for _ in 0..200 {
+        assert_eq!(h.judge(Hook::Xdp, &stranger(1)), Action::Drop);
+    }
+    assert_eq!(h.events().len(), 5, "one stranger's burst of 5");
+    assert_eq!(h.judge(Hook::Xdp, &stranger(2)), Action::Drop);
+    let events = h.events();
+    assert_eq!(events.len(), 1, "another stranger still reports");
+    assert_eq!((events[0].device, events[0].src_mac[5]), (0, 2));
     // After the emission interval, cam-1 reports again, with the count of
     // what was suppressed meanwhile.
     std::thread::sleep(Duration::from_millis(1100));

@@ -386,57 +386,6 @@ fn reload_keeps_learned_entries_of_remaining_patterns() {
 /// A state file cannot grant more than an answer could: restored lifetimes
 /// are cut to max_ttl + grace, and an absurd deadline (u64::MAX, which
 /// overflowed the debug build) is cut too (issue 15, row 8).
-#[test]
-fn restored_lifetimes_are_clamped_to_max_ttl_and_grace() {
-    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
-    let now_ms = iotfence::dns::state::unix_ms(std::time::SystemTime::now());
-    let ten_years_ms = 10 * 365 * 86_400_000u64;
-    let credits: Vec<serde_json::Value> = [
-        ("a.vendor.example", "203.0.113.161", now_ms + ten_years_ms),
-        ("b.vendor.example", "203.0.113.162", u64::MAX),
-        ("c.vendor.example", "203.0.113.163", now_ms + 30_000),
-    ]
-    .iter()
-    .map(|(name, addr, expires)| {
-        serde_json::json!({"device": "dev-1", "addr": addr, "name": name,
-            "pattern": "*.vendor.example", "expires_ms": expires})
-    })
-    .collect();
-    let state = lab.dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(
-        state.join("learned.json"),
-        serde_json::to_vec(&serde_json::json!({"version": 1, "credits": credits})).unwrap(),
-    )
-    .unwrap();
-    let cfg = lab
-        .write_config_with(
-            "xdp",
-            POLICY,
-            "dns:\n  max_ttl_seconds: 3600\n  grace_seconds: 60\n",
-        )
-        .unwrap();
-    lab.start_daemon(&cfg).unwrap();
-    let log = lab.daemon.as_ref().unwrap().log();
-    assert!(
-        log.contains("restored=3") && log.contains("clamped=2"),
-        "{log}"
-    );
-    let now = iotfence_tests::harness::monotonic_ns();
-    let left_s = |addr: &str| {
-        let rules = lab.learned(1, ip(addr)).expect("restored entry");
-        (rules.rules[0].expires_ns.saturating_sub(now)) / 1_000_000_000
-    };
-    for addr in ["203.0.113.161", "203.0.113.162"] {
-        let s = left_s(addr);
-        assert!((3600..=3660).contains(&s), "{addr}: {s} s left");
-    }
-    assert!(
-        left_s("203.0.113.163") <= 30,
-        "a short lifetime stays short"
-    );
-}
-
 /// The files that map devices to addresses and names are 0600 (the events
 /// file also when it existed looser), the state directory the daemon
 /// creates 0700 (issue 15, row 11: they were 0644 and 0755).
@@ -566,7 +515,7 @@ fn a_dns_flood_from_one_device_leaves_other_devices_learning() {
                 && started.elapsed() < Duration::from_secs(60)
                 && total < 100_000_000
             {
-                total += send_burst(ifindex, &frame, 256);
+                total += iotfence_tests::flood::send_burst(ifindex, &frame, 256);
             }
             sent.store(total, Ordering::Relaxed);
         })
@@ -600,41 +549,4 @@ fn a_dns_flood_from_one_device_leaves_other_devices_learning() {
         "held answers were dropped as if no daemon ran"
     );
     assert!(over_budget > 0, "the flooder's copies were not limited");
-}
-
-/// Sends `frame` `n` times with one sendmmsg(2) on a raw packet socket that
-/// bypasses the qdisc (a flood as fast as one core makes it); returns how
-/// many the kernel took.
-fn send_burst(ifindex: u32, frame: &[u8], n: usize) -> u64 {
-    thread_local! {
-        static SOCK: i32 = unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-            let one: i32 = 1;
-            // PACKET_QDISC_BYPASS
-            libc::setsockopt(fd, libc::SOL_PACKET, 20, (&one as *const i32).cast(), 4);
-            fd
-        };
-    }
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-    let mut iov = libc::iovec {
-        iov_base: frame.as_ptr() as *mut _,
-        iov_len: frame.len(),
-    };
-    let mut msgs: Vec<libc::mmsghdr> = (0..n)
-        .map(|_| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            m.msg_hdr.msg_iov = &mut iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    let fd = SOCK.with(|s| *s);
-    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as u32, 0) };
-    r.max(0) as u64
 }

@@ -9,6 +9,7 @@ pub mod learn;
 pub mod names;
 pub mod pattern;
 pub mod pending;
+pub mod resent;
 pub mod service;
 pub mod state;
 pub mod stats;

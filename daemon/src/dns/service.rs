@@ -31,7 +31,8 @@ use super::{
     learn::{self, Refusal, Route},
     names::Names,
     pattern::Pattern,
-    pending::{Pending, QueryKey},
+    pending::{Pending, Querier, QueryKey},
+    resent::Released,
     state::{self, Saved, SavedCredit},
     stats::DnsStats,
     table::{Credit, Limits, Table, Write},
@@ -124,6 +125,7 @@ struct Engine {
     control: Array<MapData, DnsControl>,
     ring: RingBuf<MapData>,
     injector: Injector,
+    released: Released,
     pending: Pending,
     table: Table,
     limits: Limits,
@@ -182,6 +184,7 @@ impl Service {
             ring,
             injector: Injector::new(cfg.dns.reinject_mark)
                 .context("opening the AF_PACKET socket that releases held answers")?,
+            released: Released::new(open(&cfg.pin_dir, map_names::TCP_RESENT, Map::LruHashMap)?),
             pending: Pending::new(
                 MAX_PENDING,
                 cfg.dns.max_pending_per_device,
@@ -232,7 +235,7 @@ impl Engine {
     fn restore(&mut self, trusted_ids: bool) -> anyhow::Result<()> {
         let now = mono_ns();
         let now_ms = state::unix_ms(SystemTime::now());
-        let saved = match state::load(&self.state_file) {
+        let mut saved = match state::load(&self.state_file) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(file = %self.state_file.display(), error = %format!("{e:#}"), "ignoring unreadable DNS state");
@@ -245,11 +248,20 @@ impl Engine {
         // since) is cut to that.
         let longest_ms = (self.settings.max_ttl + self.settings.grace).as_millis() as u64;
         let mut clamped = 0;
-        for c in saved.credits {
-            if c.expires_ms <= now_ms {
+        let elapsed = saved.elapsed(now_ms, now, &state::boot_id());
+        if elapsed == state::Elapsed::ClockBehind {
+            tracing::warn!(
+                saved_ms = saved.saved_ms,
+                now_ms,
+                "the wall clock is behind the last save (no real-time clock, not synced yet?): restored lifetimes count from the save, as if no time had passed"
+            );
+        }
+        let credits = std::mem::take(&mut saved.credits);
+        for c in credits {
+            let left_ms = saved.left_ms(&c, now_ms, elapsed);
+            if left_ms == 0 {
                 continue;
             }
-            let left_ms = c.expires_ms - now_ms;
             if left_ms > longest_ms {
                 clamped += 1;
             }
@@ -417,6 +429,9 @@ impl Engine {
         let now_ms = state::unix_ms(SystemTime::now());
         let mut saved = Saved {
             version: state::VERSION,
+            saved_ms: now_ms,
+            boot_id: state::boot_id(),
+            saved_mono_ns: now,
             credits: Vec::new(),
         };
         for ((device, addr), credits) in self.table.entries() {
@@ -510,6 +525,8 @@ impl Engine {
     fn query(&mut self, bytes: &[u8], device: u32) {
         self.stats.queries.fetch_add(1, Relaxed);
         let Some(f) = frame::parse(bytes) else { return };
+        // The sender's MAC (bytes 6..12): budgets are per sender.
+        let mac: [u8; 6] = bytes[6..12].try_into().expect("a parsed frame has a MAC");
         let now = mono_ns();
         for msg in frame::messages(f.proto, &bytes[f.payload.clone()]).unwrap_or_default() {
             if let Some((id, name)) = learn::query_of(msg) {
@@ -519,7 +536,8 @@ impl Engine {
                     resolver: f.dst,
                     id,
                 };
-                self.pending.record(key, name, device, now);
+                self.pending
+                    .record_from(key, name, Querier { device, mac }, now);
             }
         }
     }
@@ -545,6 +563,9 @@ impl Engine {
                     }
                 }
                 frame::finalize_checksum(&mut out, &f);
+                if let Err(e) = self.released.record(bytes, &f) {
+                    tracing::warn!(error = %e, "recording a released DNS-over-TCP segment failed: the stack's re-send will be held again");
+                }
             }
         }
         // Released whatever was learned: a refused answer widens nothing.

@@ -378,6 +378,18 @@ fn kernel_globals(kernel: &Kernel, out: &mut Vec<MetricFamily>) -> anyhow::Resul
     );
     inbound.add(&[], kernel.global(consts::GLOBAL_INBOUND_FLOWS)? as f64);
     inbound.done(out);
+    let mut forged = Family::counter(
+        "iotfence_dns_answers_forged_total",
+        "DNS answers dropped as forged: from the address of a resolver on the router, but routed in rather than sent by the router's own stack.",
+    );
+    forged.add(&[], kernel.global(consts::GLOBAL_DNS_SPOOFED)? as f64);
+    forged.done(out);
+    let mut resent = Family::counter(
+        "iotfence_dns_tcp_resends_total",
+        "DNS-over-TCP answer segments the router's stack sent again after the daemon had released them (held segments count as unsent there): delivered without a second hold.",
+    );
+    resent.add(&[], kernel.global(consts::GLOBAL_DNS_TCP_RESENT)? as f64);
+    resent.done(out);
     let mut held = Family::counter(
         "iotfence_dns_answers_held_total",
         "DNS answers the kernel held for the daemon to learn from before delivery.",
