@@ -635,9 +635,15 @@ pub struct Daemon {
     pub child: Child,
     pub stderr: Arc<Mutex<Vec<String>>>,
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stderr and stdout (joined by `wait`).
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
-fn collect(r: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>, echo: bool) {
+fn collect(
+    r: impl Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    echo: bool,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             if echo {
@@ -645,7 +651,7 @@ fn collect(r: impl Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>, echo: b
             }
             sink.lock().unwrap().push(line);
         }
-    });
+    })
 }
 
 impl Daemon {
@@ -669,16 +675,19 @@ impl Daemon {
         let mut child = cmd.spawn().context("starting iotfence")?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        collect(
-            child.stderr.take().unwrap(),
-            stderr.clone(),
-            std::env::var_os("IOTFENCE_LAB_ECHO").is_some(),
-        );
-        collect(child.stdout.take().unwrap(), stdout.clone(), false);
+        let readers = vec![
+            collect(
+                child.stderr.take().unwrap(),
+                stderr.clone(),
+                std::env::var_os("IOTFENCE_LAB_ECHO").is_some(),
+            ),
+            collect(child.stdout.take().unwrap(), stdout.clone(), false),
+        ];
         Ok(Self {
             child,
             stderr,
             stdout,
+            readers,
         })
     }
 
@@ -702,6 +711,16 @@ impl Daemon {
             "iotfence not ready within 20 s:\n{}",
             d.stderr.lock().unwrap().join("\n")
         )
+    }
+
+    /// Waits for the process to exit and for everything it wrote to be
+    /// read (the readers may still hold its last lines when it exits).
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait()?;
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Ok(status)
     }
 
     pub fn log(&self) -> String {
@@ -766,6 +785,9 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(s) = self.child.try_wait()? {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
                 return Ok(s);
             }
             thread::sleep(Duration::from_millis(20));

@@ -150,7 +150,7 @@ fn sigkill_keeps_enforcement_and_a_restart_adopts_the_pins() {
     )
     .unwrap();
     let mut bad = Daemon::spawn(&lab.router, &cfg).unwrap();
-    let status = bad.child.wait().unwrap();
+    let status = bad.wait().unwrap();
     assert_eq!(
         status.code(),
         Some(65),

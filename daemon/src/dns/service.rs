@@ -557,8 +557,10 @@ impl Engine {
                             client: f.dst,
                             client_port: f.dport,
                         };
+                        // The device's MAC: budgets of unknown devices are per MAC.
+                        let mac: Option<[u8; 6]> = bytes[0..6].try_into().ok();
                         for m in msgs {
-                            self.learn(m, route);
+                            self.learn(m, route, mac);
                         }
                     }
                 }
@@ -581,7 +583,7 @@ impl Engine {
         }
     }
 
-    fn learn(&mut self, msg: &[u8], route: Route) {
+    fn learn(&mut self, msg: &[u8], route: Route, mac: Option<[u8; 6]>) {
         let now = mono_ns();
         let rules = self.policy.rules(route.device).unwrap_or(&[]);
         let lesson = match learn::answer(msg, route, &mut self.pending, now).and_then(|a| {
@@ -609,7 +611,10 @@ impl Engine {
                     rules: rules.clone(),
                     expires_ns,
                 };
-                match self.table.credit(&self.limits, route.device, *addr, c) {
+                match self
+                    .table
+                    .credit_from(&self.limits, route.device, mac, *addr, c)
+                {
                     Ok(Some(w)) => {
                         self.stats.learned.fetch_add(1, Relaxed);
                         writes.push(w);

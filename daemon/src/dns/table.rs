@@ -53,6 +53,10 @@ pub struct Table {
     /// policy changes.
     orphans: BTreeMap<EntryKey, LearnedRules>,
     per_device: HashMap<u32, usize>,
+    /// Unknown devices (id 0) are budgeted per MAC, like devices: the MAC
+    /// whose answer created each of their entries, and the count per MAC.
+    stranger_of: HashMap<EntryKey, [u8; 6]>,
+    per_stranger: HashMap<[u8; 6], usize>,
     /// Addresses per (device, name), for the per-name cap: counting them in
     /// `entries` took a scan of the device's entries for every answer.
     per_name: HashMap<(u32, String), usize>,
@@ -157,13 +161,36 @@ impl Table {
         addr: IpAddr,
         credit: Credit,
     ) -> Result<Option<Write>, Refusal> {
+        self.credit_from(limits, device, None, addr, credit)
+    }
+
+    /// `credit`, for an answer that went to `mac`: for unknown devices
+    /// (id 0) the per-device cap is per MAC, and all of them together hold
+    /// at most a quarter of the table, so one stranger can neither spend the
+    /// others' budget nor, rotating MACs, the known devices' room.
+    pub fn credit_from(
+        &mut self,
+        limits: &Limits,
+        device: u32,
+        mac: Option<[u8; 6]>,
+        addr: IpAddr,
+        credit: Credit,
+    ) -> Result<Option<Write>, Refusal> {
         let k = (device, addr);
         let exists = self.entries.contains_key(&k) || self.orphans.contains_key(&k);
+        let stranger = mac.filter(|_| device == 0);
         if !exists {
             if self.len() >= limits.max_entries {
                 return Err(Refusal::MapFull);
             }
-            if self.device_entries(device) >= limits.max_entries_per_device {
+            let over = match stranger {
+                Some(m) => {
+                    self.per_stranger.get(&m).copied().unwrap_or(0) >= limits.max_entries_per_device
+                        || self.device_entries(0) >= limits.max_entries / 4
+                }
+                None => self.device_entries(device) >= limits.max_entries_per_device,
+            };
+            if over {
                 return Err(Refusal::DeviceBudget);
             }
         }
@@ -188,6 +215,10 @@ impl Table {
         let v = value(&credits).ok_or(Refusal::AddressRulesFull)?;
         if self.orphans.remove(&k).is_none() && !self.entries.contains_key(&k) {
             *self.per_device.entry(device).or_default() += 1;
+            if let Some(m) = stranger {
+                *self.per_stranger.entry(m).or_default() += 1;
+                self.stranger_of.insert(k, m);
+            }
         }
         tally(&mut self.per_name, device, &credits, true);
         if let Some(old) = self.entries.insert(k, credits) {
@@ -199,6 +230,14 @@ impl Table {
     fn forget(&mut self, k: &EntryKey) {
         if let Some(n) = self.per_device.get_mut(&k.0) {
             *n = n.saturating_sub(1);
+        }
+        if let Some(m) = self.stranger_of.remove(k) {
+            if let Some(n) = self.per_stranger.get_mut(&m) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_stranger.remove(&m);
+                }
+            }
         }
     }
 
@@ -324,6 +363,52 @@ mod tests {
 
     fn ip(i: u8) -> IpAddr {
         IpAddr::from([198, 51, 100, i])
+    }
+
+    #[test]
+    fn strangers_are_budgeted_per_mac_within_a_pool() {
+        // Per device (and per stranger's MAC): 3; all strangers: 20 / 4.
+        let limits = Limits {
+            max_addresses_per_name: 100,
+            max_entries_per_device: 3,
+            max_entries: 20,
+        };
+        let mut t = Table::default();
+        let mut learn = |t: &mut Table, mac: u8, i: u8| {
+            t.credit_from(
+                &limits,
+                0,
+                Some([2, 0, 0, 0, 0, mac]),
+                ip(i),
+                credit("a.example.com", 443, 10),
+            )
+        };
+        for i in 0..3 {
+            assert!(learn(&mut t, 1, i).is_ok());
+        }
+        assert_eq!(
+            learn(&mut t, 1, 3),
+            Err(Refusal::DeviceBudget),
+            "its own budget"
+        );
+        assert!(
+            learn(&mut t, 2, 3).is_ok(),
+            "another stranger's is untouched"
+        );
+        assert!(learn(&mut t, 3, 4).is_ok());
+        assert_eq!(
+            learn(&mut t, 4, 5),
+            Err(Refusal::DeviceBudget),
+            "the pool of 5"
+        );
+        // Known devices are not in the pool.
+        assert!(t
+            .credit(&limits, 1, ip(6), credit("a.example.com", 443, 10))
+            .is_ok());
+        // Expiry gives budgets back.
+        t.expire(100);
+        assert!(t.is_empty());
+        assert!(learn(&mut t, 4, 5).is_ok());
     }
 
     #[test]
