@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use iotfence::{compile, config, datapath, diag::Diagnostic, exit, lock, metrics, run};
+use iotfence::{compile, config, diag::Diagnostic, exit, lock, metrics, run};
 
 /// iotfence: per-device egress allowlists for IoT networks, enforced in the
 /// kernel with XDP/TC on the router's IoT-facing interface.
@@ -191,7 +191,7 @@ fn check(path: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> i32 {
 /// `check --kernel`: the probe's findings; with a configuration, whether
 /// its attach mode will work here.
 fn check_kernel(config: Option<PathBuf>, json: bool) -> i32 {
-    let k = iotfence::kernel_probe::Kernel::probe();
+    let k = iotfence::kernel::probe::Kernel::probe();
     if json {
         println!("{}", serde_json::to_string_pretty(&k).unwrap_or_default());
     } else {
@@ -298,7 +298,7 @@ fn main() -> ExitCode {
                 }
                 _ => {}
             }
-            match datapath::detach(&pin_dir) {
+            match iotfence::kernel::load::detach(&pin_dir) {
                 Ok(removed) => {
                     println!(
                         "detached: removed {} pins under {}",

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use iotfence_common::consts::{RESOLVER_ON_ROUTER, RESOLVER_TRUSTED};
 
-use crate::{config::Config, datapath::Datapath};
+use crate::{config::Config, kernel::load::Datapath};
 
 /// Every address configured on this host's interfaces (this network
 /// namespace).

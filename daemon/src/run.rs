@@ -12,14 +12,14 @@ use tokio::{
 };
 
 use crate::{
-    apply, bpffs, compile,
+    compile,
     compile::Compiled,
     config::Config,
-    datapath::Datapath,
     diag::Diagnostic,
     dns::{self, service::DnsPolicy},
     events,
     ids::DeviceIds,
+    kernel::{apply, bpffs, load::Datapath},
     lock,
     metrics::Shared,
     router_addrs::RouterAddrs,
@@ -34,7 +34,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Everything up to the first applied policy; no side effects before the
 /// caller has validated `cfg` and `policy`.
 pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
-    let kernel = crate::kernel_probe::Kernel::probe();
+    let kernel = crate::kernel::probe::Kernel::probe();
     kernel.require(cfg.attach)?;
     let lock = lock::acquire(&cfg.pin_dir)?;
     // Bound before anything is attached, so a taken port fails the start

@@ -19,7 +19,7 @@ const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<libc::c_long> {
     // SAFETY: every caller's `attr` points at buffers that outlive the call.
-    unsafe { iotfence::bpfsys::bpf(cmd, attr) }
+    unsafe { iotfence::kernel::sys::bpf(cmd, attr) }
 }
 
 pub(crate) fn put_u32(a: &mut [u8], at: usize, v: u32) {

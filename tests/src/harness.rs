@@ -6,11 +6,10 @@ use std::{net::IpAddr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
 use iotfence::{
-    apply,
     compile::{self, Compiled},
     config::{self, Config},
-    datapath::Datapath,
-    events, stats,
+    events,
+    kernel::{apply, counters as stats, load::Datapath},
 };
 use iotfence_common::{
     consts::prog_names, values::LearnedRules, PortRule, Reason, Verdict, ViolationEvent,

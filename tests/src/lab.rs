@@ -587,7 +587,8 @@ impl Lab {
 
     /// A global (not per-device) kernel counter, summed over CPUs.
     pub fn global(&self, index: u32) -> u64 {
-        iotfence::stats::pinned_global(&self.pins.path, index).expect("reading pinned globals")
+        iotfence::kernel::counters::pinned_global(&self.pins.path, index)
+            .expect("reading pinned globals")
     }
 
     pub fn counter(
@@ -596,7 +597,7 @@ impl Lab {
         verdict: iotfence_common::Verdict,
         reason: iotfence_common::Reason,
     ) -> u64 {
-        iotfence::stats::pinned_counter(&self.pins.path, device, verdict, reason)
+        iotfence::kernel::counters::pinned_counter(&self.pins.path, device, verdict, reason)
             .expect("reading pinned counters")
             .packets
     }

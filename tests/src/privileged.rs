@@ -58,7 +58,7 @@ impl PinDir {
     pub fn new() -> Self {
         require_root();
         let path = PathBuf::from("/sys/fs/bpf/iotfence-test").join(unique("t"));
-        iotfence::bpffs::ensure(&path).expect("bpffs for the test pin directory");
+        iotfence::kernel::bpffs::ensure(&path).expect("bpffs for the test pin directory");
         Self { path }
     }
 }
@@ -71,7 +71,7 @@ impl Default for PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        let _ = iotfence::datapath::detach(&self.path);
+        let _ = iotfence::kernel::load::detach(&self.path);
         let _ = std::fs::remove_dir(self.path.parent().unwrap());
         // A daemon the test killed could not remove its lock file.
         let _ = std::fs::remove_file(iotfence::lock::path_for(&self.path));

@@ -57,7 +57,7 @@ fn dns_max_entries_sizes_the_learned_map() {
     let n = 140_000u32;
     let extra = format!("{}dns:\n  max_entries: {n}\n", fixtures::CONFIG_EXTRA);
     let mut h = Harness::new(fixtures::POLICY, &extra);
-    let by_name = iotfence::mapstat::pinned(&h.pins.path).unwrap();
+    let by_name = iotfence::kernel::mapstat::pinned(&h.pins.path).unwrap();
     let learned = by_name
         .iter()
         .find(|u| u.map == iotfence_common::consts::map_names::LEARNED)
@@ -106,7 +106,8 @@ fn events_are_rate_limited_per_device() {
         200,
         "every drop is counted even when not reported"
     );
-    let suppressed = iotfence::stats::global(&h.dp.maps, GLOBAL_EVENTS_SUPPRESSED).unwrap();
+    let suppressed =
+        iotfence::kernel::counters::global(&h.dp.maps, GLOBAL_EVENTS_SUPPRESSED).unwrap();
     assert_eq!(suppressed, 195);
     let other = eth(
         fixtures::STRANGER_MAC,
@@ -199,10 +200,10 @@ fn reload_switches_generation_atomically_and_keeps_learned_entries() {
     let new_policy = fixtures::POLICY.replace("ports: [443, 8883]", "ports: [22]");
     let compiled =
         iotfence::compile::compile(std::path::Path::new("p.yaml"), &new_policy, &h.cfg).unwrap();
-    let g0 = iotfence::apply::active_generation(&h.dp.maps)
+    let g0 = iotfence::kernel::apply::active_generation(&h.dp.maps)
         .unwrap()
         .unwrap();
-    let g1 = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, &compiled).unwrap();
+    let g1 = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, &compiled).unwrap();
     assert_eq!(g1, g0 ^ 1);
     assert_eq!(h.judge(Hook::Xdp, &to22), Action::Pass, "new rule in force");
     assert_eq!(h.judge(Hook::Xdp, &to443), Action::Drop, "old rule gone");
@@ -238,7 +239,7 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
     use aya::maps::lpm_trie::Key;
     use iotfence_common::{keys::rule_scope, Lpm4, MacKey, RuleSet};
     let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
-    let g0 = iotfence::apply::active_generation(&h.dp.maps)
+    let g0 = iotfence::kernel::apply::active_generation(&h.dp.maps)
         .unwrap()
         .unwrap();
     // What an apply that died before its flip leaves in the next generation.
@@ -265,7 +266,7 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
     // A restarted daemon knows nothing of what was written before.
     h.dp.maps.written.forget();
 
-    let g1 = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, &h.policy).unwrap();
+    let g1 = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, &h.policy).unwrap();
     assert_eq!(g1, g0 ^ 1);
     assert!(
         h.dp.maps.egress4.get(&stale_rule, 0).is_err(),
@@ -282,7 +283,7 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
 }
 
 /// Every policy key in the maps: (generation, map, key bytes), sorted.
-fn policy_keys(maps: &iotfence::datapath::Maps) -> Vec<(u8, &'static str, Vec<u8>)> {
+fn policy_keys(maps: &iotfence::kernel::load::Maps) -> Vec<(u8, &'static str, Vec<u8>)> {
     // (generation, prefix length and key bytes) of every key of a trie.
     fn lpm<K: aya::Pod, V: aya::Pod>(
         name: &'static str,
@@ -328,13 +329,13 @@ fn applies_leave_exactly_the_active_policy() {
     let policies = [&h.policy, &other];
     for i in 0..6 {
         let p = policies[i % 2];
-        let g = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
+        let g = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
         let remembered = policy_keys(&h.dp.maps);
         assert!(remembered.iter().all(|k| k.0 == g), "only generation {g}");
         // The same apply again, forgetting: it scans, and removes anything
         // the remembered path left behind.
         h.dp.maps.written.forget();
-        let g2 = iotfence::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
+        let g2 = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
         let scanned = policy_keys(&h.dp.maps);
         assert_eq!(g2, g ^ 1);
         // Same entries, bar the generation byte of each LPM key.

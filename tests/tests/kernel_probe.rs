@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use iotfence::kernel_probe::PRETEND_MISSING_ENV;
+use iotfence::kernel::probe::PRETEND_MISSING_ENV;
 use iotfence_tests::{lab::daemon_binary, privileged::TempDir};
 
 fn config(dir: &TempDir, attach: &str) -> std::path::PathBuf {

@@ -79,7 +79,7 @@ fn enforces(lab: &Lab) {
 fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
     // Only this test runs in this binary: the daemons it starts inherit it.
     std::env::set_var(
-        iotfence::kernel_probe::PRETEND_MISSING_ENV,
+        iotfence::kernel::probe::PRETEND_MISSING_ENV,
         "tcx,xdp_load_bytes,coarse_clock",
     );
     let mut lab = Lab::build(DEVICES, &[443, 22]).expect("building the lab");

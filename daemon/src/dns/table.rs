@@ -374,7 +374,7 @@ mod tests {
             max_entries: 20,
         };
         let mut t = Table::default();
-        let mut learn = |t: &mut Table, mac: u8, i: u8| {
+        let learn = |t: &mut Table, mac: u8, i: u8| {
             t.credit_from(
                 &limits,
                 0,

@@ -21,8 +21,10 @@ use prometheus::proto::{
 use super::Shared;
 use crate::{
     dns::{learn::Refusal, stats::HOLD_BUCKETS},
-    mapstat,
-    stats::{self, Totals},
+    kernel::{
+        counters::{self as stats, Totals},
+        mapstat,
+    },
 };
 
 /// Read-only handles on the pinned counter maps.

@@ -19,7 +19,7 @@ use super::{
 use crate::{
     dns::{learn::Refusal, table},
     events::Violation,
-    stats::Totals,
+    kernel::counters::Totals,
 };
 
 /// Learned entries listed per device (all are counted).

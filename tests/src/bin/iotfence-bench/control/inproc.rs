@@ -8,7 +8,7 @@
 
 use std::{path::Path, time::Instant};
 
-use iotfence::{apply, compile, config, sources};
+use iotfence::{compile, config, kernel::apply, sources};
 use iotfence_common::consts::LEARNED_ENTRIES;
 use iotfence_tests::privileged::TempDir;
 

@@ -15,9 +15,9 @@ use std::{
 use anyhow::Context;
 use aya::maps::MapInfo;
 use iotfence::{
-    apply, compile, config,
-    datapath::Datapath,
+    compile, config,
     dns::{service::mono_ns, table::key},
+    kernel::{apply, load::Datapath},
 };
 use iotfence_common::{
     consts::{map_names, prog_names, LEARNED_ENTRIES, MAX_DEVICES, PROTO_TCP},

@@ -19,7 +19,7 @@ use std::{
 };
 
 use aya::maps::{Map, MapData, PerCpuArray};
-use iotfence::{metrics::render::slots, stats};
+use iotfence::{kernel::counters as stats, metrics::render::slots};
 use iotfence_common::{
     consts::{map_names, MAX_DEVICES},
     reason::counter_index,

@@ -16,7 +16,8 @@ use std::{
 use anyhow::Context;
 use aya::maps::MapData;
 use iotfence::{
-    compile, config, mapstat,
+    compile, config,
+    kernel::mapstat,
     metrics::{
         render::{self, Kernel},
         Shared,

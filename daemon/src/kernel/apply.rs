@@ -18,7 +18,8 @@ use iotfence_common::{
 };
 use ipnet::IpNet;
 
-use crate::{compile::Compiled, config::Config, datapath::Maps, mapbatch};
+use super::{batch, load::Maps};
+use crate::{compile::Compiled, config::Config};
 
 /// The generation currently enforced, if a policy was ever applied.
 pub fn active_generation(maps: &Maps) -> anyhow::Result<Option<u8>> {
@@ -160,11 +161,11 @@ impl<K, V> Default for Batch<K, V> {
 
 impl<K: Pod, V: Pod> Batch<K, V> {
     fn write(&self, map: &MapData) -> std::io::Result<()> {
-        mapbatch::update(map, &self.keys, &self.values)
+        batch::update(map, &self.keys, &self.values)
     }
 
     fn remove(&self, map: &MapData) -> std::io::Result<()> {
-        mapbatch::delete(map, &self.keys)
+        batch::delete(map, &self.keys)
     }
 }
 

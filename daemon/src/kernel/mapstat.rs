@@ -11,7 +11,7 @@ use std::{
 use aya::maps::{MapData, MapType};
 use iotfence_common::consts::map_names;
 
-use crate::bpfsys::{self, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH};
+use crate::kernel::sys::{self, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH};
 
 /// Entries and capacity of one map.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn pinned(pin_dir: &Path) -> anyhow::Result<Vec<Usage>> {
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<()> {
     // SAFETY: the callers' attrs point at their key and value buffers,
     // sized from the map's info, alive for the call.
-    unsafe { bpfsys::bpf(cmd, attr) }.map(drop)
+    unsafe { sys::bpf(cmd, attr) }.map(drop)
 }
 
 /// One BPF_MAP_GET_NEXT_KEY walk: works for every map type, one syscall per

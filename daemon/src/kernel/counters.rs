@@ -6,7 +6,7 @@ use iotfence_common::{
     Counter, Reason, Verdict,
 };
 
-use crate::datapath::Maps;
+use crate::kernel::load::Maps;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {

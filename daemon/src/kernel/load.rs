@@ -31,11 +31,8 @@ use iotfence_common::{
     MacKey, RateState, RuleSet,
 };
 
-use crate::{
-    config::{AttachMode, DnsSettings},
-    kernel_probe::Kernel,
-    tc_legacy,
-};
+use super::{probe::Kernel, tc_legacy};
+use crate::config::{AttachMode, DnsSettings};
 
 /// The compiled eBPF object, embedded at build time (daemon/build.rs).
 pub static BPF_OBJECT: &[u8] =
@@ -61,7 +58,7 @@ pub struct Maps {
     pub resolvers: HashMap<MapData, [u8; 16], u32>,
     pub router_addrs: HashMap<MapData, [u8; 16], u32>,
     /// The policy entries this process wrote last (see `apply`).
-    pub written: crate::apply::Written,
+    pub written: crate::kernel::apply::Written,
 }
 
 pub struct Datapath {
@@ -90,7 +87,7 @@ impl Datapath {
     /// `pin_dir/maps`, a new learned map with room for `dns.max_entries`
     /// (an adopted one keeps its size), each device's DNS query budget from
     /// `dns`. The programs use the optional features this kernel has
-    /// (`kernel_probe`). Nothing is attached yet.
+    /// (`probe`). Nothing is attached yet.
     pub fn load(pin_dir: &Path, dns: &DnsSettings) -> anyhow::Result<Self> {
         Self::load_for(pin_dir, dns, Kernel::probe())
     }

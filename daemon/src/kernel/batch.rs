@@ -11,7 +11,7 @@ use std::{
 
 use aya::{maps::MapData, Pod};
 
-use crate::bpfsys::{
+use crate::kernel::sys::{
     self, BPF_MAP_DELETE_BATCH, BPF_MAP_DELETE_ELEM, BPF_MAP_UPDATE_BATCH, BPF_MAP_UPDATE_ELEM,
 };
 
@@ -21,7 +21,7 @@ const ENOTSUPP: i32 = 524;
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<()> {
     // SAFETY: every caller fills `attr` with pointers to its key and value
     // slices, which outlive the call.
-    unsafe { bpfsys::bpf(cmd, attr) }.map(drop)
+    unsafe { sys::bpf(cmd, attr) }.map(drop)
 }
 
 /// The kernel has no batch operation for the map's type (it then wrote

@@ -16,7 +16,8 @@ use std::{
 
 use iotfence_common::consts::features;
 
-use crate::{bpfsys, config::AttachMode};
+use super::sys;
+use crate::config::AttachMode;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -177,7 +178,7 @@ fn version_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
 
 fn bpf_fd(cmd: libc::c_long, attr: &mut [u8]) -> io::Result<OwnedFd> {
     // SAFETY: `attr` points only at buffers that outlive the call.
-    let fd = unsafe { bpfsys::bpf(cmd, attr) }?;
+    let fd = unsafe { sys::bpf(cmd, attr) }?;
     // SAFETY: both commands return a new file descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
