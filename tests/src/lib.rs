@@ -1,12 +1,16 @@
 //! Test support for iotfence: packet fixtures shared by tests and benchmarks,
 //! a BPF_PROG_TEST_RUN harness, and the network-namespace lab.
 
+pub mod differential;
 pub mod dns;
 pub mod fixtures;
 pub mod floor;
+pub mod fuzz_dns;
+pub mod fuzz_policy;
 pub mod harness;
 pub mod lab;
 pub mod live;
+pub mod model;
 pub mod observe;
 pub mod packet;
 pub mod privileged;
