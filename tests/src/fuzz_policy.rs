@@ -36,8 +36,9 @@ pub fn check(data: &[u8]) {
                 diags.iter().any(|d| d.is_error()),
                 "refused without an error: {diags:?}"
             );
-            // A location may point just past the last line (end of input).
-            let lines = text.split('\n').count() as u64 + 1;
+            // YAML breaks lines at LF, CR LF and a lone CR; a location may
+            // point just past the last line (end of input).
+            let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u64 + 1;
             for d in &diags {
                 assert_eq!(d.file, PATH, "{d}");
                 assert!(d.line >= 1 && d.line <= lines, "line out of the text: {d}");
@@ -57,7 +58,7 @@ pub fn check(data: &[u8]) {
 
 fn holds_together(c: &Compiled) {
     let profiles = c.profiles.len();
-    assert!(profiles >= 1 && profiles <= MAX_PROFILES as usize);
+    assert!((1..=MAX_PROFILES as usize).contains(&profiles));
     assert!((c.default_profile as usize) < profiles);
     let mut ids: Vec<u32> = c.devices.iter().map(|d| d.id).collect();
     ids.sort_unstable();
@@ -75,7 +76,7 @@ fn holds_together(c: &Compiled) {
     for p in &c.profiles {
         for (net, rules) in p.egress.iter().chain(&p.inbound) {
             let n = rules.count as usize;
-            assert!(n >= 1 && n <= RULES_PER_PREFIX, "{net}: {n} rules");
+            assert!((1..=RULES_PER_PREFIX).contains(&n), "{net}: {n} rules");
             for r in &rules.rules[..n] {
                 assert!(r.lo <= r.hi, "{net}: {r:?}");
             }

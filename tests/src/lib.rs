@@ -1,5 +1,8 @@
 //! Test support for iotfence: packet fixtures shared by tests and benchmarks,
-//! a BPF_PROG_TEST_RUN harness, and the network-namespace lab.
+//! a BPF_PROG_TEST_RUN harness, the network-namespace lab, and the bodies of
+//! the fuzz targets in `fuzz/` (`fuzz_dns`, `fuzz_policy`, and `differential`
+//! with its userspace `model` of the datapath), so the committed corpora
+//! replay as plain tests too.
 
 pub mod differential;
 pub mod dns;

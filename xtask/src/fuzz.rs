@@ -121,10 +121,13 @@ fn campaign(
         let line = line?;
         writeln!(log, "{line}")?;
         // libFuzzer's progress lines start with `#<runs>`.
-        if line.starts_with('#') && (line.contains("INITED") || line.contains("DONE")) {
+        let progress = line
+            .strip_prefix('#')
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+        if progress && (line.contains("INITED") || line.contains("DONE")) {
             eprintln!("    {line}");
         }
-        if line.starts_with('#') {
+        if progress {
             last = line.clone();
         }
         tail.push(line);
