@@ -58,3 +58,15 @@ fn policy_corpus_has_compiling_policies() {
         .count();
     assert!(compiled >= 2, "only {compiled} corpus policies compile");
 }
+
+/// The committed corpora stay small (`cargo xtask fuzz --cmin` keeps only
+/// inputs that add coverage): a clone should not carry megabytes of them.
+#[test]
+fn committed_corpora_stay_small() {
+    let total: u64 = ["datapath", "dns_learn", "policy"]
+        .iter()
+        .flat_map(|t| corpus(t, 1))
+        .map(|(_, d)| d.len() as u64)
+        .sum();
+    assert!(total < 3 << 20, "fuzz/corpus holds {total} bytes");
+}
