@@ -77,3 +77,46 @@ impl Drop for PinDir {
         let _ = std::fs::remove_file(iotfence::lock::path_for(&self.path));
     }
 }
+
+/// Removes the pin directories of test processes that are gone. A fuzz
+/// target holds its harness in a `static` that is never dropped, and
+/// libFuzzer ends a crashing or timed-out run with `_exit`: maps pinned
+/// there would otherwise stay in the kernel until reboot.
+pub fn sweep_stale_pins() {
+    let root = std::path::Path::new("/sys/fs/bpf/iotfence-test");
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix('t')
+            .and_then(|r| r.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = iotfence::datapath::detach(&e.path());
+            }
+        }
+    }
+}
+
+/// Detaches `pins` when the process exits normally or panics (libFuzzer's
+/// own exits skip Rust destructors of statics).
+pub fn remove_pins_at_exit(pins: &std::path::Path) {
+    static PINS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if PINS.set(pins.to_path_buf()).is_err() {
+        return;
+    }
+    extern "C" fn at_exit() {
+        if let Some(p) = PINS.get() {
+            let _ = iotfence::datapath::detach(p);
+        }
+    }
+    unsafe { libc::atexit(at_exit) };
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        at_exit();
+        previous(info);
+    }));
+}

@@ -1,7 +1,8 @@
-//! Developer commands: `cargo xtask setup | build | test | bench | lab`.
+//! Developer commands: `cargo xtask setup | build | test | fuzz | bench | lab`.
 //! Every command installs what it needs first (idempotently), so the two
 //! README commands work on a fresh machine.
 
+mod fuzz;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -22,11 +23,28 @@ enum Cmd {
     Setup,
     /// Build the daemon (with the embedded eBPF object), release mode.
     Build,
-    /// Run every test, privileged ones included (needs root).
+    /// Run every test, privileged ones included (needs root), then each
+    /// fuzz target for a bounded time (`fuzz`).
     Test {
+        /// Seconds per fuzz target after the tests (0: no fuzzing).
+        #[arg(long, default_value_t = 60)]
+        fuzz_seconds: u64,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
+    },
+    /// Coverage-guided fuzzing (cargo-fuzz, libFuzzer): the DNS learner,
+    /// the policy compiler, and the datapath against its userspace model
+    /// (needs root); from the committed corpus in fuzz/corpus/.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Then fold the new inputs into fuzz/corpus/ and minimize it.
+        #[arg(long)]
+        cmin: bool,
+        /// Targets to run (default: all): dns_learn, policy, datapath.
+        targets: Vec<String>,
     },
     /// Benchmarks: datapath cost per packet against an empty XDP program
     /// (also as tables grow), live throughput on a veth path against
@@ -68,7 +86,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             setup::all()?;
             cargo(&["build", "--release", "-p", "iotfence"])
         }
-        Cmd::Test { args } => {
+        Cmd::Test { fuzz_seconds, args } => {
             setup::all()?;
             require_root("the tests load eBPF programs and build network namespaces")?;
             step("building the daemon for the lab tests");
@@ -76,7 +94,23 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             step("running the test suite");
             let mut a = vec!["test", "--workspace", "--all-targets"];
             a.extend(args.iter().map(String::as_str));
-            test_summary(&a)
+            // The fuzz run goes before the closing summary line, and each
+            // target counts there as one test.
+            test_summary(&a, || match fuzz_seconds {
+                0 => Ok(0),
+                s => fuzz::run(s, &[], false).map(|()| fuzz::TARGETS.len() as u64),
+            })
+        }
+        Cmd::Fuzz {
+            seconds,
+            cmin,
+            targets,
+        } => {
+            setup::all()?;
+            if targets.is_empty() || targets.iter().any(|t| t == "datapath") {
+                require_root("the datapath target loads eBPF programs")?;
+            }
+            fuzz::run(seconds, &targets, cmin)
         }
         Cmd::Bench { short, args } => {
             setup::all()?;
@@ -142,9 +176,10 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-/// Runs `cargo test`, echoing its output, and closes with one line that
-/// adds up every test binary's result.
-fn test_summary(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `cargo test`, echoing its output, then `after` (which returns how
+/// many more checks passed), and closes with one line that adds up every
+/// test binary's result and those checks.
+fn test_summary(args: &[&str], after: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<()> {
     use std::io::{BufRead, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(&cargo)
@@ -173,10 +208,18 @@ fn test_summary(args: &[&str]) -> anyhow::Result<()> {
         }
     }
     let status = child.wait()?;
-    println!("{passed} passed, {failed} failed, {ignored} skipped");
     if !status.success() {
+        println!("{passed} passed, {failed} failed, {ignored} skipped");
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
+    match after() {
+        Ok(n) => passed += n,
+        Err(e) => {
+            println!("{passed} passed, {} failed, {ignored} skipped", failed + 1);
+            return Err(e);
+        }
+    }
+    println!("{passed} passed, {failed} failed, {ignored} skipped");
     if passed == 0 {
         bail!("no test ran");
     }

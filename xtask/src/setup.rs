@@ -1,8 +1,8 @@
 //! Installs what building and testing need, skipping what is present:
 //! Debian's rustc-web (1.96, LLVM 22) with its library sources for the eBPF
 //! build (rustup toolchains here lack rust-src), LLVM 22 for bpf-linker,
-//! bpf-linker 0.13.0 itself, the lab's tools, and qemu with busybox for
-//! the kernel-matrix tests.
+//! bpf-linker 0.13.0 itself, the lab's tools, qemu with busybox for the
+//! kernel-matrix tests, and cargo-fuzz for `cargo xtask fuzz`.
 
 use std::{path::Path, process::Command};
 
@@ -40,6 +40,7 @@ const PACKAGES: &[(&str, &str)] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn all() -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
@@ -78,7 +79,29 @@ pub fn all() -> anyhow::Result<()> {
                 .args(["--no-default-features", "--features", "llvm-22"]),
         )?;
     }
+    if cargo_fuzz_version().as_deref() != Some(CARGO_FUZZ_VERSION) {
+        step(&format!(
+            "installing cargo-fuzz {CARGO_FUZZ_VERSION} (first run only)"
+        ));
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+                "install",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--locked",
+                "--force",
+            ]),
+        )?;
+    }
     Ok(())
+}
+
+/// `cargo-fuzz 0.13.2` -> `0.13.2`; `None` when it is not installed.
+pub fn cargo_fuzz_version() -> Option<String> {
+    let out = Command::new("cargo-fuzz").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).map(str::to_owned)
 }
 
 fn bpf_linker_version() -> Option<String> {
