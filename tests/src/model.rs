@@ -56,6 +56,7 @@ pub struct Frame {
     pub frag_id: u32,
     pub icmp_type: Option<u8>,
     pub hop_limit: u8,
+    pub tcp_flags: u8,
 }
 
 /// A bounds-checked view; every miss is `Malformed`.
@@ -212,6 +213,9 @@ fn transport(v: &View, l4: usize, ip_end: usize, f: &mut Frame) -> Result<(), Re
             }
             f.sport = v.u16(l4)?;
             f.dport = v.u16(l4 + 2)?;
+            if f.proto == PROTO_TCP {
+                f.tcp_flags = v.byte(l4 + 13)?;
+            }
             f.port = f.dport;
             f.trackable = true;
         }
@@ -252,8 +256,11 @@ enum FlowId {
     Train(IpAddr, IpAddr, u32, u8),
 }
 
+/// A flow's device and the MAC that opened it.
+type Owner = (u32, [u8; 6]);
+
 /// A snapshot of the model's flows.
-pub struct Flows(HashMap<FlowId, u32>);
+pub struct Flows(HashMap<FlowId, Owner>);
 
 #[derive(Clone, Debug)]
 struct Device {
@@ -284,7 +291,9 @@ pub struct Model {
     devices: Vec<Device>,
     profiles: Vec<Profile>,
     default_profile: u16,
-    flows: HashMap<FlowId, u32>,
+    flows: HashMap<FlowId, Owner>,
+    /// The router's own IPv6 addresses (as `Harness::new` writes them).
+    router_addrs: Vec<IpAddr>,
     /// (device, address) -> learned rules, each alive or expired.
     learned: HashMap<(u32, IpAddr), Vec<(PortRule, bool)>>,
 }
@@ -338,6 +347,7 @@ impl Model {
             profiles,
             default_profile: policy.default_profile,
             flows: HashMap::new(),
+            router_addrs: vec![crate::fixtures::ROUTER_IP6.parse().unwrap()],
             learned: HashMap::new(),
         }
     }
@@ -423,17 +433,24 @@ impl Model {
     pub fn judge(&mut self, bytes: &[u8]) -> Judgement {
         let (f, parsed) = parse(bytes);
         if parsed.is_ok() && f.family != 0 {
+            // A flow counts only from the MAC that opened it.
+            let ours = |o: &&Owner| o.1 == f.src_mac;
             let live = match f.frag {
                 Frag::Later => self
                     .flows
                     .get(&Self::train(&f))
-                    .map(|d| (*d, Reason::Fragment)),
-                _ if f.trackable => self.flows.get(&Self::conn(&f)).map(|d| (*d, Reason::Flow)),
+                    .filter(ours)
+                    .map(|o| (o.0, Reason::Fragment)),
+                _ if f.trackable => self
+                    .flows
+                    .get(&Self::conn(&f))
+                    .filter(ours)
+                    .map(|o| (o.0, Reason::Flow)),
                 _ => None,
             };
             if let Some((device, reason)) = live {
                 if f.frag == Frag::First {
-                    self.flows.insert(Self::train(&f), device);
+                    self.flows.insert(Self::train(&f), (device, f.src_mac));
                 }
                 return Judgement {
                     device,
@@ -456,10 +473,10 @@ impl Model {
         };
         if matches!(reason, Reason::Rule | Reason::Learned) {
             if f.trackable {
-                self.flows.insert(Self::conn(&f), device);
+                self.flows.insert(Self::conn(&f), (device, f.src_mac));
             }
             if f.frag == Frag::First {
-                self.flows.insert(Self::train(&f), device);
+                self.flows.insert(Self::train(&f), (device, f.src_mac));
             }
         }
         Judgement {
@@ -473,7 +490,7 @@ impl Model {
         if f.family == 0 {
             return Reason::NotIp;
         }
-        if link_icmpv6(f) {
+        if link_icmpv6(f, &self.router_addrs) {
             return Reason::NeighborDiscovery;
         }
         if f.frag == Frag::Later {
@@ -513,6 +530,16 @@ impl Model {
         if !allows(&p.inbound, src, f.proto, f.port) {
             return;
         }
+        // Only what starts a connection from the source: a TCP SYN without
+        // ACK, an echo request; anything for other protocols.
+        let starts = match f.proto {
+            PROTO_TCP => f.tcp_flags & 0x12 == 0x02,
+            PROTO_ICMP | PROTO_ICMPV6 => !f.echo || matches!(f.icmp_type, Some(8 | 128)),
+            _ => true,
+        };
+        if !starts {
+            return;
+        }
         // Seen from the device: its address and port are the source; an
         // echo keeps its identifier in the source port both ways.
         let (sport, dport) = if f.echo {
@@ -520,9 +547,11 @@ impl Model {
         } else {
             (f.dport, f.sport)
         };
-        self.flows
-            .entry(FlowId::Conn(dst, src, sport, dport, f.proto))
-            .or_insert(device);
+        // A flow of this device's MAC is refreshed; any other is replaced.
+        let id = FlowId::Conn(dst, src, sport, dport, f.proto);
+        if self.flows.get(&id).map(|o| o.1) != Some(f.dst_mac) {
+            self.flows.insert(id, (device, f.dst_mac));
+        }
     }
 }
 
@@ -533,8 +562,8 @@ fn allows(list: &[(IpNet, Vec<PortRule>)], addr: IpAddr, proto: u8, port: u16) -
 }
 
 /// ND and MLD a device needs for the link: RS/NS/NA with hop limit 255 to
-/// link scope, MLD with hop limit 1.
-fn link_icmpv6(f: &Frame) -> bool {
+/// link scope or the router itself, MLD with hop limit 1.
+fn link_icmpv6(f: &Frame, router: &[IpAddr]) -> bool {
     if f.family != 6 || f.proto != PROTO_ICMPV6 || f.frag != Frag::Whole {
         return false;
     }
@@ -546,7 +575,9 @@ fn link_icmpv6(f: &Frame) -> bool {
         _ => false,
     };
     match f.icmp_type {
-        Some(133 | 135 | 136) => f.hop_limit == 255 && link_scope,
+        Some(133 | 135 | 136) => {
+            f.hop_limit == 255 && (link_scope || f.dst.is_some_and(|d| router.contains(&d)))
+        }
         Some(130..=132 | 143) => f.hop_limit == 1,
         _ => false,
     }

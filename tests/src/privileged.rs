@@ -95,7 +95,7 @@ pub fn sweep_stale_pins() {
             .and_then(|p| p.parse::<u32>().ok());
         if let Some(pid) = pid {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = iotfence::datapath::detach(&e.path());
+                let _ = iotfence::kernel::load::detach(&e.path());
             }
         }
     }
@@ -110,7 +110,7 @@ pub fn remove_pins_at_exit(pins: &std::path::Path) {
     }
     extern "C" fn at_exit() {
         if let Some(p) = PINS.get() {
-            let _ = iotfence::datapath::detach(p);
+            let _ = iotfence::kernel::load::detach(p);
         }
     }
     unsafe { libc::atexit(at_exit) };
