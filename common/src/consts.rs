@@ -1,6 +1,10 @@
 //! Capacities, map names and protocol numbers: the one place to change them.
 
-/// Bumped whenever a map key or value layout changes; part of every map name.
+/// The `iotf{MAP_VERSION}_` prefix every map name carries (a test checks
+/// each name in the object). A layout change needs no bump: the daemon
+/// compares adopted pins with the object's own map definitions and refuses
+/// a mismatch. Bump it (and rename the maps) for a change of meaning that
+/// keeps every size, so old pins are left alone instead of misread.
 pub const MAP_VERSION: u32 = 1;
 
 /// Device ids are indices into the counter array. Id 0 is "unknown device"

@@ -2,8 +2,8 @@
 //!
 //! Every map key and value is `#[repr(C)]` with explicit padding so both sides
 //! agree byte for byte; the `user` feature implements `aya::Pod` for them.
-//! Changing any layout here requires bumping [`consts::MAP_VERSION`], which
-//! renames every map so a new daemon never adopts maps of an older layout.
+//! A daemon never adopts pins of another layout: it compares them with the
+//! embedded object's own map definitions (`daemon/src/kernel/maps.rs`).
 #![no_std]
 
 pub mod consts;

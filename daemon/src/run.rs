@@ -19,7 +19,7 @@ use crate::{
     dns::{self, service::DnsPolicy},
     events,
     ids::DeviceIds,
-    kernel::{apply, bpffs, load::Datapath},
+    kernel::{bpffs, load::Datapath},
     lock,
     metrics::Shared,
     router_addrs::RouterAddrs,
@@ -58,10 +58,10 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
     router_addrs.update(&mut dp, cfg)?;
     // The policy goes in before any program is attached, so the first
     // packet judged is judged by it.
-    let generation = apply::apply(&mut dp.maps, cfg, policy)?;
+    let generation = dp.apply(cfg, policy)?;
     // DNS learning is up (heartbeat fresh) before any answer can be held.
-    let dns_ring = dp.dns.take().context("DNS ring buffer already taken")?;
-    let dns = dns::service::Service::start(cfg, dns_ring, DnsPolicy::of(policy), ids.trusted())
+    let dns_maps = dp.dns.take().context("DNS maps already taken")?;
+    let dns = dns::service::Service::start(cfg, dns_maps, DnsPolicy::of(policy), ids.trusted())
         .context("starting DNS learning")?;
     let shared = Arc::new(Shared::new(
         cfg.pin_dir.clone(),
@@ -332,10 +332,7 @@ fn reload(
         }
         Ok(mut new) => {
             let compiled = started.elapsed();
-            match ids
-                .assign(&mut new)
-                .and_then(|()| apply::apply(&mut dp.maps, cfg, &new))
-            {
+            match ids.assign(&mut new).and_then(|()| dp.apply(cfg, &new)) {
                 Ok(generation) => {
                     log_warnings(&new);
                     tracing::info!(

@@ -123,3 +123,13 @@ pub fn time(prog: &OwnedFd, packet: &[u8], repeat: u32) -> io::Result<(u32, u64)
     let duration = u32::from_ne_bytes(attr[36..40].try_into().unwrap());
     Ok((retval, duration as u64))
 }
+
+/// Pins `fd` at `path` (BPF_OBJ_PIN).
+pub fn pin(fd: &OwnedFd, path: &std::path::Path) -> io::Result<()> {
+    use std::os::{fd::AsRawFd, unix::ffi::OsStrExt};
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut attr = [0u8; 16];
+    put_u64(&mut attr, 0, path.as_ptr() as u64);
+    put_u32(&mut attr, 8, fd.as_raw_fd() as u32);
+    bpf(6, &mut attr).map(drop)
+}

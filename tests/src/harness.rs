@@ -9,7 +9,7 @@ use iotfence::{
     compile::{self, Compiled},
     config::{self, Config},
     events,
-    kernel::{apply, counters as stats, load::Datapath},
+    kernel::{counters as stats, load::Datapath},
 };
 use iotfence_common::{
     consts::prog_names, values::LearnedRules, PortRule, Reason, Verdict, ViolationEvent,
@@ -38,6 +38,7 @@ pub enum Action {
 
 pub struct Harness {
     pub dp: Datapath,
+    pub counters: stats::Counters,
     pub cfg: Config,
     pub policy: Compiled,
     // Last: the pins go after the handles.
@@ -70,15 +71,17 @@ impl Harness {
                 )
             });
         let mut dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
-        apply::apply(&mut dp.maps, &cfg, &policy).expect("applying the policy");
+        dp.apply(&cfg, &policy).expect("applying the policy");
         // What `RouterAddrs` writes on a router with this address.
         let router: std::net::Ipv6Addr = crate::fixtures::ROUTER_IP6.parse().unwrap();
         dp.maps
             .router_addrs
             .insert(router.octets(), 1, 0)
             .expect("writing the router's address");
+        let counters = stats::Counters::open(&pins.path).expect("opening the counters");
         Self {
             dp,
+            counters,
             cfg,
             policy,
             pins,
@@ -104,8 +107,10 @@ impl Harness {
             files: Vec::new(),
         };
         let dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
+        let counters = stats::Counters::open(&pins.path).expect("opening the counters");
         Self {
             dp,
+            counters,
             cfg,
             policy,
             pins,
@@ -158,7 +163,13 @@ impl Harness {
         let now = monotonic_ns() as i64;
         let v = LearnedRules::one(rule, (now + ttl_secs * 1_000_000_000) as u64);
         let key = iotfence::dns::table::key(self.device_id(device), addr);
-        self.dp.maps.learned.insert(key, v, 0).unwrap();
+        self.dp
+            .dns
+            .as_mut()
+            .expect("the DNS maps")
+            .learned
+            .insert(key, v, 0)
+            .unwrap();
     }
 
     /// Runs a device-originated packet through the judge on `hook`.
@@ -172,7 +183,8 @@ impl Harness {
     }
 
     pub fn count(&self, device: u32, verdict: Verdict, reason: Reason) -> u64 {
-        stats::counter(&self.dp.maps, device, verdict, reason)
+        self.counters
+            .counter(device, verdict, reason)
             .unwrap()
             .packets
     }

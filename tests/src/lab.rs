@@ -559,14 +559,11 @@ impl Lab {
         iotfence_common::LearnedKey,
         iotfence_common::LearnedRules,
     > {
-        use aya::maps::{HashMap, Map, MapData};
-        let path = self
-            .pins
-            .path
-            .join("maps")
-            .join(iotfence_common::consts::map_names::LEARNED);
-        let data = MapData::from_pin(&path).expect("opening the pinned learned map");
-        HashMap::try_from(Map::HashMap(data)).expect("learned map type")
+        iotfence::kernel::pins::open_pinned(
+            &self.pins.path,
+            iotfence_common::consts::map_names::LEARNED,
+        )
+        .expect("opening the pinned learned map")
     }
 
     /// Learned-map entries of `device`.

@@ -248,7 +248,9 @@ fn program(devices: i32, rules: i32) -> Vec<u64> {
     a.finish()
 }
 
-fn create_hash(key: u32, value: u32, max: u32) -> io::Result<OwnedFd> {
+/// A BPF hash map (key and value sizes in bytes); also used to fake a
+/// pinned map of another layout.
+pub fn create_hash(key: u32, value: u32, max: u32) -> io::Result<OwnedFd> {
     let mut attr = [0u8; 72];
     for (at, v) in [(0, BPF_MAP_TYPE_HASH), (4, key), (8, value), (12, max)] {
         put_u32(&mut attr, at, v);

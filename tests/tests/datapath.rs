@@ -69,7 +69,9 @@ fn dns_max_entries_sizes_the_learned_map() {
             device: 1,
             addr: v4_mapped(i.to_be_bytes()),
         };
-        h.dp.maps
+        h.dp.dns
+            .as_mut()
+            .unwrap()
             .learned
             .insert(key, v, 0)
             .unwrap_or_else(|e| panic!("entry {i}: {e}"));
@@ -106,8 +108,7 @@ fn events_are_rate_limited_per_device() {
         200,
         "every drop is counted even when not reported"
     );
-    let suppressed =
-        iotfence::kernel::counters::global(&h.dp.maps, GLOBAL_EVENTS_SUPPRESSED).unwrap();
+    let suppressed = h.counters.global(GLOBAL_EVENTS_SUPPRESSED).unwrap();
     assert_eq!(suppressed, 195);
     let other = eth(
         fixtures::STRANGER_MAC,
@@ -195,7 +196,12 @@ fn reload_switches_generation_atomically_and_keeps_learned_entries() {
         iotfence_common::PortRule::new(6, 443, 443),
         monotonic_ns() + 60_000_000_000,
     );
-    h.dp.maps.learned.insert(key, learned, 0).unwrap();
+    h.dp.dns
+        .as_mut()
+        .unwrap()
+        .learned
+        .insert(key, learned, 0)
+        .unwrap();
 
     let new_policy = fixtures::POLICY.replace("ports: [443, 8883]", "ports: [22]");
     let compiled =
@@ -203,7 +209,7 @@ fn reload_switches_generation_atomically_and_keeps_learned_entries() {
     let g0 = iotfence::kernel::apply::active_generation(&h.dp.maps)
         .unwrap()
         .unwrap();
-    let g1 = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, &compiled).unwrap();
+    let g1 = h.dp.apply(&h.cfg, &compiled).unwrap();
     assert_eq!(g1, g0 ^ 1);
     assert_eq!(h.judge(Hook::Xdp, &to22), Action::Pass, "new rule in force");
     assert_eq!(h.judge(Hook::Xdp, &to443), Action::Drop, "old rule gone");
@@ -264,9 +270,9 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
     h.dp.maps.device_by_mac.insert(stale_mac, info, 0).unwrap();
     let before = h.dp.maps.egress4.keys().count();
     // A restarted daemon knows nothing of what was written before.
-    h.dp.maps.written.forget();
+    h.dp.written.forget();
 
-    let g1 = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, &h.policy).unwrap();
+    let g1 = h.dp.apply(&h.cfg, &h.policy).unwrap();
     assert_eq!(g1, g0 ^ 1);
     assert!(
         h.dp.maps.egress4.get(&stale_rule, 0).is_err(),
@@ -283,7 +289,7 @@ fn apply_removes_leftovers_of_a_half_finished_apply() {
 }
 
 /// Every policy key in the maps: (generation, map, key bytes), sorted.
-fn policy_keys(maps: &iotfence::kernel::load::Maps) -> Vec<(u8, &'static str, Vec<u8>)> {
+fn policy_keys(maps: &iotfence::kernel::maps::Maps) -> Vec<(u8, &'static str, Vec<u8>)> {
     // (generation, prefix length and key bytes) of every key of a trie.
     fn lpm<K: aya::Pod, V: aya::Pod>(
         name: &'static str,
@@ -329,13 +335,13 @@ fn applies_leave_exactly_the_active_policy() {
     let policies = [&h.policy, &other];
     for i in 0..6 {
         let p = policies[i % 2];
-        let g = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
+        let g = h.dp.apply(&h.cfg, p).unwrap();
         let remembered = policy_keys(&h.dp.maps);
         assert!(remembered.iter().all(|k| k.0 == g), "only generation {g}");
         // The same apply again, forgetting: it scans, and removes anything
         // the remembered path left behind.
-        h.dp.maps.written.forget();
-        let g2 = iotfence::kernel::apply::apply(&mut h.dp.maps, &h.cfg, p).unwrap();
+        h.dp.written.forget();
+        let g2 = h.dp.apply(&h.cfg, p).unwrap();
         let scanned = policy_keys(&h.dp.maps);
         assert_eq!(g2, g ^ 1);
         // Same entries, bar the generation byte of each LPM key.
@@ -356,4 +362,34 @@ fn applies_leave_exactly_the_active_policy() {
         assert_eq!(strip(&remembered), strip(&scanned), "round {i}");
         assert!(!remembered.is_empty());
     }
+}
+
+/// A pin left by a build whose map had another layout is refused by name,
+/// not misread: the check compares with the object's own definitions.
+#[test]
+fn a_pinned_map_of_another_layout_is_refused() {
+    use iotfence_common::consts::map_names;
+    let pins = iotfence_tests::privileged::PinDir::new();
+    let dir = iotfence::kernel::pins::map_dir(&pins.path);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The flow table as it was before flows remembered their MAC: 16-byte
+    // values, a plain hash.
+    let old = iotfence_tests::reference::create_hash(40, 16, 1024).unwrap();
+    iotfence_tests::floor::pin(&old, &dir.join(map_names::FLOWS)).unwrap();
+    let cfg = iotfence::config::parse(
+        std::path::Path::new("c.yaml"),
+        &format!(
+            "interfaces: [iot0]\npolicy: p.yaml\npin_dir: {}\n",
+            pins.path.display()
+        ),
+    )
+    .unwrap();
+    let err = match iotfence::kernel::load::Datapath::load(&pins.path, &cfg.dns) {
+        Ok(_) => panic!("an incompatible pin was adopted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("pinned map iotf1_flows") && err.contains("iotfence detach"),
+        "{err}"
+    );
 }

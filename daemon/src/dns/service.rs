@@ -18,9 +18,8 @@ use std::{
 };
 
 use anyhow::Context;
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, RingBuf};
 use iotfence_common::{
-    consts::map_names,
     dns::{DnsControl, DnsFrame, DNS_FAIL_OPEN, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
     LearnedKey, LearnedRules,
 };
@@ -40,6 +39,7 @@ use super::{
 use crate::{
     compile::{Compiled, DomainRule},
     config::{Config, DnsSettings},
+    kernel::maps::DnsMaps,
 };
 
 /// The kernel holds answers only while the heartbeat is this fresh.
@@ -139,16 +139,6 @@ struct Engine {
     last_beat: u64,
 }
 
-fn open<T: TryFrom<Map, Error = aya::maps::MapError>>(
-    pin_dir: &std::path::Path,
-    name: &str,
-    wrap: fn(MapData) -> Map,
-) -> anyhow::Result<T> {
-    let path = pin_dir.join("maps").join(name);
-    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(T::try_from(wrap(data))?)
-}
-
 impl Service {
     /// Restores the saved state, reconciles the learned map with it and the
     /// policy, and starts the thread. The heartbeat is written before this
@@ -158,19 +148,14 @@ impl Service {
     /// are dropped, not kept under whoever holds their id now.
     pub fn start(
         cfg: &Config,
-        ring: RingBuf<MapData>,
+        maps: DnsMaps,
         policy: DnsPolicy,
         trusted_ids: bool,
     ) -> anyhow::Result<Self> {
         let stats = Arc::new(DnsStats::default());
         let names = Arc::new(Names::default());
-        let learned: BpfHashMap<MapData, LearnedKey, LearnedRules> =
-            open(&cfg.pin_dir, map_names::LEARNED, Map::HashMap)?;
-        // A learned map adopted from an earlier run keeps its size (resizing
-        // would drop what it holds): the table never outgrows it.
-        let capacity = MapData::from_pin(cfg.pin_dir.join("maps").join(map_names::LEARNED))?
-            .info()?
-            .max_entries() as usize;
+        // The table never outgrows the map it mirrors.
+        let capacity = maps.learned_capacity;
         if capacity < cfg.dns.max_entries {
             tracing::warn!(
                 configured = cfg.dns.max_entries,
@@ -179,12 +164,12 @@ impl Service {
             );
         }
         let mut e = Engine {
-            learned,
-            control: open(&cfg.pin_dir, map_names::DNS_CONTROL, Map::Array)?,
-            ring,
+            learned: maps.learned,
+            control: maps.control,
+            ring: maps.ring,
             injector: Injector::new(cfg.dns.reinject_mark)
                 .context("opening the AF_PACKET socket that releases held answers")?,
-            released: Released::new(open(&cfg.pin_dir, map_names::TCP_RESENT, Map::LruHashMap)?),
+            released: Released::new(maps.resent),
             pending: Pending::new(
                 MAX_PENDING,
                 cfg.dns.max_pending_per_device,

@@ -18,7 +18,7 @@ use iotfence_common::{
 };
 use ipnet::IpNet;
 
-use super::{batch, load::Maps};
+use super::{batch, maps::Maps};
 use crate::{compile::Compiled, config::Config};
 
 /// The generation currently enforced, if a policy was ever applied.
@@ -56,14 +56,19 @@ impl Written {
 }
 
 /// Applies `policy`; returns the new generation.
-pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result<u8> {
+pub fn apply(
+    maps: &mut Maps,
+    written: &mut Written,
+    cfg: &Config,
+    policy: &Compiled,
+) -> anyhow::Result<u8> {
     let old = active_generation(maps)?;
     let new = match old {
         Some(g) => g ^ 1,
         None => 0,
     };
     // Taken: a failure below leaves it unknown.
-    let (leftovers, previous) = match (maps.written.0.take(), old) {
+    let (leftovers, previous) = match (written.0.take(), old) {
         // The inactive generation was emptied by that apply.
         (Some((g, written)), Some(active)) if g == active => (Entries::default(), written),
         _ => {
@@ -90,7 +95,7 @@ pub fn apply(maps: &mut Maps, cfg: &Config, policy: &Compiled) -> anyhow::Result
     if old.is_some() {
         previous.remove(maps)?;
     }
-    maps.written = Written(Some((new, entries)));
+    *written = Written(Some((new, entries)));
     Ok(new)
 }
 

@@ -1,12 +1,18 @@
-//! Reading the per-CPU counters: totals per (device, verdict, reason).
+//! The kernel's counters, read-only: per (device, verdict, reason), the
+//! global ones, and denied packets by (device, protocol, port). One handle
+//! for the metrics, `/status`, the test harness and the lab, opened from the
+//! pins so it needs no loaded datapath (and no daemon).
 
+use std::path::Path;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
-    consts::{GLOBAL_COUNTERS, MAX_DEVICES},
+    consts::{map_names, GLOBAL_COUNTERS, MAX_DEVICES},
     reason::{counter_index, REASONS, VERDICTS},
-    Counter, Reason, Verdict,
+    Counter, Reason, Verdict, ViolationKey,
 };
 
-use crate::kernel::load::Maps;
+use super::pins::open_pinned;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
@@ -22,66 +28,68 @@ pub fn sum(per_cpu: &[Counter]) -> Totals {
     })
 }
 
-/// Sum over CPUs of one (device, verdict, reason) counter.
-pub fn counter(
-    maps: &Maps,
-    device: u32,
-    verdict: Verdict,
-    reason: Reason,
-) -> anyhow::Result<Totals> {
-    let per_cpu = maps
-        .counters
-        .get(&counter_index(device, verdict, reason), 0)?;
-    Ok(sum(&per_cpu))
+/// Read-only handles on the pinned counter maps.
+pub struct Counters {
+    counters: PerCpuArray<MapData, Counter>,
+    global: PerCpuArray<MapData, u64>,
+    pub violations: PerCpuHashMap<MapData, ViolationKey, Counter>,
 }
 
-/// Every non-zero counter of the given devices.
-pub fn nonzero(
-    maps: &Maps,
-    devices: impl Iterator<Item = u32>,
-) -> anyhow::Result<Vec<(u32, Verdict, Reason, Totals)>> {
-    let mut out = Vec::new();
-    for d in devices.filter(|d| *d < MAX_DEVICES) {
-        for v in VERDICTS {
-            for r in REASONS {
-                let t = counter(maps, d, v, r)?;
-                if t.packets > 0 {
-                    out.push((d, v, r, t));
+impl Counters {
+    pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            counters: open_pinned(pin_dir, map_names::COUNTERS)?,
+            global: open_pinned(pin_dir, map_names::GLOBAL)?,
+            violations: open_pinned(pin_dir, map_names::VIOLATIONS)?,
+        })
+    }
+
+    /// The counter at `index` (see `reason::counter_index`), summed.
+    pub fn counter_sum(&self, index: u32) -> anyhow::Result<Totals> {
+        Ok(sum(&self.counters.get(&index, 0)?))
+    }
+
+    pub fn counter(&self, device: u32, verdict: Verdict, reason: Reason) -> anyhow::Result<Totals> {
+        self.counter_sum(counter_index(device, verdict, reason))
+    }
+
+    /// Every non-zero counter of the given devices.
+    pub fn nonzero(
+        &self,
+        devices: impl Iterator<Item = u32>,
+    ) -> anyhow::Result<Vec<(u32, Verdict, Reason, Totals)>> {
+        let mut out = Vec::new();
+        for d in devices.filter(|d| *d < MAX_DEVICES) {
+            for v in VERDICTS {
+                for r in REASONS {
+                    let t = self.counter(d, v, r)?;
+                    if t.packets > 0 {
+                        out.push((d, v, r, t));
+                    }
                 }
             }
         }
+        Ok(out)
     }
-    Ok(out)
+
+    /// A global counter (`consts::GLOBAL_*`), summed over CPUs.
+    pub fn global(&self, index: u32) -> anyhow::Result<u64> {
+        debug_assert!(index < GLOBAL_COUNTERS);
+        Ok(self.global.get(&index, 0)?.iter().sum())
+    }
 }
 
-pub fn global(maps: &Maps, index: u32) -> anyhow::Result<u64> {
-    debug_assert!(index < GLOBAL_COUNTERS);
-    Ok(maps.global.get(&index, 0)?.iter().sum())
-}
-
-/// Reads one counter from the maps pinned under `pin_dir` (no daemon needed).
+/// One counter from the maps pinned under `pin_dir`.
 pub fn pinned_counter(
-    pin_dir: &std::path::Path,
+    pin_dir: &Path,
     device: u32,
     verdict: Verdict,
     reason: Reason,
 ) -> anyhow::Result<Totals> {
-    let map = pinned_per_cpu::<Counter>(pin_dir, iotfence_common::consts::map_names::COUNTERS)?;
-    Ok(sum(&map.get(&counter_index(device, verdict, reason), 0)?))
+    Counters::open(pin_dir)?.counter(device, verdict, reason)
 }
 
-/// Reads one global counter from the maps pinned under `pin_dir`.
-pub fn pinned_global(pin_dir: &std::path::Path, index: u32) -> anyhow::Result<u64> {
-    let map = pinned_per_cpu::<u64>(pin_dir, iotfence_common::consts::map_names::GLOBAL)?;
-    Ok(map.get(&index, 0)?.iter().sum())
-}
-
-/// A per-CPU array pinned under `pin_dir/maps`.
-fn pinned_per_cpu<V: aya::Pod>(
-    pin_dir: &std::path::Path,
-    name: &str,
-) -> anyhow::Result<aya::maps::PerCpuArray<aya::maps::MapData, V>> {
-    use aya::maps::{Map, MapData, PerCpuArray};
-    let data = MapData::from_pin(pin_dir.join("maps").join(name))?;
-    Ok(PerCpuArray::try_from(Map::PerCpuArray(data))?)
+/// One global counter from the maps pinned under `pin_dir`.
+pub fn pinned_global(pin_dir: &Path, index: u32) -> anyhow::Result<u64> {
+    Counters::open(pin_dir)?.global(index)
 }

@@ -13,9 +13,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use aya::{
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    maps::{MapData, RingBuf},
     programs::{
         links::{FdLink, PinnedLink},
         tc::{SchedClassifierLink, TcAttachType},
@@ -24,62 +24,31 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use iotfence_common::{
-    consts::{features, map_names as names, prog_names},
-    values::FlowValue,
-    BindKey, Config as KConfig, Counter, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6,
-    MacKey, RateState, RuleSet,
-};
+use iotfence_common::consts::{features, map_names as names, prog_names};
 
-use super::{probe::Kernel, tc_legacy};
+use super::{
+    apply::{self, Written},
+    maps::{check_adopted, take, DnsMaps, Maps},
+    probe::Kernel,
+    tc_legacy,
+};
 use crate::config::{AttachMode, DnsSettings};
 
 /// The compiled eBPF object, embedded at build time (daemon/build.rs).
 pub static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/iotfence.bpf.o"));
 
-/// Typed handles on every map the daemon reads or writes.
-pub struct Maps {
-    pub config: Array<MapData, KConfig>,
-    pub default_device: Array<MapData, DeviceInfo>,
-    pub device_by_mac: HashMap<MapData, MacKey, DeviceInfo>,
-    pub device_bind: HashMap<MapData, BindKey, u32>,
-    pub device_by_ip4: LpmTrie<MapData, Lpm4, DeviceInfo>,
-    pub device_by_ip6: LpmTrie<MapData, Lpm6, DeviceInfo>,
-    pub egress4: LpmTrie<MapData, Lpm4, RuleSet>,
-    pub egress6: LpmTrie<MapData, Lpm6, RuleSet>,
-    pub inbound4: LpmTrie<MapData, Lpm4, RuleSet>,
-    pub inbound6: LpmTrie<MapData, Lpm6, RuleSet>,
-    pub learned: HashMap<MapData, LearnedKey, LearnedRules>,
-    pub flows: HashMap<MapData, FlowKey, FlowValue>,
-    pub counters: PerCpuArray<MapData, Counter>,
-    pub global: PerCpuArray<MapData, u64>,
-    pub rate: Array<MapData, RateState>,
-    pub resolvers: HashMap<MapData, [u8; 16], u32>,
-    pub router_addrs: HashMap<MapData, [u8; 16], u32>,
-    /// The policy entries this process wrote last (see `apply`).
-    pub written: crate::kernel::apply::Written,
-}
-
 pub struct Datapath {
     pub ebpf: Ebpf,
     pub maps: Maps,
+    /// The policy entries this process wrote last (see `apply`).
+    pub written: Written,
     pub events: Option<RingBuf<MapData>>,
-    /// DNS queries and held answers, for the DNS learning thread.
-    pub dns: Option<RingBuf<MapData>>,
+    /// What DNS learning owns (see `DnsMaps`), until its thread takes it.
+    pub dns: Option<DnsMaps>,
     pub pin_dir: PathBuf,
     /// What the kernel supports (probed at load).
     pub kernel: Kernel,
-}
-
-fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
-    ebpf: &mut Ebpf,
-    name: &str,
-) -> anyhow::Result<T> {
-    let map = ebpf
-        .take_map(name)
-        .with_context(|| format!("map {name} missing from the eBPF object"))?;
-    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
 impl Datapath {
@@ -97,7 +66,7 @@ impl Datapath {
         let learned_entries = dns.max_entries as u32;
         let interval_ns = 1_000_000_000 / dns.queries_per_second.max(1);
         let burst_ns = interval_ns * dns.query_burst;
-        let map_dir = pin_dir.join("maps");
+        let map_dir = super::pins::map_dir(pin_dir);
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
         let mut ebpf = EbpfLoader::new()
@@ -108,7 +77,7 @@ impl Datapath {
             .override_global(features::QUERY_BURST, &burst_ns, true)
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
-        check_adopted_maps(&ebpf)?;
+        check_adopted(&ebpf)?;
         let xdp: &mut Xdp = ebpf
             .program_mut(prog_names::XDP)
             .context("program missing")?
@@ -127,36 +96,28 @@ impl Datapath {
             p.load()
                 .with_context(|| format!("verifier rejected {name}"))?;
         }
-        let maps = Maps {
-            config: take(&mut ebpf, names::CONFIG)?,
-            default_device: take(&mut ebpf, names::DEFAULT_DEVICE)?,
-            device_by_mac: take(&mut ebpf, names::DEVICE_BY_MAC)?,
-            device_bind: take(&mut ebpf, names::DEVICE_BIND)?,
-            device_by_ip4: take(&mut ebpf, names::DEVICE_BY_IP4)?,
-            device_by_ip6: take(&mut ebpf, names::DEVICE_BY_IP6)?,
-            egress4: take(&mut ebpf, names::EGRESS4)?,
-            egress6: take(&mut ebpf, names::EGRESS6)?,
-            inbound4: take(&mut ebpf, names::INBOUND4)?,
-            inbound6: take(&mut ebpf, names::INBOUND6)?,
-            learned: take(&mut ebpf, names::LEARNED)?,
-            flows: take(&mut ebpf, names::FLOWS)?,
-            counters: take(&mut ebpf, names::COUNTERS)?,
-            global: take(&mut ebpf, names::GLOBAL)?,
-            rate: take(&mut ebpf, names::RATE)?,
-            resolvers: take(&mut ebpf, names::RESOLVERS)?,
-            router_addrs: take(&mut ebpf, names::ROUTER_ADDRS)?,
-            written: Default::default(),
-        };
+        let maps = Maps::take(&mut ebpf)?;
         let events = Some(take(&mut ebpf, names::EVENTS)?);
-        let dns = Some(take(&mut ebpf, names::DNS_FRAMES)?);
+        let dns = Some(DnsMaps::take(&mut ebpf)?);
         Ok(Self {
             ebpf,
             maps,
+            written: Default::default(),
             events,
             dns,
             pin_dir: pin_dir.to_path_buf(),
             kernel,
         })
+    }
+
+    /// Writes `policy` into the maps (see `apply::apply`); returns the
+    /// generation now enforced.
+    pub fn apply(
+        &mut self,
+        cfg: &crate::config::Config,
+        policy: &crate::compile::Compiled,
+    ) -> anyhow::Result<u8> {
+        apply::apply(&mut self.maps, &mut self.written, cfg, policy)
     }
 
     /// Attaches (or swaps into existing pinned links) the egress judge in
@@ -400,85 +361,6 @@ fn remove_pin(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
-}
-
-/// A pinned map from an older build with the same name but another layout
-/// would be misread by the new programs: refuse instead.
-fn check_adopted_maps(ebpf: &Ebpf) -> anyhow::Result<()> {
-    use std::mem::size_of;
-    let expect: [(&str, usize, usize); 22] = [
-        (names::CONFIG, 4, size_of::<KConfig>()),
-        (names::DEFAULT_DEVICE, 4, size_of::<DeviceInfo>()),
-        (
-            names::DEVICE_BY_MAC,
-            size_of::<MacKey>(),
-            size_of::<DeviceInfo>(),
-        ),
-        (
-            names::DEVICE_BY_IP4,
-            4 + size_of::<Lpm4>(),
-            size_of::<DeviceInfo>(),
-        ),
-        (
-            names::DEVICE_BY_IP6,
-            4 + size_of::<Lpm6>(),
-            size_of::<DeviceInfo>(),
-        ),
-        (names::EGRESS4, 4 + size_of::<Lpm4>(), size_of::<RuleSet>()),
-        (names::EGRESS6, 4 + size_of::<Lpm6>(), size_of::<RuleSet>()),
-        (names::INBOUND4, 4 + size_of::<Lpm4>(), size_of::<RuleSet>()),
-        (names::INBOUND6, 4 + size_of::<Lpm6>(), size_of::<RuleSet>()),
-        (
-            names::LEARNED,
-            size_of::<LearnedKey>(),
-            size_of::<LearnedRules>(),
-        ),
-        (names::FLOWS, size_of::<FlowKey>(), size_of::<FlowValue>()),
-        (names::COUNTERS, 4, size_of::<Counter>()),
-        (names::GLOBAL, 4, 8),
-        (names::RATE, 4, size_of::<RateState>()),
-        (names::RESOLVERS, 16, 4),
-        (
-            names::DNS_CONTROL,
-            4,
-            size_of::<iotfence_common::dns::DnsControl>(),
-        ),
-        (names::QUERY_RATE, 4, size_of::<RateState>()),
-        (names::DEVICE_BIND, size_of::<BindKey>(), 4),
-        (
-            names::QUERY_RATE_MAC,
-            size_of::<MacKey>(),
-            size_of::<RateState>(),
-        ),
-        (
-            names::TCP_RESENT,
-            size_of::<iotfence_common::ResentKey>(),
-            4,
-        ),
-        (names::ROUTER_ADDRS, 16, 4),
-        (names::RATE_MAC, size_of::<MacKey>(), size_of::<RateState>()),
-    ];
-    for (name, key, value) in expect {
-        let map = ebpf
-            .map(name)
-            .with_context(|| format!("map {name} missing"))?;
-        let info = match map {
-            aya::maps::Map::Array(m)
-            | aya::maps::Map::HashMap(m)
-            | aya::maps::Map::LpmTrie(m)
-            | aya::maps::Map::LruHashMap(m)
-            | aya::maps::Map::PerCpuArray(m) => m.info()?,
-            _ => bail!("map {name} has an unexpected type"),
-        };
-        if info.key_size() as usize != key || info.value_size() as usize != value {
-            bail!(
-                "pinned map {name} has key/value sizes {}/{} but this build expects {key}/{value}; run `iotfence detach` to remove the old datapath",
-                info.key_size(),
-                info.value_size()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Removes every pin (links first, so enforcement stops before the maps go).

@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{MapData, MapType};
+use aya::maps::MapType;
 use iotfence_common::consts::map_names;
 
 use crate::kernel::sys::{self, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH};
@@ -27,7 +27,7 @@ pub struct Usage {
 pub fn pinned(pin_dir: &Path) -> anyhow::Result<Vec<Usage>> {
     let mut out = Vec::new();
     for name in map_names::ALL {
-        let map = MapData::from_pin(pin_dir.join("maps").join(name))?;
+        let map = super::pins::map_data(pin_dir, name)?;
         let info = map.info()?;
         let kind = info.map_type()?;
         let entries = match kind {

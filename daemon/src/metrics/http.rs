@@ -23,14 +23,14 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Endpoint {
     shared: Arc<Shared>,
-    kernel: render::Kernel,
+    kernel: crate::kernel::counters::Counters,
     registry: Registry,
 }
 
 /// Serves on `listener` (bound at start, so a busy port fails the start,
 /// not a later scrape) until the runtime stops.
 pub fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<SocketAddr> {
-    let kernel = render::Kernel::open(&shared.pin_dir)?;
+    let kernel = crate::kernel::counters::Counters::open(&shared.pin_dir)?;
     let registry = Registry::new();
     registry.register(Box::new(
         prometheus::process_collector::ProcessCollector::for_self(),

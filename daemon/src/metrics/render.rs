@@ -5,14 +5,10 @@
 //! ports (bounded by the violation map's LRU capacity). Addresses and
 //! domains never become labels; they go into violation events.
 
-use std::path::Path;
-
-use anyhow::Context;
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
-    consts::{self, map_names},
+    consts::{self},
     reason::{counter_index, REASONS, VERDICTS},
-    Counter, Verdict, ViolationKey,
+    Verdict,
 };
 use prometheus::proto::{
     Bucket, Counter as PCounter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -22,41 +18,10 @@ use super::Shared;
 use crate::{
     dns::{learn::Refusal, stats::HOLD_BUCKETS},
     kernel::{
-        counters::{self as stats, Totals},
+        counters::{Counters, Totals},
         mapstat,
     },
 };
-
-/// Read-only handles on the pinned counter maps.
-pub struct Kernel {
-    counters: PerCpuArray<MapData, Counter>,
-    global: PerCpuArray<MapData, u64>,
-    violations: PerCpuHashMap<MapData, ViolationKey, Counter>,
-}
-
-impl Kernel {
-    pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
-        let pin = |name: &str| {
-            let p = pin_dir.join("maps").join(name);
-            MapData::from_pin(&p).with_context(|| format!("opening {}", p.display()))
-        };
-        Ok(Self {
-            counters: PerCpuArray::try_from(Map::PerCpuArray(pin(map_names::COUNTERS)?))?,
-            global: PerCpuArray::try_from(Map::PerCpuArray(pin(map_names::GLOBAL)?))?,
-            violations: PerCpuHashMap::try_from(Map::PerCpuLruHashMap(pin(
-                map_names::VIOLATIONS,
-            )?))?,
-        })
-    }
-
-    pub fn counter_sum(&self, index: u32) -> anyhow::Result<Totals> {
-        Ok(stats::sum(&self.counters.get(&index, 0)?))
-    }
-
-    fn global(&self, index: u32) -> anyhow::Result<u64> {
-        Ok(self.global.get(&index, 0)?.iter().sum())
-    }
-}
 
 /// One metric family under construction.
 struct Family(MetricFamily);
@@ -136,7 +101,7 @@ pub fn slots() -> impl Iterator<Item = (Verdict, iotfence_common::Reason)> {
 }
 
 /// The families of one scrape (the caller adds the process collector's).
-pub fn families(shared: &Shared, kernel: &Kernel) -> anyhow::Result<Vec<MetricFamily>> {
+pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<MetricFamily>> {
     let mut out = Vec::new();
     let status = {
         let s = shared.lock();
@@ -326,7 +291,7 @@ pub fn families(shared: &Shared, kernel: &Kernel) -> anyhow::Result<Vec<MetricFa
     Ok(out)
 }
 
-fn kernel_globals(kernel: &Kernel, out: &mut Vec<MetricFamily>) -> anyhow::Result<()> {
+fn kernel_globals(kernel: &Counters, out: &mut Vec<MetricFamily>) -> anyhow::Result<()> {
     let mut events = Family::counter(
         "iotfence_events_total",
         "Violation events in the kernel: sent to the daemon, or suppressed by the per-device rate limit.",

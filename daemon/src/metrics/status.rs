@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr, sync::atomic::Ordering::Relaxed};
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use iotfence_common::{
     consts::{map_names, MAX_DEVICES},
     reason::counter_index,
@@ -12,10 +12,7 @@ use iotfence_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    render::{self, Kernel},
-    Shared,
-};
+use super::{render, Shared};
 use crate::{
     dns::{learn::Refusal, table},
     events::Violation,
@@ -82,7 +79,10 @@ pub struct LearnedState {
     pub expires_in_seconds: u64,
 }
 
-pub fn build(shared: &Shared, kernel: &Kernel) -> anyhow::Result<StatusDoc> {
+pub fn build(
+    shared: &Shared,
+    kernel: &crate::kernel::counters::Counters,
+) -> anyhow::Result<StatusDoc> {
     let (devices, policy, attached, recent) = {
         let s = shared.lock();
         (
@@ -101,9 +101,7 @@ pub fn build(shared: &Shared, kernel: &Kernel) -> anyhow::Result<StatusDoc> {
         )
     };
     let learned_map: BpfHashMap<MapData, LearnedKey, LearnedRules> =
-        BpfHashMap::try_from(Map::HashMap(MapData::from_pin(
-            shared.pin_dir.join("maps").join(map_names::LEARNED),
-        )?))?;
+        crate::kernel::pins::open_pinned(&shared.pin_dir, map_names::LEARNED)?;
     let now = crate::dns::service::mono_ns();
     let mut learned: BTreeMap<u32, Vec<(IpAddr, u64)>> = BTreeMap::new();
     for item in learned_map.iter() {

@@ -103,9 +103,11 @@ fn fill_learned(h: &mut Harness, n: usize) -> anyhow::Result<()> {
             (slot >> 16) as u16,
             slot as u16,
         );
-        h.dp.maps
-            .learned
-            .insert(key(ids[i % ids.len()], addr.into()), v, 0)?;
+        h.dp.dns.as_mut().expect("DNS maps").learned.insert(
+            key(ids[i % ids.len()], addr.into()),
+            v,
+            0,
+        )?;
     }
     Ok(())
 }

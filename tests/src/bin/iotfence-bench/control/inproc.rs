@@ -8,7 +8,7 @@
 
 use std::{path::Path, time::Instant};
 
-use iotfence::{compile, config, kernel::apply, sources};
+use iotfence::{compile, config, sources};
 use iotfence_common::consts::LEARNED_ENTRIES;
 use iotfence_tests::privileged::TempDir;
 
@@ -59,12 +59,12 @@ pub fn run(policies: &[String; 2], reps: usize) -> anyhow::Result<Steps> {
     }
     let lpm_entries = lpm_entries(&compiled[0]);
     let t = Instant::now();
-    apply::apply(&mut dp.maps, &cfg, &compiled[0])?;
+    dp.apply(&cfg, &compiled[0])?;
     let first_apply_ms = ms(t);
     let mut reapply_ms = Vec::new();
     for i in 1..=reps {
         let t = Instant::now();
-        apply::apply(&mut dp.maps, &cfg, &compiled[i % 2])?;
+        dp.apply(&cfg, &compiled[i % 2])?;
         reapply_ms.push(ms(t));
     }
     let (split_files, split_all_ms, split_one_ms) = split(policies, &cfg, reps, lpm_entries)?;

@@ -13,11 +13,10 @@ use std::{
 };
 
 use anyhow::Context;
-use aya::maps::MapInfo;
 use iotfence::{
     compile, config,
     dns::{service::mono_ns, table::key},
-    kernel::{apply, load::Datapath},
+    kernel::load::Datapath,
 };
 use iotfence_common::{
     consts::{map_names, prog_names, LEARNED_ENTRIES, MAX_DEVICES, PROTO_TCP},
@@ -47,7 +46,11 @@ fn snapshot(dp: &Datapath) -> anyhow::Result<Snapshot> {
         ids.extend(info.map_ids()?.unwrap_or_default());
     }
     for name in map_names::ALL {
-        ids.insert(MapInfo::from_pin(dp.pin_dir.join("maps").join(name))?.id());
+        ids.insert(
+            iotfence::kernel::pins::map_data(&dp.pin_dir, name)?
+                .info()?
+                .id(),
+        );
     }
     let out = Command::new("bpftool")
         .args(["-j", "map", "show"])
@@ -94,7 +97,7 @@ pub fn load(learned: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> 
 fn apply_text(dp: &mut Datapath, cfg: &config::Config, text: &str) -> anyhow::Result<()> {
     let c = compile::compile(Path::new("policy.yaml"), text, cfg)
         .map_err(|d| anyhow::anyhow!("policy: {d:?}"))?;
-    apply::apply(&mut dp.maps, cfg, &c)?;
+    dp.apply(cfg, &c)?;
     Ok(())
 }
 
@@ -106,7 +109,11 @@ fn fill_learned(dp: &mut Datapath, n: u32) -> anyhow::Result<()> {
     );
     for i in 0..n {
         let addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 1, (i >> 16) as u16, i as u16);
-        dp.maps.learned.insert(key(1, addr.into()), v, 0)?;
+        dp.dns
+            .as_mut()
+            .context("DNS maps")?
+            .learned
+            .insert(key(1, addr.into()), v, 0)?;
     }
     Ok(())
 }

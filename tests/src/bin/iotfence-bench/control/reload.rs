@@ -43,7 +43,7 @@ pub struct Verdicts {
 }
 
 fn verdicts(pin_dir: &Path) -> anyhow::Result<Verdicts> {
-    let data = MapData::from_pin(pin_dir.join("maps").join(map_names::COUNTERS))?;
+    let data = iotfence::kernel::pins::map_data(pin_dir, map_names::COUNTERS)?;
     let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
     let mut v = Verdicts::default();
     for d in 0..MAX_DEVICES {

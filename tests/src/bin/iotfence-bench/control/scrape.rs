@@ -14,14 +14,10 @@ use std::{
 };
 
 use anyhow::Context;
-use aya::maps::MapData;
 use iotfence::{
     compile, config,
-    kernel::mapstat,
-    metrics::{
-        render::{self, Kernel},
-        Shared,
-    },
+    kernel::{counters::Counters, mapstat},
+    metrics::{render, Shared},
 };
 use iotfence_common::{
     consts::{map_names, prog_names},
@@ -72,7 +68,7 @@ fn breakdown(pin_dir: &Path, policy: &str, n: usize) -> anyhow::Result<[f64; 4]>
         Default::default(),
     );
     shared.applied(&compiled);
-    let kernel = Kernel::open(pin_dir)?;
+    let kernel = Counters::open(pin_dir)?;
     let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
         let mut v = Vec::new();
         for _ in 0..n {
@@ -86,7 +82,7 @@ fn breakdown(pin_dir: &Path, policy: &str, n: usize) -> anyhow::Result<[f64; 4]>
     let mapstat = time(&mut || mapstat::pinned(pin_dir).map(drop))?;
     let opens = time(&mut || {
         for name in map_names::ALL {
-            MapData::from_pin(pin_dir.join("maps").join(name))?.info()?;
+            iotfence::kernel::pins::map_data(pin_dir, name)?.info()?;
         }
         Ok(())
     })?;
