@@ -11,26 +11,19 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Instant,
 };
 
 use anyhow::{bail, Context};
 
-use crate::step;
+use crate::{root, step};
 
 pub const TARGETS: [&str; 3] = ["dns_learn", "policy", "datapath"];
 
 /// A single input that runs this long is a hang, reported as a failure.
 const INPUT_TIMEOUT_SECS: u32 = 20;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn cargo_fuzz(sub: &str, target: &str) -> Command {
     let root = root();

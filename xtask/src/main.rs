@@ -1,8 +1,9 @@
-//! Developer commands: `cargo xtask setup | build | test | fuzz | bench | lab`.
+//! Developer commands: `cargo xtask setup | build | lint | test | fuzz | bench | lab`.
 //! Every command installs what it needs first (idempotently), so the two
 //! README commands work on a fresh machine.
 
 mod fuzz;
+mod lint;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -23,6 +24,9 @@ enum Cmd {
     Setup,
     /// Build the daemon (with the embedded eBPF object), release mode.
     Build,
+    /// rustfmt --check and clippy -D warnings on the workspace and the eBPF
+    /// crate, and dependencies no target uses (CI runs it first).
+    Lint,
     /// Run every test, privileged ones included (needs root), then each
     /// fuzz target for a bounded time (`fuzz`).
     Test {
@@ -85,6 +89,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Build => {
             setup::all()?;
             cargo(&["build", "--release", "-p", "iotfence"])
+        }
+        Cmd::Lint => {
+            setup::all()?;
+            lint::run()
         }
         Cmd::Test { fuzz_seconds, args } => {
             setup::all()?;
@@ -158,6 +166,14 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             cargo(&a)
         }
     }
+}
+
+/// The repository's root.
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn step(msg: &str) {

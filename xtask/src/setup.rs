@@ -21,6 +21,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("llvm-22-dev", "/usr/lib/llvm-22/bin/llvm-config"),
     ("libpolly-22-dev", "/usr/lib/llvm-22/lib/libPolly.a"),
     ("libzstd-dev", "/usr/include/zstd.h"),
+    // `cargo xtask lint` runs clippy on the eBPF crate with Debian's rustc.
+    ("rust-web-clippy", "/usr/bin/cargo-clippy"),
     ("iproute2", "/usr/sbin/ip"),
     ("dnsmasq-base", "/usr/sbin/dnsmasq"),
     ("nftables", "/usr/sbin/nft"),

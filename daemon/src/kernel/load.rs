@@ -63,6 +63,9 @@ impl Datapath {
 
     /// `load`, for a kernel the caller has probed already.
     pub fn load_for(pin_dir: &Path, dns: &DnsSettings, kernel: Kernel) -> anyhow::Result<Self> {
+        if BPF_OBJECT.is_empty() {
+            anyhow::bail!("this build embeds no eBPF object (built with IOTFENCE_SKIP_EBPF=1); build it without that variable");
+        }
         let learned_entries = dns.max_entries as u32;
         let interval_ns = 1_000_000_000 / dns.queries_per_second.max(1);
         let burst_ns = interval_ns * dns.query_burst;
