@@ -9,7 +9,7 @@ use std::{
 use iotfence_common::{Reason, ViolationEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::{compile::Compiled, dns::names::Names, metrics::render::protocol_name};
+use crate::{dns::names::Names, metrics::render::protocol_name, policy::compile::Compiled};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Violation {
@@ -106,7 +106,7 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
         .into(),
         verdict: verdict.into(),
         reason: reason.into(),
-        src_mac: crate::compile::format_mac(&m),
+        src_mac: crate::policy::compile::format_mac(&m),
         protocol,
         src: addr(e.family, e.src).map(|a| a.to_string()),
         dst: dst.map(|a| a.to_string()),

@@ -1,13 +1,11 @@
 //! iotfence: per-device egress allowlists for IoT networks, enforced by XDP
 //! or TC programs on the IoT-facing interface.
 
-pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod dns;
 pub mod events;
 pub mod exit;
-pub mod ids;
 pub mod kernel;
 pub mod links;
 pub mod lock;
@@ -16,5 +14,4 @@ pub mod policy;
 pub mod private;
 pub mod router_addrs;
 pub mod run;
-pub mod sources;
 pub mod watch;

@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use iotfence::{compile, config, diag::Diagnostic, exit, lock, metrics, run};
+use iotfence::{config, diag::Diagnostic, exit, lock, metrics, policy::compile, run};
 
 /// iotfence: per-device egress allowlists for IoT networks, enforced in the
 /// kernel with XDP/TC on the router's IoT-facing interface.
@@ -286,7 +286,7 @@ fn main() -> ExitCode {
             format,
         } => status(config, address, format == "json"),
         Command::Schema => {
-            print!("{}", iotfence::policy::schema());
+            print!("{}", iotfence::policy::doc::schema());
             0
         }
         Command::Detach { pin_dir, force } => {

@@ -12,16 +12,15 @@ use tokio::{
 };
 
 use crate::{
-    compile,
-    compile::Compiled,
     config::Config,
     diag::Diagnostic,
     dns::{self, service::DnsPolicy},
     events,
-    ids::DeviceIds,
     kernel::{bpffs, load::Datapath},
     lock,
     metrics::Shared,
+    policy::compile::{self, Compiled},
+    policy::ids::DeviceIds,
     router_addrs::RouterAddrs,
 };
 
@@ -179,7 +178,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     let debounce = Duration::from_millis(300);
     let mut reload_at: Option<tokio::time::Instant> = None;
     // Reloads after file changes parse only the files whose text changed.
-    let mut parsed = crate::sources::Cache::default();
+    let mut parsed = crate::policy::sources::Cache::default();
     // The router's addresses change without notice (DHCP, an admin).
     let mut addr_check = tokio::time::interval(ADDR_CHECK);
     tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
@@ -189,7 +188,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             _ = int.recv() => break,
             _ = hup.recv() => {
                 // SIGHUP is the admin's full reload: every file parsed anew.
-                parsed = crate::sources::Cache::default();
+                parsed = crate::policy::sources::Cache::default();
                 reload_at = Some(tokio::time::Instant::now());
             }
             changed = watcher.changed() => {
@@ -313,7 +312,7 @@ fn drain(
 /// True when a new policy was applied.
 fn reload(
     cfg: &Config,
-    parsed: &mut crate::sources::Cache,
+    parsed: &mut crate::policy::sources::Cache,
     policy: &mut Compiled,
     dp: &mut Datapath,
     ids: &mut DeviceIds,

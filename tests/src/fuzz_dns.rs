@@ -7,14 +7,13 @@
 //! then the patterns (text lines) up to a NUL byte, then the answer.
 
 use iotfence::{
-    compile::DomainRule,
     dns::{
         frame,
         learn::{examine, query_of, Route},
-        pattern::Pattern,
         pending::{Pending, QueryKey},
         table::{self, Credit, Limits, Table},
     },
+    policy::{compile::DomainRule, pattern::Pattern},
 };
 use iotfence_common::{consts::PROTO_TCP, PortRule};
 

@@ -7,9 +7,9 @@
 use std::{path::Path, sync::OnceLock};
 
 use iotfence::{
-    compile::{self, Compiled},
     config::{self, Config},
     dns::service::DnsPolicy,
+    policy::compile::{self, Compiled},
 };
 use iotfence_common::consts::{MAX_DEVICES, MAX_PROFILES, RULES_PER_PREFIX};
 

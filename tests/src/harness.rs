@@ -6,10 +6,10 @@ use std::{net::IpAddr, path::Path};
 
 use aya::programs::{TestRun, TestRunOptions};
 use iotfence::{
-    compile::{self, Compiled},
     config::{self, Config},
     events,
     kernel::{counters as stats, load::Datapath},
+    policy::compile::{self, Compiled},
 };
 use iotfence_common::{
     consts::prog_names, values::LearnedRules, PortRule, Reason, Verdict, ViolationEvent,

@@ -30,7 +30,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use iotfence::compile::format_mac;
+use iotfence::policy::compile::format_mac;
 
 use crate::{
     floor,

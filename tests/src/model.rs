@@ -17,7 +17,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use iotfence::compile::Compiled;
+use iotfence::policy::compile::Compiled;
 use iotfence_common::{
     consts::{MODE_AUDIT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     PortRule, Reason, Verdict,

@@ -19,8 +19,8 @@ use crate::{
 };
 use hickory_proto::rr::RecordType;
 use iotfence::{
-    compile::{load_path, Compiled, CompiledProfile},
-    dns::pattern::Pattern,
+    policy::compile::{load_path, Compiled, CompiledProfile},
+    policy::pattern::Pattern,
 };
 use iotfence_common::{
     consts::{MODE_AUDIT, PROTO_ANY, PROTO_TCP, PROTO_UDP},

@@ -205,7 +205,8 @@ fn reload_switches_generation_atomically_and_keeps_learned_entries() {
 
     let new_policy = fixtures::POLICY.replace("ports: [443, 8883]", "ports: [22]");
     let compiled =
-        iotfence::compile::compile(std::path::Path::new("p.yaml"), &new_policy, &h.cfg).unwrap();
+        iotfence::policy::compile::compile(std::path::Path::new("p.yaml"), &new_policy, &h.cfg)
+            .unwrap();
     let g0 = iotfence::kernel::apply::active_generation(&h.dp.maps)
         .unwrap()
         .unwrap();
@@ -331,7 +332,8 @@ fn policy_keys(maps: &iotfence::kernel::maps::Maps) -> Vec<(u8, &'static str, Ve
 fn applies_leave_exactly_the_active_policy() {
     let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
     let other = fixtures::POLICY.replace("ports: [443, 8883]", "ports: [22]");
-    let other = iotfence::compile::compile(std::path::Path::new("p.yaml"), &other, &h.cfg).unwrap();
+    let other =
+        iotfence::policy::compile::compile(std::path::Path::new("p.yaml"), &other, &h.cfg).unwrap();
     let policies = [&h.policy, &other];
     for i in 0..6 {
         let p = policies[i % 2];

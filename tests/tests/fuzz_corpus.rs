@@ -52,7 +52,7 @@ fn policy_corpus_has_compiling_policies() {
         .iter()
         .filter(|(_, d)| {
             std::str::from_utf8(d).is_ok_and(|t| {
-                iotfence::compile::compile(Path::new(fuzz_policy::PATH), t, &cfg).is_ok()
+                iotfence::policy::compile::compile(Path::new(fuzz_policy::PATH), t, &cfg).is_ok()
             })
         })
         .count();

@@ -12,11 +12,9 @@ use hickory_proto::{
 };
 use iotfence_common::PortRule;
 
-use super::{
-    pattern::{normalize, Pattern},
-    pending::{Pending, QueryKey},
-};
-use crate::compile::DomainRule;
+use super::pending::{Pending, QueryKey};
+use crate::policy::compile::DomainRule;
+use crate::policy::pattern::{normalize, Pattern};
 
 /// Longest CNAME chain followed (resolvers cap theirs similarly).
 pub const MAX_CHAIN: usize = 16;

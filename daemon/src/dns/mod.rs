@@ -7,7 +7,6 @@ pub mod frame;
 pub mod inject;
 pub mod learn;
 pub mod names;
-pub mod pattern;
 pub mod pending;
 pub mod resent;
 pub mod service;

@@ -29,7 +29,6 @@ use super::{
     inject::Injector,
     learn::{self, Refusal, Route},
     names::Names,
-    pattern::Pattern,
     pending::{Pending, Querier, QueryKey},
     resent::Released,
     state::{self, Saved, SavedCredit},
@@ -37,9 +36,12 @@ use super::{
     table::{Credit, Limits, Table, Write},
 };
 use crate::{
-    compile::{Compiled, DomainRule},
     config::{Config, DnsSettings},
     kernel::maps::DnsMaps,
+    policy::{
+        compile::{Compiled, DomainRule},
+        pattern::Pattern,
+    },
 };
 
 /// The kernel holds answers only while the heartbeat is this fresh.

@@ -15,8 +15,9 @@ use iotfence_common::{
     PortRule,
 };
 
-use super::{learn::Refusal, pattern::Pattern};
-use crate::compile::DomainRule;
+use super::learn::Refusal;
+use crate::policy::compile::DomainRule;
+use crate::policy::pattern::Pattern;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

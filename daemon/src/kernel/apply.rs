@@ -19,7 +19,7 @@ use iotfence_common::{
 use ipnet::IpNet;
 
 use super::{batch, maps::Maps};
-use crate::{compile::Compiled, config::Config};
+use crate::{config::Config, policy::compile::Compiled};
 
 /// The generation currently enforced, if a policy was ever applied.
 pub fn active_generation(maps: &Maps) -> anyhow::Result<Option<u8>> {
@@ -111,7 +111,7 @@ fn device_info(policy: &Compiled, id: u32, profile: u16, flags: u8) -> DeviceInf
 /// Which address families bind a device to its MAC (see `DEVICE_NEEDS_*`):
 /// those it lists addresses of, when it lists a MAC too and did not opt
 /// into `match: mac-or-ip`.
-fn binding(d: &crate::compile::CompiledDevice) -> u8 {
+fn binding(d: &crate::policy::compile::CompiledDevice) -> u8 {
     use iotfence_common::consts::*;
     if d.mac.is_none() || d.mac_or_ip {
         return 0;
@@ -128,7 +128,7 @@ fn binding(d: &crate::compile::CompiledDevice) -> u8 {
 }
 
 /// The exact-address bindings of a bound device (its host addresses).
-fn bind_keys(d: &crate::compile::CompiledDevice, g: u8) -> Vec<BindKey> {
+fn bind_keys(d: &crate::policy::compile::CompiledDevice, g: u8) -> Vec<BindKey> {
     let Some(mac) = d.mac.filter(|_| !d.mac_or_ip) else {
         return Vec::new();
     };

@@ -118,7 +118,7 @@ impl Datapath {
     pub fn apply(
         &mut self,
         cfg: &crate::config::Config,
-        policy: &crate::compile::Compiled,
+        policy: &crate::policy::compile::Compiled,
     ) -> anyhow::Result<u8> {
         apply::apply(&mut self.maps, &mut self.written, cfg, policy)
     }

@@ -15,9 +15,9 @@ use std::{
 };
 
 use crate::{
-    compile::Compiled,
     dns::{names::Names, stats::DnsStats},
     events::Violation,
+    policy::compile::Compiled,
 };
 
 /// Recent violations kept for `iotfence status`.

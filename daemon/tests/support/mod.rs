@@ -13,12 +13,11 @@ use hickory_proto::{
     },
 };
 use iotfence::{
-    compile::DomainRule,
     dns::{
         learn::Route,
-        pattern::Pattern,
         pending::{Pending, QueryKey},
     },
+    policy::{compile::DomainRule, pattern::Pattern},
 };
 use iotfence_common::{consts::PROTO_TCP, PortRule};
 
@@ -48,7 +47,7 @@ pub fn pending_for(id: u16, name: &str) -> Pending {
             resolver: r.resolver,
             id,
         },
-        iotfence::dns::pattern::normalize(name),
+        iotfence::policy::pattern::normalize(name),
         r.device,
         0,
     );

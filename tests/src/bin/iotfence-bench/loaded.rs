@@ -7,7 +7,7 @@
 use std::{net::IpAddr, time::Instant};
 
 use hickory_proto::rr::RecordType;
-use iotfence::compile::format_mac;
+use iotfence::policy::compile::format_mac;
 use iotfence_tests::{
     dns::{mac_of, Dnsmasq, Stub},
     lab::ROUTER_IOT_IP,

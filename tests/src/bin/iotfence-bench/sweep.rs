@@ -14,7 +14,7 @@
 
 use std::{net::Ipv6Addr, os::fd::OwnedFd, time::Instant};
 
-use iotfence::{compile::format_mac, dns::table::key};
+use iotfence::{dns::table::key, policy::compile::format_mac};
 use iotfence_common::{consts::PROTO_TCP, values::LearnedRules, PortRule};
 use iotfence_tests::{
     fixtures, floor,

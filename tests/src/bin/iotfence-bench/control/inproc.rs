@@ -8,7 +8,7 @@
 
 use std::{path::Path, time::Instant};
 
-use iotfence::{compile, config, sources};
+use iotfence::{config, policy::compile, policy::sources};
 use iotfence_common::consts::LEARNED_ENTRIES;
 use iotfence_tests::privileged::TempDir;
 

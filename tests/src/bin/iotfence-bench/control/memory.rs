@@ -14,9 +14,10 @@ use std::{
 
 use anyhow::Context;
 use iotfence::{
-    compile, config,
+    config,
     dns::{service::mono_ns, table::key},
     kernel::load::Datapath,
+    policy::compile,
 };
 use iotfence_common::{
     consts::{map_names, prog_names, LEARNED_ENTRIES, MAX_DEVICES, PROTO_TCP},

@@ -5,7 +5,7 @@
 
 use std::{fmt::Write, path::Path};
 
-use iotfence::compile::format_mac;
+use iotfence::policy::compile::format_mac;
 use iotfence_tests::live::Fleet;
 
 /// Rule entries (egress and inbound list items) of the big policy.
@@ -147,7 +147,7 @@ pub fn device_ip(i: usize) -> std::net::Ipv6Addr {
 /// Rule entries of a policy text: the items of every profile's egress and
 /// inbound lists (one destination or source, one protocol, its ports).
 pub fn rule_count(text: &str) -> anyhow::Result<usize> {
-    let src = iotfence::sources::parse(Path::new("policy.yaml"), text)
+    let src = iotfence::policy::sources::parse(Path::new("policy.yaml"), text)
         .map_err(|d| anyhow::anyhow!("policy: {d:?}"))?;
     Ok(src
         .doc

@@ -15,9 +15,10 @@ use std::{
 
 use anyhow::Context;
 use iotfence::{
-    compile, config,
+    config,
     kernel::{counters::Counters, mapstat},
     metrics::{render, Shared},
+    policy::compile,
 };
 use iotfence_common::{
     consts::{map_names, prog_names},

@@ -14,7 +14,7 @@ use anyhow::Context;
 use iotfence_common::consts::MAX_DEVICES;
 use serde::{Deserialize, Serialize};
 
-use crate::compile::Compiled;
+use crate::policy::compile::Compiled;
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Saved {
@@ -122,7 +122,7 @@ fn parse(bytes: &[u8]) -> Result<Saved, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::CompiledDevice;
+    use crate::policy::compile::CompiledDevice;
 
     fn policy(names: &[&str]) -> Compiled {
         Compiled {

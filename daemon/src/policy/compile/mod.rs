@@ -25,9 +25,11 @@ use serde_saphyr::{Location, Spanned};
 use crate::{
     config::Config,
     diag::{Diagnostic, Diags},
-    dns::pattern::Pattern,
-    policy::{OneOrMany, PortSpec, ProfileDoc, ProtoSpec, RequireDoc, RuleDoc},
-    sources::{self, Source},
+    policy::{
+        doc::{OneOrMany, PortSpec, ProfileDoc, ProtoSpec, RequireDoc, RuleDoc},
+        pattern::Pattern,
+        sources::{self, Source},
+    },
 };
 
 /// Name of the profile built in for unknown devices.
@@ -971,7 +973,7 @@ fn fold_entries(
 /// One device's identity, checked against the devices before it.
 fn device(
     d: &mut Diags<'_>,
-    dev: &Spanned<crate::policy::DeviceDoc>,
+    dev: &Spanned<crate::policy::doc::DeviceDoc>,
     before: &[CompiledDevice],
 ) -> Option<CompiledDevice> {
     let v = &dev.value;

@@ -16,7 +16,7 @@ use serde_saphyr::Location;
 
 use crate::{
     diag::{from_yaml_error, Diagnostic, Diags},
-    policy::PolicyDoc,
+    policy::doc::PolicyDoc,
 };
 
 /// Includes nest at most this deep (a guard, not a limit anyone should meet).
