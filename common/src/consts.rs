@@ -154,6 +154,20 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_SCTP: u8 = 132;
+
+/// The name policies, labels and events use for an IP protocol number, for
+/// the ones that have one (`None`: shown as the number).
+pub const fn protocol_name(proto: u8) -> Option<&'static str> {
+    match proto {
+        PROTO_TCP => Some("tcp"),
+        PROTO_UDP => Some("udp"),
+        PROTO_ICMP => Some("icmp"),
+        PROTO_ICMPV6 => Some("icmpv6"),
+        PROTO_SCTP => Some("sctp"),
+        _ => None,
+    }
+}
 
 /// `Config::flags`: the daemon has written a complete policy generation.
 pub const CONFIG_READY: u32 = 1;

@@ -1,15 +1,28 @@
 //! Violation events from the ring buffer, rendered as one JSON line each,
-//! with the name the device resolved the destination from when known.
+//! with the name the device resolved the destination from when known, and
+//! written to their sink (stdout, and optionally a file).
 
 use std::{
+    io::Write,
     net::{IpAddr, Ipv6Addr},
-    time::{Duration, SystemTime},
 };
 
-use iotfence_common::{Reason, ViolationEvent};
+use anyhow::Context;
+use aya::maps::{MapData, RingBuf};
+
+use iotfence_common::{
+    consts::{protocol_name, PROTO_SCTP, PROTO_TCP, PROTO_UDP},
+    Reason, ViolationEvent,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{dns::names::Names, metrics::render::protocol_name, policy::compile::Compiled};
+use crate::{dns::names::Names, metrics::Shared, policy::compile::Compiled};
+
+/// A protocol as events and metric labels show it: its name, or the
+/// number (see `consts::protocol_name`).
+pub fn protocol_label(proto: u8) -> String {
+    protocol_name(proto).map_or_else(|| proto.to_string(), str::to_owned)
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Violation {
@@ -56,15 +69,6 @@ pub fn decode(bytes: &[u8]) -> Option<ViolationEvent> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
 }
 
-/// Converts a CLOCK_MONOTONIC stamp to wall-clock time, through the
-/// current offset between the two clocks.
-fn wall_time(monotonic_ns: u64) -> SystemTime {
-    let now_mono = crate::dns::service::mono_ns();
-    let now = SystemTime::now();
-    now.checked_sub(Duration::from_nanos(now_mono.saturating_sub(monotonic_ns)))
-        .unwrap_or(now)
-}
-
 pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violation {
     let m = e.src_mac;
     let device = policy.device_name(e.device).to_string();
@@ -75,8 +79,8 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
         2 => "audited",
         _ => "dropped",
     };
-    let protocol = protocol_name(e.proto);
-    let has_ports = matches!(e.proto, 6 | 17 | 132);
+    let protocol = protocol_label(e.proto);
+    let has_ports = matches!(e.proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP);
     let target = match (dst, has_ports) {
         (Some(IpAddr::V6(a)), true) => format!("[{a}]:{}/{protocol}", e.dport),
         (Some(a), true) => format!("{a}:{}/{protocol}", e.dport),
@@ -94,7 +98,7 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
     }
     summary += &format!(": {verdict} ({reason})");
     Violation {
-        time: humantime::format_rfc3339_millis(wall_time(e.time_ns)).to_string(),
+        time: humantime::format_rfc3339_millis(crate::clock::wall_of_mono(e.time_ns)).to_string(),
         monotonic_ns: e.time_ns,
         device,
         device_id: e.device,
@@ -116,4 +120,67 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
         suppressed: e.suppressed,
         summary,
     }
+}
+
+/// Where violation events go: stdout (the journal under systemd) and,
+/// optionally, appended to a file, reopened on reload for log rotation.
+pub struct EventSink {
+    path: Option<std::path::PathBuf>,
+    file: Option<std::fs::File>,
+}
+
+impl EventSink {
+    pub fn open(cfg: &crate::config::Config) -> anyhow::Result<Self> {
+        let mut s = EventSink {
+            path: cfg.events_file.clone(),
+            file: None,
+        };
+        s.reopen()?;
+        Ok(s)
+    }
+
+    pub fn reopen(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = &self.path {
+            let f = crate::private::append(p).context("opening the events file")?;
+            self.file = Some(f);
+        }
+        Ok(())
+    }
+
+    /// Writes one line; false when the file refused it.
+    pub fn write(&mut self, line: &str) -> bool {
+        let stdout = std::io::stdout();
+        let _ = writeln!(stdout.lock(), "{line}");
+        match &mut self.file {
+            Some(f) => writeln!(f, "{line}").is_ok(),
+            None => true,
+        }
+    }
+}
+
+/// Writes every queued event as a JSON line; returns how many.
+pub fn drain(
+    ring: &mut RingBuf<MapData>,
+    policy: &Compiled,
+    shared: &Shared,
+    out: &mut EventSink,
+) -> usize {
+    let mut n = 0;
+    let mut failed = 0;
+    while let Some(item) = ring.next() {
+        if let Some(e) = decode(&item) {
+            let v = describe(&e, policy, &shared.names);
+            if let Ok(line) = serde_json::to_string(&v) {
+                if !out.write(&line) {
+                    failed += 1;
+                }
+            }
+            shared.violation(v);
+        }
+        n += 1;
+    }
+    if failed > 0 {
+        shared.lock().event_write_errors += failed;
+    }
+    n
 }

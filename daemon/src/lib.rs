@@ -1,6 +1,7 @@
 //! iotfence: per-device egress allowlists for IoT networks, enforced by XDP
 //! or TC programs on the IoT-facing interface.
 
+pub mod clock;
 pub mod config;
 pub mod diag;
 pub mod dns;

@@ -2,10 +2,9 @@
 //! events, SIGHUP reloads, and a bounded drain on SIGTERM/SIGINT that leaves
 //! enforcement pinned in the kernel.
 
-use std::{io::Write, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -47,7 +46,7 @@ pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
             Some(l)
         }
     };
-    let events_out = EventSink::open(cfg)?;
+    let events_out = events::EventSink::open(cfg)?;
     let mut ids = DeviceIds::load(&cfg.state_dir);
     ids.assign(policy).context("assigning device ids")?;
     bpffs::ensure(&cfg.pin_dir)?;
@@ -95,43 +94,7 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// The bound metrics listener, served once the runtime runs.
     pub metrics: Option<std::net::TcpListener>,
-    pub events_out: EventSink,
-}
-
-/// Where violation events go: stdout (the journal under systemd) and,
-/// optionally, appended to a file, reopened on reload for log rotation.
-pub struct EventSink {
-    path: Option<std::path::PathBuf>,
-    file: Option<std::fs::File>,
-}
-
-impl EventSink {
-    fn open(cfg: &Config) -> anyhow::Result<Self> {
-        let mut s = EventSink {
-            path: cfg.events_file.clone(),
-            file: None,
-        };
-        s.reopen()?;
-        Ok(s)
-    }
-
-    fn reopen(&mut self) -> anyhow::Result<()> {
-        if let Some(p) = &self.path {
-            let f = crate::private::append(p).context("opening the events file")?;
-            self.file = Some(f);
-        }
-        Ok(())
-    }
-
-    /// Writes one line; false when the file refused it.
-    fn write(&mut self, line: &str) -> bool {
-        let stdout = std::io::stdout();
-        let _ = writeln!(stdout.lock(), "{line}");
-        match &mut self.file {
-            Some(f) => writeln!(f, "{line}").is_ok(),
-            None => true,
-        }
-    }
+    pub events_out: events::EventSink,
 }
 
 pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyhow::Result<()> {
@@ -218,7 +181,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &policy, &shared, &mut events_out);
+                events::drain(guard.get_inner_mut(), &policy, &shared, &mut events_out);
                 guard.clear_ready();
             }
         }
@@ -229,7 +192,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // (waiting for it to become readable would always take the whole grace).
     let deadline = std::time::Instant::now() + DRAIN_GRACE;
     while std::time::Instant::now() < deadline
-        && drain(ring.get_mut(), &policy, &shared, &mut events_out) > 0
+        && events::drain(ring.get_mut(), &policy, &shared, &mut events_out) > 0
     {}
     Ok(())
 }
@@ -279,33 +242,6 @@ fn follow_links(
             Some(_) => {}
         }
     }
-}
-
-/// Writes every queued event as a JSON line; returns how many.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    policy: &Compiled,
-    shared: &Shared,
-    out: &mut EventSink,
-) -> usize {
-    let mut n = 0;
-    let mut failed = 0;
-    while let Some(item) = ring.next() {
-        if let Some(e) = events::decode(&item) {
-            let v = events::describe(&e, policy, &shared.names);
-            if let Ok(line) = serde_json::to_string(&v) {
-                if !out.write(&line) {
-                    failed += 1;
-                }
-            }
-            shared.violation(v);
-        }
-        n += 1;
-    }
-    if failed > 0 {
-        shared.lock().event_write_errors += failed;
-    }
-    n
 }
 
 /// Re-reads the policy; an invalid one leaves the running policy in force.

@@ -16,7 +16,7 @@ use iotfence_common::{
 };
 
 /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns and of learned expiries.
-pub use iotfence::dns::service::mono_ns as monotonic_ns;
+pub use iotfence::clock::mono_ns as monotonic_ns;
 
 use crate::privileged::PinDir;
 

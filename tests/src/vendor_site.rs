@@ -220,11 +220,7 @@ pub fn ports(r: &PortRule) -> Vec<u16> {
 }
 
 pub fn proto_name(p: u8) -> &'static str {
-    match p {
-        PROTO_TCP => "tcp",
-        PROTO_UDP => "udp",
-        _ => "?",
-    }
+    iotfence_common::consts::protocol_name(p).unwrap_or("?")
 }
 
 /// The probes a rule yields (TCP and UDP; `any` is probed as TCP), or why it

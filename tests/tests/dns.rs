@@ -155,7 +155,7 @@ fn answers_are_learned_only_from_the_chain_of_a_real_query() {
     let e = lab.learned(1, ip("203.0.113.131")).unwrap();
     let left = e.rules[0]
         .expires_ns
-        .saturating_sub(iotfence::dns::service::mono_ns());
+        .saturating_sub(iotfence::clock::mono_ns());
     assert!(
         left > 100_000_000_000 && left <= 120_000_000_000,
         "{left} ns left"

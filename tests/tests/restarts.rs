@@ -56,7 +56,7 @@ fn left_s(lab: &Lab, addr: &str) -> u64 {
 #[test]
 fn restored_lifetimes_are_clamped_to_max_ttl_and_grace() {
     let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
-    let now_ms = iotfence::dns::state::unix_ms(std::time::SystemTime::now());
+    let now_ms = iotfence::clock::unix_ms(std::time::SystemTime::now());
     let ten_years_ms = 10 * 365 * 86_400_000u64;
     write_state(
         &lab,
@@ -100,7 +100,7 @@ fn restored_lifetimes_are_clamped_to_max_ttl_and_grace() {
 #[test]
 fn a_wall_clock_behind_the_save_never_lengthens_a_lifetime() {
     let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
-    let now_ms = iotfence::dns::state::unix_ms(std::time::SystemTime::now());
+    let now_ms = iotfence::clock::unix_ms(std::time::SystemTime::now());
     // Saved "tomorrow" in another boot: to this boot's clock, the save
     // lies a day ahead, as to a router that booted without an RTC.
     let saved_ms = now_ms + 86_400_000;

@@ -36,6 +36,7 @@ use super::{
     table::{Credit, Limits, Table, Write},
 };
 use crate::{
+    clock::mono_ns,
     config::{Config, DnsSettings},
     kernel::maps::DnsMaps,
     policy::{
@@ -53,15 +54,6 @@ const MAX_PENDING: usize = 65_536;
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Answers still in the ring at shutdown are released within this time.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// What the DNS thread needs of a policy.
 #[derive(Clone, Debug, Default)]
@@ -221,7 +213,7 @@ impl Service {
 impl Engine {
     fn restore(&mut self, trusted_ids: bool) -> anyhow::Result<()> {
         let now = mono_ns();
-        let now_ms = state::unix_ms(SystemTime::now());
+        let now_ms = crate::clock::unix_ms(SystemTime::now());
         let mut saved = match state::load(&self.state_file) {
             Ok(s) => s,
             Err(e) => {
@@ -413,7 +405,7 @@ impl Engine {
 
     fn save(&mut self) {
         let now = mono_ns();
-        let now_ms = state::unix_ms(SystemTime::now());
+        let now_ms = crate::clock::unix_ms(SystemTime::now());
         let mut saved = Saved {
             version: state::VERSION,
             saved_ms: now_ms,

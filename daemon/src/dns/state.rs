@@ -3,11 +3,7 @@
 //! the kernel's monotonic clock starts again) restores what it had learned
 //! and reconciles it with the maps and the current policy.
 
-use std::{
-    net::IpAddr,
-    path::Path,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{net::IpAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
@@ -86,12 +82,6 @@ pub struct SavedCredit {
 }
 
 pub const VERSION: u32 = 1;
-
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
-}
 
 pub fn load(path: &Path) -> anyhow::Result<Saved> {
     match std::fs::read(path) {

@@ -79,17 +79,6 @@ impl Family {
     }
 }
 
-pub fn protocol_name(proto: u8) -> String {
-    match proto {
-        consts::PROTO_TCP => "tcp".into(),
-        consts::PROTO_UDP => "udp".into(),
-        consts::PROTO_ICMP => "icmp".into(),
-        consts::PROTO_ICMPV6 => "icmpv6".into(),
-        132 => "sctp".into(),
-        n => n.to_string(),
-    }
-}
-
 /// Every (verdict, reason) pair the datapath can count.
 pub fn slots() -> impl Iterator<Item = (Verdict, iotfence_common::Reason)> {
     VERDICTS.into_iter().flat_map(|v| {
@@ -186,7 +175,7 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
                 ("device", &d.name),
                 ("profile", &d.profile),
                 ("verdict", verdict),
-                ("protocol", &protocol_name(k.proto)),
+                ("protocol", &crate::events::protocol_label(k.proto)),
                 ("port", &k.port.to_string()),
             ],
             n as f64,

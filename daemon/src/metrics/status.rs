@@ -102,7 +102,7 @@ pub fn build(
     };
     let learned_map: BpfHashMap<MapData, LearnedKey, LearnedRules> =
         crate::kernel::pins::open_pinned(&shared.pin_dir, map_names::LEARNED)?;
-    let now = crate::dns::service::mono_ns();
+    let now = crate::clock::mono_ns();
     let mut learned: BTreeMap<u32, Vec<(IpAddr, u64)>> = BTreeMap::new();
     for item in learned_map.iter() {
         let (k, v) = item?;

@@ -13,12 +13,7 @@ use std::{
 };
 
 use anyhow::Context;
-use iotfence::{
-    config,
-    dns::{service::mono_ns, table::key},
-    kernel::load::Datapath,
-    policy::compile,
-};
+use iotfence::{clock::mono_ns, config, dns::table::key, kernel::load::Datapath, policy::compile};
 use iotfence_common::{
     consts::{map_names, prog_names, LEARNED_ENTRIES, MAX_DEVICES, PROTO_TCP},
     values::LearnedRules,
