@@ -172,10 +172,6 @@ pub const fn protocol_name(proto: u8) -> Option<&'static str> {
 /// `Config::flags`: the daemon has written a complete policy generation.
 pub const CONFIG_READY: u32 = 1;
 
-/// `DeviceInfo::mode`.
-pub const MODE_ENFORCE: u8 = 0;
-pub const MODE_AUDIT: u8 = 1;
-
 /// `DeviceInfo::flags`: the device's MAC matches only from one of its
 /// IPv4 (IPv6) addresses, and those addresses only from its MAC.
 pub const DEVICE_NEEDS_IP4: u8 = 1;

@@ -6,6 +6,7 @@
 //! embedded object's own map definitions (`daemon/src/kernel/maps.rs`).
 #![no_std]
 
+pub mod codes;
 pub mod consts;
 pub mod dns;
 pub mod event;
@@ -15,7 +16,7 @@ pub mod values;
 
 pub use event::ViolationEvent;
 pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ResentKey, ViolationKey};
-pub use reason::{Reason, Verdict};
+pub use reason::{Mode, Reason, Verdict};
 pub use values::{
     Config, Counter, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState, RuleSet,
 };

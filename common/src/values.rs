@@ -9,7 +9,7 @@ pub struct DeviceInfo {
     /// Index into the counters and rate-limit arrays (< MAX_DEVICES).
     pub device: u32,
     pub profile: u16,
-    /// MODE_ENFORCE or MODE_AUDIT.
+    /// `Mode` as a number.
     pub mode: u8,
     /// `DEVICE_NEEDS_IP4` / `DEVICE_NEEDS_IP6`: a device listed with `mac`
     /// and addresses of that family is itself only when both match.

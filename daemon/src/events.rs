@@ -12,7 +12,7 @@ use aya::maps::{MapData, RingBuf};
 
 use iotfence_common::{
     consts::{protocol_name, PROTO_SCTP, PROTO_TCP, PROTO_UDP},
-    Reason, ViolationEvent,
+    Mode, Reason, Verdict, ViolationEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -75,10 +75,7 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
     let profile = policy.profiles.get(e.profile as usize);
     let dst = addr(e.family, e.dst);
     let domain = dst.and_then(|a| names.of(e.device, a));
-    let verdict = match e.verdict {
-        2 => "audited",
-        _ => "dropped",
-    };
+    let verdict = Verdict::from_u8(e.verdict).map_or("unknown", Verdict::name);
     let protocol = protocol_label(e.proto);
     let has_ports = matches!(e.proto, PROTO_TCP | PROTO_UDP | PROTO_SCTP);
     let target = match (dst, has_ports) {
@@ -103,11 +100,10 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
         device,
         device_id: e.device,
         profile: profile.map(|p| p.name.clone()).unwrap_or("unknown".into()),
-        mode: match profile.map(|p| p.mode) {
-            Some(iotfence_common::consts::MODE_AUDIT) => "audit",
-            _ => "enforce",
-        }
-        .into(),
+        mode: Mode::from_u8(profile.map_or(0, |p| p.mode))
+            .unwrap_or(Mode::Enforce)
+            .name()
+            .into(),
         verdict: verdict.into(),
         reason: reason.into(),
         src_mac: crate::policy::compile::format_mac(&m),

@@ -5,12 +5,12 @@
 use iotfence_common::{
     consts::{
         CONFIG_READY, DEVICE_NEEDS_IP4, DEVICE_NEEDS_IP6, FLOW_KIND_CONN, FLOW_KIND_FRAGMENT,
-        GLOBAL_FLOW_INSERT_FAILED, MODE_AUDIT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+        GLOBAL_FLOW_INSERT_FAILED, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     },
     keys::{device_scope, rule_scope},
     reason::counter_index,
     values::{FlowValue, LearnedMatch},
-    Config, Counter, DeviceInfo, FlowKey, Reason, Verdict, ViolationKey,
+    Config, Counter, DeviceInfo, FlowKey, Mode, Reason, Verdict, ViolationKey,
 };
 
 use crate::{
@@ -70,7 +70,7 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     };
     let verdict = if reason.allows() {
         Verdict::Allowed
-    } else if dev.mode == MODE_AUDIT {
+    } else if dev.mode == Mode::Audit as u8 {
         Verdict::Audited
     } else {
         Verdict::Dropped

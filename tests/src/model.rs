@@ -19,7 +19,7 @@ use std::{
 
 use iotfence::policy::compile::Compiled;
 use iotfence_common::{
-    consts::{MODE_AUDIT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+    consts::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     PortRule, Reason, Verdict,
 };
 use ipnet::IpNet;
@@ -337,7 +337,7 @@ impl Model {
             .profiles
             .iter()
             .map(|p| Profile {
-                audit: p.mode == MODE_AUDIT,
+                audit: p.mode == iotfence_common::Mode::Audit as u8,
                 egress: rules(&p.egress),
                 inbound: rules(&p.inbound),
             })

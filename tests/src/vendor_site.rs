@@ -23,7 +23,7 @@ use iotfence::{
     policy::pattern::Pattern,
 };
 use iotfence_common::{
-    consts::{MODE_AUDIT, PROTO_ANY, PROTO_TCP, PROTO_UDP},
+    consts::{PROTO_ANY, PROTO_TCP, PROTO_UDP},
     PortRule,
 };
 
@@ -355,7 +355,7 @@ pub fn plan(
         profile: profile.to_string(),
         device,
         id: dev.id,
-        audit: p.mode == MODE_AUDIT,
+        audit: p.mode == iotfence_common::Mode::Audit as u8,
         required,
         forbidden,
     }

@@ -19,62 +19,31 @@ use crate::policy::pattern::{normalize, Pattern};
 /// Longest CNAME chain followed (resolvers cap theirs similarly).
 pub const MAX_CHAIN: usize = 16;
 
-/// Why an answer taught nothing; `name()` values are metric labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Refusal {
-    /// Not a parseable DNS message (or frame).
-    Malformed,
-    /// A query or other non-response from the resolver's port.
-    NotResponse,
-    /// No query from this device is waiting for this answer.
-    Unsolicited,
-    /// The answer's question differs from the query's.
-    QuestionMismatch,
-    /// The question matches no domain pattern of the device's profile.
-    NotAllowed,
-    /// Error code, or no address on the chain.
-    NoAddresses,
-    /// A DNS-over-TCP message continues in another segment.
-    TcpPartial,
-    /// The name already has the most addresses allowed per name.
-    NameCap,
-    /// The device has used its share of the learned map.
-    DeviceBudget,
-    /// The learned map is full.
-    MapFull,
-    /// The address already carries the most (protocol, port) rules.
-    AddressRulesFull,
-}
-
-impl Refusal {
-    pub const ALL: [Refusal; 11] = [
-        Refusal::Malformed,
-        Refusal::NotResponse,
-        Refusal::Unsolicited,
-        Refusal::QuestionMismatch,
-        Refusal::NotAllowed,
-        Refusal::NoAddresses,
-        Refusal::TcpPartial,
-        Refusal::NameCap,
-        Refusal::DeviceBudget,
-        Refusal::MapFull,
-        Refusal::AddressRulesFull,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Refusal::Malformed => "malformed",
-            Refusal::NotResponse => "not_response",
-            Refusal::Unsolicited => "unsolicited",
-            Refusal::QuestionMismatch => "question_mismatch",
-            Refusal::NotAllowed => "not_allowed",
-            Refusal::NoAddresses => "no_addresses",
-            Refusal::TcpPartial => "tcp_partial",
-            Refusal::NameCap => "name_cap",
-            Refusal::DeviceBudget => "device_budget",
-            Refusal::MapFull => "map_full",
-            Refusal::AddressRulesFull => "address_rules_full",
-        }
+iotfence_common::codes! {
+    /// Why an answer taught nothing; `name()` values are metric labels.
+    pub enum Refusal {
+        /// Not a parseable DNS message (or frame).
+        Malformed = 0 => "malformed",
+        /// A query or other non-response from the resolver's port.
+        NotResponse = 1 => "not_response",
+        /// No query from this device is waiting for this answer.
+        Unsolicited = 2 => "unsolicited",
+        /// The answer's question differs from the query's.
+        QuestionMismatch = 3 => "question_mismatch",
+        /// The question matches no domain pattern of the device's profile.
+        NotAllowed = 4 => "not_allowed",
+        /// Error code, or no address on the chain.
+        NoAddresses = 5 => "no_addresses",
+        /// A DNS-over-TCP message continues in another segment.
+        TcpPartial = 6 => "tcp_partial",
+        /// The name already has the most addresses allowed per name.
+        NameCap = 7 => "name_cap",
+        /// The device has used its share of the learned map.
+        DeviceBudget = 8 => "device_budget",
+        /// The learned map is full.
+        MapFull = 9 => "map_full",
+        /// The address already carries the most (protocol, port) rules.
+        AddressRulesFull = 10 => "address_rules_full",
     }
 }
 

@@ -72,11 +72,7 @@ pub fn unix_now() -> f64 {
 }
 
 fn mode_name(mode: u8) -> &'static str {
-    if mode == iotfence_common::consts::MODE_AUDIT {
-        "audit"
-    } else {
-        "enforce"
-    }
+    iotfence_common::Mode::from_u8(mode).map_or("enforce", iotfence_common::Mode::name)
 }
 
 impl Shared {

@@ -3,8 +3,8 @@
 //! ICMP types).
 
 use iotfence_common::{
-    consts::{MODE_AUDIT, MODE_ENFORCE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
-    PortRule,
+    consts::{PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+    Mode, PortRule,
 };
 use serde_saphyr::Spanned;
 
@@ -24,16 +24,15 @@ use super::vars::Vars;
 use super::Draft;
 
 pub(super) fn parse_mode(d: &mut Diags<'_>, m: &Spanned<String>) -> u8 {
-    match m.value.as_str() {
-        "enforce" => MODE_ENFORCE,
-        "audit" => MODE_AUDIT,
-        other => {
+    match Mode::from_name(&m.value) {
+        Some(mode) => mode as u8,
+        None => {
             d.on(
                 m,
-                format!("unknown mode `{other}`"),
+                format!("unknown mode `{}`", m.value),
                 Some("use enforce or audit"),
             );
-            MODE_ENFORCE
+            Mode::Enforce as u8
         }
     }
 }
@@ -62,7 +61,7 @@ pub(super) fn draft(
             .mode
             .as_ref()
             .map(|m| parse_mode(d, m))
-            .unwrap_or(MODE_ENFORCE),
+            .unwrap_or(Mode::Enforce as u8),
         ..Default::default()
     };
     use_blocks(d, p, cfg, vars, &mut out);

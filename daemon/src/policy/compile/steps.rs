@@ -7,7 +7,10 @@ use std::{
     path::PathBuf,
 };
 
-use iotfence_common::consts::{MAX_DEVICES, MAX_PROFILES, MODE_ENFORCE};
+use iotfence_common::{
+    consts::{MAX_DEVICES, MAX_PROFILES},
+    Mode,
+};
 use serde_saphyr::Spanned;
 
 use super::{
@@ -220,7 +223,7 @@ impl<'a> Build<'a> {
         self.drafts.insert(
             BUILTIN_DEFAULT.into(),
             Draft {
-                mode: MODE_ENFORCE,
+                mode: Mode::Enforce as u8,
                 egress,
                 ..Default::default()
             },
