@@ -262,8 +262,8 @@ fn main() -> ExitCode {
             }
             match run::start(&cfg, &mut policy) {
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "could not start enforcement");
-                    exit::OS
+                    tracing::error!(error = %e, cause = e.name(), "could not start enforcement");
+                    e.exit_code()
                 }
                 Ok(running) => {
                     let rt = tokio::runtime::Builder::new_current_thread()

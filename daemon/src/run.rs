@@ -15,9 +15,10 @@ use crate::{
     diag::Diagnostic,
     dns::{self, service::DnsPolicy},
     events,
+    exit::StartError,
     kernel::{bpffs, load::Datapath},
     lock,
-    metrics::Shared,
+    metrics::{ReloadFailure, Shared},
     policy::compile::{self, Compiled},
     policy::ids::DeviceIds,
     router_addrs::RouterAddrs,
@@ -31,21 +32,36 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Everything up to the first applied policy; no side effects before the
 /// caller has validated `cfg` and `policy`.
-pub fn start(cfg: &Config, policy: &mut Compiled) -> anyhow::Result<Running> {
+pub fn start(cfg: &Config, policy: &mut Compiled) -> Result<Running, StartError> {
     let kernel = crate::kernel::probe::Kernel::probe();
-    kernel.require(cfg.attach)?;
-    let lock = lock::acquire(&cfg.pin_dir)?;
+    kernel
+        .require(cfg.attach)
+        .map_err(|e| StartError::Kernel(e.into()))?;
+    let lock = lock::acquire(&cfg.pin_dir).map_err(StartError::Locked)?;
     // Bound before anything is attached, so a taken port fails the start
     // instead of leaving enforcement without its metrics.
     let metrics = match cfg.metrics_listen {
         None => None,
         Some(addr) => {
-            let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("binding the metrics address {addr}"))?;
-            l.set_nonblocking(true)?;
-            Some(l)
+            let bind = || {
+                let l = std::net::TcpListener::bind(addr)?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            };
+            Some(bind().map_err(|source| StartError::MetricsAddress { addr, source })?)
         }
     };
+    Ok(enforce(cfg, policy, kernel, lock, metrics)?)
+}
+
+/// The rest of `start`: everything that asks the kernel.
+fn enforce(
+    cfg: &Config,
+    policy: &mut Compiled,
+    kernel: crate::kernel::probe::Kernel,
+    lock: lock::DaemonLock,
+    metrics: Option<std::net::TcpListener>,
+) -> anyhow::Result<Running> {
     let events_out = events::EventSink::open(cfg)?;
     let mut ids = DeviceIds::load(&cfg.state_dir);
     ids.assign(policy).context("assigning device ids")?;
@@ -262,7 +278,10 @@ fn reload(
             for d in &diags {
                 tracing::error!(error = %d, "reload rejected; the running policy stays in force");
             }
-            shared.reload_failed(diags.first().map(|d| d.to_string()).unwrap_or_default());
+            shared.reload_failed(
+                ReloadFailure::Rejected,
+                diags.first().map(|d| d.to_string()).unwrap_or_default(),
+            );
             false
         }
         Ok(mut new) => {
@@ -284,7 +303,7 @@ fn reload(
                 }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "applying the reloaded policy failed");
-                    shared.reload_failed(format!("{e:#}"));
+                    shared.reload_failed(ReloadFailure::ApplyFailed, format!("{e:#}"));
                     false
                 }
             }

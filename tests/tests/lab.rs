@@ -209,6 +209,37 @@ fn sigkill_keeps_enforcement_and_a_restart_adopts_the_pins() {
     let refused = detach(false);
     assert_eq!(refused.status.code(), Some(64), "{refused:?}");
     assert!(link.exists());
+    // A second daemon for the same pins is refused as "another runs" (75),
+    // one whose metrics address is taken as a configuration problem (78);
+    // neither as "the kernel refused" (71), and neither touches the pins.
+    let mut second = Daemon::spawn(&lab.router, &cfg).unwrap();
+    let status = second.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{}", second.log());
+    assert!(
+        second.log().contains("another iotfence daemon"),
+        "{}",
+        second.log()
+    );
+    let other_pins = iotfence_tests::privileged::PinDir::new();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let other = lab.dir.join("other.yaml");
+    std::fs::write(
+        &other,
+        text.replace(
+            &lab.pins.path.display().to_string(),
+            &other_pins.path.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut third = Daemon::spawn(&lab.router, &other).unwrap();
+    let status = third.wait().unwrap();
+    assert_eq!(status.code(), Some(78), "{}", third.log());
+    assert!(
+        third.log().contains("binding the metrics address"),
+        "{}",
+        third.log()
+    );
+    assert!(link.exists());
     lab.daemon.as_mut().unwrap().terminate().unwrap();
     lab.daemon = None;
     let done = detach(false);

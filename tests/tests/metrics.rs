@@ -228,8 +228,16 @@ fn metrics_events_and_status_tell_what_devices_did() {
         get(
             &m,
             "iotfence_policy_reloads_total",
-            &[("result", "failure")]
+            &[("result", "rejected")]
         ) >= 1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            "iotfence_policy_reloads_total",
+            &[("result", "apply_failed")]
+        ),
+        0.0
     );
     assert_eq!(get(&m, "iotfence_policy_generation", &[]), 1.0);
     let doc: serde_json::Value = serde_json::from_str(&run_status("json")).unwrap();

@@ -42,6 +42,8 @@ pub struct Status {
     pub generation: u64,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
+    /// Failed reloads by kind (`ReloadFailure` as index).
+    pub reloads_failed_by: [u64; ReloadFailure::ALL.len()],
     /// Unix time of the last successful apply (startup included).
     pub last_success: f64,
     /// The last rejected reload's first error, until a reload succeeds.
@@ -119,9 +121,10 @@ impl Shared {
         s.last_error = None;
     }
 
-    pub fn reload_failed(&self, error: String) {
+    pub fn reload_failed(&self, kind: ReloadFailure, error: String) {
         let mut s = self.lock();
         s.reloads_failed += 1;
+        s.reloads_failed_by[kind as usize] += 1;
         s.last_error = Some(error);
     }
 
@@ -154,5 +157,15 @@ impl Shared {
     pub fn ready(&self) -> bool {
         let s = self.lock();
         s.generation > 0 && !s.attached.is_empty() && s.missing.is_empty()
+    }
+}
+
+iotfence_common::codes! {
+    /// Why a reload left the running policy in force (a metric label).
+    pub enum ReloadFailure {
+        /// The new policy is invalid (diagnostics with file:line:column).
+        Rejected = 0 => "rejected",
+        /// It is valid, but writing it into the kernel failed.
+        ApplyFailed = 1 => "apply_failed",
     }
 }

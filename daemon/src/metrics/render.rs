@@ -99,7 +99,7 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
             s.profiles,
             s.generation,
             s.reloads_ok,
-            s.reloads_failed,
+            s.reloads_failed_by,
             s.last_success,
             s.attached.clone(),
             s.missing.clone(),
@@ -215,11 +215,12 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
     );
     let mut reloads = Family::counter(
         "iotfence_policy_reloads_total",
-        "Policy reloads (SIGHUP or file change), by result; a failed one leaves the running policy in force.",
+        "Policy reloads (SIGHUP or file change), by result: success, rejected (invalid policy) or apply_failed (the kernel refused it); a failed one leaves the running policy in force.",
     );
-    reloads
-        .add(&[("result", "success")], ok as f64)
-        .add(&[("result", "failure")], failed as f64);
+    reloads.add(&[("result", "success")], ok as f64);
+    for kind in super::ReloadFailure::ALL {
+        reloads.add(&[("result", kind.name())], failed[kind as usize] as f64);
+    }
     reloads.done(&mut out);
     single(
         &mut out,
