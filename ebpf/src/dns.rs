@@ -97,6 +97,15 @@ pub fn query_budget(device: u32, mac: &MacKey, now: u64) -> bool {
     true
 }
 
+/// An answer the daemon re-injects after learning from it (its skb mark).
+#[inline(always)]
+pub fn reinjected(mark: u32) -> bool {
+    match DNS_CONTROL.get(0) {
+        Some(c) => c.reinject_mark != 0 && mark == c.reinject_mark,
+        None => false,
+    }
+}
+
 /// Classifies a frame the router sends towards device `device`;
 /// `from_stack`: the router's own stack sent it.
 ///

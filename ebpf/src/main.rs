@@ -1,4 +1,6 @@
-//! iotfence kernel programs. Each is a thin shim over shared logic:
+//! iotfence kernel programs. Each is a thin shim over shared logic, named
+//! by direction relative to the device: `from_device` (the judge),
+//! `to_device` (the observer), on `identity`, `flow`, `count`, `dns`.
 //! - `iotfence_xdp` / `iotfence_tc_in`: judge packets devices send (XDP or
 //!   TC ingress on the IoT-facing interface; same decision code).
 //! - `iotfence_tc_q`: TC ingress beside the XDP judge where XDP cannot copy
@@ -18,13 +20,16 @@
 )]
 
 mod clock;
-mod decide;
+mod count;
 mod dns;
 mod events;
 mod features;
-mod inbound;
+mod flow;
+mod from_device;
+mod identity;
 mod maps;
 mod parse;
+mod to_device;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -33,7 +38,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-use crate::{decide::Action, dns::Answer, maps::DNS_CONTROL, parse::Bytes};
+use crate::{dns::Answer, from_device::Action, parse::Bytes};
 
 /// Bytes of headers a TC program needs in the linear part of the skb.
 const TC_PULL_BYTES: u32 = 256;
@@ -44,7 +49,7 @@ pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    match decide::judge(&b, b.len() as u64) {
+    match from_device::judge(&b, b.len() as u64) {
         Action::Pass => xdp_action::XDP_PASS,
         Action::PassQuery(device) => {
             let md = ctx.ctx;
@@ -69,7 +74,7 @@ pub fn iotfence_tc_in(ctx: TcContext) -> i32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    match decide::judge(&b, ctx.len() as u64) {
+    match from_device::judge(&b, ctx.len() as u64) {
         // UNSPEC lets later TC programs on the hook run too.
         Action::Pass => TC_ACT_UNSPEC,
         Action::PassQuery(device) => {
@@ -94,7 +99,7 @@ pub fn iotfence_tc_q(ctx: TcContext) -> i32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    if let Some(device) = decide::query_sender(&b) {
+    if let Some(device) = from_device::query_sender(&b) {
         let skb = ctx.skb.skb;
         let ifindex = unsafe { (*skb).ifindex };
         dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
@@ -107,17 +112,14 @@ pub fn iotfence_tc_q(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn iotfence_tc_eg(ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
-    // An answer the daemon re-injects after learning from it.
-    if let Some(c) = DNS_CONTROL.get(0) {
-        if c.reinject_mark != 0 && unsafe { (*skb).mark } == c.reinject_mark {
-            return TC_ACT_UNSPEC;
-        }
+    if dns::reinjected(unsafe { (*skb).mark }) {
+        return TC_ACT_UNSPEC;
     }
     linearize(&ctx);
     // A frame the router forwards keeps the index of the interface it came
     // in on; one the router's own stack sent has none.
     let from_stack = unsafe { (*skb).ingress_ifindex } == 0;
-    let answer = inbound::observe(
+    let answer = to_device::observe(
         &Bytes {
             start: ctx.data(),
             end: ctx.data_end(),

@@ -1,5 +1,6 @@
 //! A userspace model of the kernel's egress judge and inbound observer
-//! (`ebpf/src/parse.rs`, `decide.rs`, `inbound.rs`), written from reading
+//! (`ebpf/src/`: `parse`, `identity`, `flow`, `from_device`, `to_device`),
+//! written from reading
 //! them but sharing none of their code: the differential fuzz target and
 //! `tests/tests/model.rs` run frames through both and fail on any
 //! disagreement in verdict, reason or device.

@@ -4,17 +4,18 @@
 
 use iotfence_common::{
     consts::{
-        CONFIG_READY, FLOW_KIND_CONN, GLOBAL_INBOUND_FLOWS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
-        TCP_FLAG_ACK, TCP_FLAG_SYN,
+        CONFIG_READY, GLOBAL_INBOUND_FLOWS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_FLAG_ACK,
+        TCP_FLAG_SYN,
     },
     keys::rule_scope,
     DeviceInfo,
 };
 
 use crate::{
-    decide::{identify, insert_flow, same_mac},
     dns::{self, Answer},
     events::global_add,
+    flow::{insert_flow, reply_key, same_mac},
+    identity::identify,
     maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
     parse::{parse, Bytes, Frag, Headers, Scratch},
 };
@@ -65,17 +66,7 @@ fn record_inbound(generation: u8, dev: &DeviceInfo, s: &mut Scratch) {
     if !rules.allows(h.proto, h.rule_port) || !opens_connection(h) {
         return;
     }
-    // Seen from the device: its address and port are the source. An ICMP
-    // echo keeps its identifier in `sport` both ways.
-    let echo = h.echo;
-    let k = &mut s.flow;
-    k.src = h.dst;
-    k.dst = h.src;
-    k.sport = if echo { h.sport } else { h.dport };
-    k.dport = if echo { 0 } else { h.sport };
-    k.proto = h.proto;
-    k.kind = FLOW_KIND_CONN;
-    k._pad = [0; 2];
+    reply_key(h, &mut s.flow);
     let now = crate::clock::now();
     let mac = h.dst_mac;
     if let Some(v) = FLOWS.get_ptr_mut(&s.flow) {

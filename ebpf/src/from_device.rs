@@ -1,0 +1,180 @@
+//! From the device: the decision for a packet a device sends, shared by
+//! the XDP and the TC-ingress program. Identify the device, then allow by
+//! live flow (one lookup settles most packets), learned address or static
+//! rule, in that order.
+
+use iotfence_common::{
+    consts::CONFIG_READY, keys::rule_scope, values::LearnedMatch, Config, DeviceInfo, Mode, Reason,
+    Verdict,
+};
+
+use crate::{
+    clock,
+    count::{count, count_violation},
+    dns, events,
+    flow::{flow_alive, flow_key, fragment_key, open_flow, remember_fragments},
+    identity::identify,
+    maps::{CONFIG, EGRESS4, EGRESS6, LEARNED, ROUTER_ADDRS, SCRATCH},
+    parse::{is_link_icmpv6, parse, Bytes, Frag, Scratch},
+};
+
+pub enum Action {
+    Pass,
+    /// Pass, and copy the frame to the daemon: a DNS query by this device.
+    PassQuery(u32),
+    Drop,
+}
+
+/// Judges one device-originated packet, counts it, and reports violations.
+#[inline(always)]
+pub fn judge(b: &Bytes, len: u64) -> Action {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return Action::Drop;
+    };
+    let s = unsafe { &mut *s };
+    s.h.reset();
+    let cfg = match CONFIG.get(0) {
+        Some(c) if c.flags & CONFIG_READY != 0 => c,
+        // No complete policy yet: fail closed for IP, keep the link (ARP) up.
+        _ => {
+            return match parse(b, &mut s.h) {
+                Ok(()) if s.h.family == 0 => Action::Pass,
+                _ => Action::Drop,
+            };
+        }
+    };
+    let generation = (cfg.generation & 1) as u8;
+    let parsed = parse(b, &mut s.h);
+    // One clock read per packet, for every deadline this packet meets.
+    let now = clock::now();
+    // Most packets belong to a live flow: one lookup settles them, and the
+    // flow names its device (identified when the flow opened).
+    if parsed.is_ok() && s.h.family != 0 {
+        if let Some((device, reason)) = established(cfg, s, now) {
+            count(device, Verdict::Allowed, reason, len);
+            return pass(s, device, now);
+        }
+    }
+    let dev = identify(generation, s, false);
+    let reason = match parsed {
+        Err(reason) => reason,
+        Ok(()) => decide(generation, &dev, s, now),
+    };
+    let verdict = if reason.allows() {
+        Verdict::Allowed
+    } else if dev.mode == Mode::Audit as u8 {
+        Verdict::Audited
+    } else {
+        Verdict::Dropped
+    };
+    count(dev.device, verdict, reason, len);
+    if verdict != Verdict::Allowed {
+        count_violation(dev.device, verdict, &s.h, len);
+        s.mac.generation = 0;
+        s.mac._pad = 0;
+        s.mac.mac = s.h.src_mac;
+        events::report(cfg, &dev, &s.h, &s.mac, verdict, reason, now);
+    }
+    match verdict {
+        Verdict::Dropped => Action::Drop,
+        _ => pass(s, dev.device, now),
+    }
+}
+
+/// The device that sent `b` when it is a DNS query to a resolver (for
+/// `iotfence_tc_q`, after the XDP judge passed it): identified as the judge
+/// identifies it.
+#[inline(always)]
+pub fn query_sender(b: &Bytes) -> Option<u32> {
+    let cfg = CONFIG.get(0)?;
+    if cfg.flags & CONFIG_READY == 0 {
+        return None;
+    }
+    let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    s.h.reset();
+    if parse(b, &mut s.h).is_err() || !dns::is_query(&s.h) {
+        return None;
+    }
+    let device = identify((cfg.generation & 1) as u8, s, false).device;
+    query_budget(s, device, clock::now()).then_some(device)
+}
+
+#[inline(always)]
+fn pass(s: &mut Scratch, device: u32, now: u64) -> Action {
+    if dns::is_query(&s.h) && query_budget(s, device, now) {
+        Action::PassQuery(device)
+    } else {
+        Action::Pass
+    }
+}
+
+/// `dns::query_budget` of the sender; the MAC key is built in the scratch.
+#[inline(always)]
+fn query_budget(s: &mut Scratch, device: u32, now: u64) -> bool {
+    s.mac.generation = 0;
+    s.mac._pad = 0;
+    s.mac.mac = s.h.src_mac;
+    dns::query_budget(device, &s.mac, now)
+}
+
+/// A packet of a live flow or of a fragment train a live flow started,
+/// sent from the MAC that opened it: the flow's device and the reason.
+/// Refreshes the flow. From another MAC it is judged as its sender.
+#[inline(always)]
+fn established(cfg: &Config, s: &mut Scratch, now: u64) -> Option<(u32, Reason)> {
+    let h = &s.h;
+    if h.frag == Frag::Later {
+        fragment_key(h, &mut s.flow);
+        let device = flow_alive(cfg, &s.flow, h, now)?;
+        return Some((device, Reason::Fragment));
+    }
+    if !h.flow {
+        return None;
+    }
+    flow_key(h, &mut s.flow);
+    let device = flow_alive(cfg, &s.flow, h, now)?;
+    remember_fragments(s, device, now);
+    Some((device, Reason::Flow))
+}
+
+/// The decision for a packet no live flow covers.
+#[inline(always)]
+fn decide(generation: u8, dev: &DeviceInfo, s: &mut Scratch, now: u64) -> Reason {
+    let h = &s.h;
+    if h.family == 0 {
+        return Reason::NotIp;
+    }
+    if is_link_icmpv6(h, || unsafe { ROUTER_ADDRS.get(&h.dst) }.is_some()) {
+        return Reason::NeighborDiscovery;
+    }
+    if h.frag == Frag::Later {
+        // `established` found no train for it.
+        return Reason::UnknownFragment;
+    }
+    s.learned.device = dev.device;
+    s.learned.addr = h.dst;
+    let mut expired = false;
+    if let Some(rules) = unsafe { LEARNED.get(&s.learned) } {
+        match rules.check(h.proto, h.rule_port, now) {
+            LearnedMatch::Allowed => {
+                open_flow(s, dev.device, now);
+                return Reason::Learned;
+            }
+            LearnedMatch::Expired => expired = true,
+            LearnedMatch::None => {}
+        }
+    }
+    let dst = h.dst;
+    let rules = s.lpm(rule_scope(generation, dev.profile), dst, &EGRESS4, &EGRESS6);
+    if let Some(rules) = rules {
+        if rules.allows(s.h.proto, s.h.rule_port) {
+            open_flow(s, dev.device, now);
+            return Reason::Rule;
+        }
+    }
+    if expired {
+        Reason::Expired
+    } else {
+        Reason::NotAllowed
+    }
+}
