@@ -156,6 +156,12 @@ pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_SCTP: u8 = 132;
 
+/// Ethertypes the parsers (kernel and daemon) read.
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
 /// The name policies, labels and events use for an IP protocol number, for
 /// the ones that have one (`None`: shown as the number).
 pub const fn protocol_name(proto: u8) -> Option<&'static str> {

@@ -350,7 +350,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
 }
 
 /// Settings that work but give something away: a resolver off the router
-/// (its answers can be forged, see `router_addrs.rs`), and metrics served
+/// (its answers can be forged, see `kernel/router_addrs.rs`), and metrics served
 /// beyond loopback (`/status` lists every device's learned names).
 fn warn_exposure(
     d: &mut Diags<'_>,
@@ -358,7 +358,7 @@ fn warn_exposure(
     resolvers: &[IpAddr],
     metrics_listen: Option<SocketAddr>,
 ) {
-    let remote = crate::router_addrs::remote(resolvers);
+    let remote = crate::kernel::router_addrs::remote(resolvers);
     for s in &doc.resolvers {
         if s.value.parse().is_ok_and(|ip| remote.contains(&ip)) {
             d.warn_at(

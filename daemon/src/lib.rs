@@ -13,6 +13,5 @@ pub mod lock;
 pub mod metrics;
 pub mod policy;
 pub mod private;
-pub mod router_addrs;
 pub mod run;
 pub mod watch;

@@ -16,12 +16,12 @@ use crate::{
     dns::{self, service::DnsPolicy},
     events,
     exit::StartError,
+    kernel::router_addrs::RouterAddrs,
     kernel::{bpffs, load::Datapath},
     lock,
     metrics::{ReloadFailure, Shared},
     policy::compile::{self, Compiled},
     policy::ids::DeviceIds,
-    router_addrs::RouterAddrs,
 };
 
 /// How often the router's own addresses are read again (see router_addrs).

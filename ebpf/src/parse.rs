@@ -8,17 +8,16 @@ use core::mem::size_of;
 
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use iotfence_common::{
-    consts::{MAX_IPV6_EXT_HEADERS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
+    consts::{
+        ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, MAX_IPV6_EXT_HEADERS, PROTO_ICMP,
+        PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    },
     keys::{v4_mapped, SCOPE_BITS},
     values::FlowValue,
     BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason, ResentKey,
 };
 
 const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;

@@ -123,8 +123,7 @@ pub fn icmp(ty: u8, id: u16) -> Vec<u8> {
     m
 }
 
-pub const ETH_IP: u16 = 0x0800;
-pub const ETH_IPV6: u16 = 0x86dd;
+pub use iotfence_common::consts::{ETH_P_IP as ETH_IP, ETH_P_IPV6 as ETH_IPV6};
 pub const ETH_ARP: u16 = 0x0806;
 
 pub fn v4(s: &str) -> Ipv4Addr {

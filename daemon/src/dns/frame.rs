@@ -9,12 +9,8 @@ use std::{
     ops::Range,
 };
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+use iotfence_common::consts::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6};
+pub use iotfence_common::consts::{PROTO_TCP, PROTO_UDP};
 
 /// A parsed TCP or UDP frame (no IP options beyond IHL, no IPv6 extension
 /// headers: resolvers do not send them, and such frames are only delivered,

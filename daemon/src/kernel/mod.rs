@@ -1,11 +1,13 @@
-//! The one place that touches BPF objects: loading the embedded object
-//! and adopting its pins (`load`), the typed map handles and the check of
-//! adopted pins against the object's own map definitions (`maps`), writing policies into maps (`apply`,
-//! `batch`), raw syscalls aya does not wrap (`sys`), map fill levels
-//! (`mapstat`), the pin layout and typed opening of pinned maps (`pins`),
-//! bpffs (`bpffs`), kernel counters (`counters`), the
-//! kernel's features (`probe`) and TC attachment for kernels without TCX
-//! (`tc_legacy`).
+//! The one place that touches BPF objects:
+//! - `load`: the embedded object, its programs, pins and links (adopting an
+//!   earlier daemon's), detaching;
+//! - `maps`: typed handles, and adopted pins checked against the object's
+//!   own map definitions; `pins`: the pin layout, opening a pinned map;
+//! - `apply`, `batch`: writing a policy into the maps;
+//! - `counters`: the kernel's counters, read-only;
+//! - `router_addrs`: the router's own addresses and the resolvers' places;
+//! - `probe`: what this kernel supports; `tc_legacy`: TC without TCX;
+//! - `sys`, `mapstat`, `bpffs`: raw syscalls, map fill levels, bpffs.
 
 pub mod apply;
 pub mod batch;
@@ -16,5 +18,6 @@ pub mod maps;
 pub mod mapstat;
 pub mod pins;
 pub mod probe;
+pub mod router_addrs;
 pub mod sys;
 pub mod tc_legacy;
