@@ -172,3 +172,26 @@ pub fn set_ipv4_checksum(ip: &mut [u8]) {
     }
     ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
+
+/// An Ethernet frame carrying `l4` (protocol `proto`) from `src` to `dst`,
+/// IPv4 (with its header checksum: bridges with br_netfilter check it) or
+/// IPv6 as the addresses are.
+pub fn ip_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    proto: u8,
+    l4: &[u8],
+) -> Vec<u8> {
+    use std::net::IpAddr::{V4, V6};
+    match (src, dst) {
+        (V4(s), V4(d)) => {
+            let mut ip = ipv4(s, d, proto, l4);
+            set_ipv4_checksum(&mut ip);
+            eth(src_mac, dst_mac, &[], ETH_IP, &ip)
+        }
+        (V6(s), V6(d)) => eth(src_mac, dst_mac, &[], ETH_IPV6, &ipv6(s, d, proto, l4)),
+        _ => panic!("{src} and {dst} are of different families"),
+    }
+}

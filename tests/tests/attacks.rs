@@ -60,21 +60,7 @@ fn unanswered_query(
     let q = query_bytes(id, name, RecordType::A);
     let mut udp = packet::udp(port, 53, &q);
     udp[6..8].copy_from_slice(&[0xde, 0xad]);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut ip = packet::ipv4(s, d, 17, &udp);
-            packet::set_ipv4_checksum(&mut ip);
-            packet::eth(src_mac, dst_mac, &[], packet::ETH_IP, &ip)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => packet::eth(
-            src_mac,
-            dst_mac,
-            &[],
-            packet::ETH_IPV6,
-            &packet::ipv6(s, d, 17, &udp),
-        ),
-        _ => unreachable!("one family"),
-    }
+    packet::ip_frame(src_mac, dst_mac, src, dst, 17, &udp)
 }
 
 /// Issue 15, row 3. The device asks the router's resolver; its accomplice
@@ -139,21 +125,7 @@ fn answers_forged_with_the_routers_resolver_address_are_dropped() {
         let forged_before = lab.global(GLOBAL_DNS_SPOOFED);
         let msg = answer_bytes(id, name, evil, 300);
         let udp = packet::udp(53, port, &msg);
-        let frame = match (resolver, client) {
-            (IpAddr::V4(r), IpAddr::V4(c)) => {
-                let mut ip = packet::ipv4(r, c, 17, &udp);
-                packet::set_ipv4_checksum(&mut ip);
-                packet::eth(inet_mac, wan_mac, &[], packet::ETH_IP, &ip)
-            }
-            (IpAddr::V6(r), IpAddr::V6(c)) => packet::eth(
-                inet_mac,
-                wan_mac,
-                &[],
-                packet::ETH_IPV6,
-                &packet::ipv6(r, c, 17, &udp),
-            ),
-            _ => unreachable!(),
-        };
+        let frame = packet::ip_frame(inet_mac, wan_mac, resolver, client, 17, &udp);
         send_frame(&lab.internet, "eth0", frame).unwrap();
         assert!(
             eventually(Duration::from_secs(2), || lab.global(GLOBAL_DNS_SPOOFED)

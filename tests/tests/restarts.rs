@@ -46,6 +46,19 @@ fn write_state(lab: &Lab, header: serde_json::Value, credits: &[(&str, &str, u64
     .unwrap();
 }
 
+/// Starts the daemon with max_ttl 3600 s and grace 60 s; its log.
+fn start_with_an_hours_ttl(lab: &mut Lab) -> String {
+    let cfg = lab
+        .write_config_with(
+            "xdp",
+            POLICY,
+            "dns:\n  max_ttl_seconds: 3600\n  grace_seconds: 60\n",
+        )
+        .unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    lab.daemon.as_ref().unwrap().log()
+}
+
 /// Seconds left of dev-1's learned entry for `addr`.
 fn left_s(lab: &Lab, addr: &str) -> u64 {
     let now = iotfence_tests::harness::monotonic_ns();
@@ -67,15 +80,7 @@ fn restored_lifetimes_are_clamped_to_max_ttl_and_grace() {
             ("c.vendor.example", "203.0.113.163", now_ms + 30_000),
         ],
     );
-    let cfg = lab
-        .write_config_with(
-            "xdp",
-            POLICY,
-            "dns:\n  max_ttl_seconds: 3600\n  grace_seconds: 60\n",
-        )
-        .unwrap();
-    lab.start_daemon(&cfg).unwrap();
-    let log = lab.daemon.as_ref().unwrap().log();
+    let log = start_with_an_hours_ttl(&mut lab);
     assert!(
         log.contains("restored=3") && log.contains("clamped=2"),
         "{log}"
@@ -109,15 +114,7 @@ fn a_wall_clock_behind_the_save_never_lengthens_a_lifetime() {
         serde_json::json!({"saved_ms": saved_ms, "boot_id": "another-boot", "saved_mono_ns": 1}),
         &[("a.vendor.example", "203.0.113.164", saved_ms + 300_000)],
     );
-    let cfg = lab
-        .write_config_with(
-            "xdp",
-            POLICY,
-            "dns:\n  max_ttl_seconds: 3600\n  grace_seconds: 60\n",
-        )
-        .unwrap();
-    lab.start_daemon(&cfg).unwrap();
-    let log = lab.daemon.as_ref().unwrap().log();
+    let log = start_with_an_hours_ttl(&mut lab);
     assert!(log.contains("restored=1"), "{log}");
     assert!(
         log.contains("the wall clock is behind the last save"),
