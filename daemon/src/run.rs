@@ -229,8 +229,13 @@ fn follow_links(
     });
     let t0 = std::time::Instant::now();
     for iface in &cfg.interfaces {
+        // By name, or by the index it had: a rename shows up under the new
+        // name only.
+        let known = indexes.get(iface).copied();
         let seen = events.iter().any(|e| match e {
-            LinkEvent::Present { name, .. } | LinkEvent::Gone { name, .. } => name == iface,
+            LinkEvent::Present { name, index } | LinkEvent::Gone { name, index } => {
+                name == iface || Some(*index) == known
+            }
         });
         if !seen && !events.is_empty() {
             continue;
@@ -238,7 +243,7 @@ fn follow_links(
         match index_of(iface) {
             None => {
                 if indexes.remove(iface).is_some() {
-                    tracing::error!(interface = %iface, "interface gone: nothing is enforced on it until it returns");
+                    tracing::error!(interface = %iface, "interface gone (deleted or renamed): nothing is enforced under its name until it returns");
                 }
                 shared.missing(iface);
             }

@@ -290,6 +290,40 @@ fn reattaches_to_a_recreated_interface(attach: &str) {
         );
         allowed_and_forbidden(&lab);
     }
+    // Down and up: the attachment stays (nothing to re-attach).
+    lab.router
+        .sysctl("net.ipv6.conf.iot0.keep_addr_on_down", "1")
+        .unwrap();
+    lab.router.ip(&["link", "set", "iot0", "down"]).unwrap();
+    lab.router.ip(&["link", "set", "iot0", "up"]).unwrap();
+    allowed_and_forbidden(&lab);
+    // Renamed away: the configured name is gone (reported, not ready);
+    // renamed back: enforcing again under its name.
+    let log_count =
+        |lab: &Lab, what: &str| lab.daemon.as_ref().unwrap().log().matches(what).count();
+    let wait_for = |lab: &Lab, what: &str, before: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while log_count(lab, what) <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{what}` within 5 s:\n{}",
+                lab.daemon.as_ref().unwrap().log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let (gone, again) = (
+        log_count(&lab, "interface gone"),
+        log_count(&lab, "enforcing again"),
+    );
+    for (from, to) in [("iot0", "iot0x"), ("iot0x", "iot0")] {
+        lab.router.ip(&["link", "set", from, "down"]).unwrap();
+        lab.router.ip(&["link", "set", from, "name", to]).unwrap();
+        lab.router.ip(&["link", "set", to, "up"]).unwrap();
+    }
+    wait_for(&lab, "interface gone", gone);
+    wait_for(&lab, "enforcing again", again);
+    allowed_and_forbidden(&lab);
     // A restart meeting the (replaced) pins adopts them.
     lab.daemon.as_mut().unwrap().kill();
     lab.daemon = None;
