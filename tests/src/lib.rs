@@ -4,6 +4,7 @@
 //! with its userspace `model` of the datapath), so the committed corpora
 //! replay as plain tests too.
 
+pub mod daemon;
 pub mod differential;
 pub mod dns;
 pub mod fixtures;
@@ -15,11 +16,13 @@ pub mod harness;
 pub mod lab;
 pub mod live;
 pub mod model;
+pub mod netns;
 pub mod observe;
 pub mod packet;
 pub mod privileged;
 pub mod reference;
 pub mod scenario;
+pub mod servers;
 pub mod smoke;
 pub mod table;
 pub mod trials;
