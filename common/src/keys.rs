@@ -105,3 +105,11 @@ pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
     ]
 }
+
+/// An address as map keys hold it: IPv6 as is, IPv4 v4-mapped.
+pub const fn addr_key(ip: core::net::IpAddr) -> [u8; 16] {
+    match ip {
+        core::net::IpAddr::V4(a) => v4_mapped(a.octets()),
+        core::net::IpAddr::V6(a) => a.octets(),
+    }
+}

@@ -10,7 +10,7 @@ use std::{
 };
 
 use iotfence_common::consts::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6};
-pub use iotfence_common::consts::{PROTO_TCP, PROTO_UDP};
+use iotfence_common::consts::{PROTO_TCP, PROTO_UDP};
 
 /// A parsed TCP or UDP frame (no IP options beyond IHL, no IPv6 extension
 /// headers: resolvers do not send them, and such frames are only delivered,

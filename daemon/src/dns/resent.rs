@@ -5,19 +5,14 @@
 //! and the connection goes on (see `ebpf/src/dns.rs`).
 
 use aya::maps::{HashMap, MapData};
-use iotfence_common::{consts::FLOW_KIND_CONN, keys::v4_mapped, FlowKey, ResentKey};
+use iotfence_common::{consts::FLOW_KIND_CONN, keys::addr_key, FlowKey, ResentKey};
 
-use super::frame::{Frame, PROTO_TCP};
+use iotfence_common::consts::PROTO_TCP;
+
+use super::frame::Frame;
 
 pub struct Released {
     map: HashMap<MapData, ResentKey, u32>,
-}
-
-fn addr16(a: std::net::IpAddr) -> [u8; 16] {
-    match a {
-        std::net::IpAddr::V4(a) => v4_mapped(a.octets()),
-        std::net::IpAddr::V6(a) => a.octets(),
-    }
 }
 
 impl Released {
@@ -38,8 +33,8 @@ impl Released {
         let seq = u32::from_be_bytes(seq.try_into().expect("4 bytes"));
         let key = ResentKey {
             flow: FlowKey {
-                src: addr16(f.dst),
-                dst: addr16(f.src),
+                src: addr_key(f.dst),
+                dst: addr_key(f.src),
                 sport: f.dport,
                 dport: f.sport,
                 proto: PROTO_TCP,

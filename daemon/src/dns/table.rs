@@ -11,8 +11,7 @@ use std::{
 };
 
 use iotfence_common::{
-    consts::LEARNED_RULES_PER_ADDR, keys::v4_mapped, LearnedKey, LearnedRule, LearnedRules,
-    PortRule,
+    consts::LEARNED_RULES_PER_ADDR, keys::addr_key, LearnedKey, LearnedRule, LearnedRules, PortRule,
 };
 
 use super::learn::Refusal;
@@ -84,10 +83,7 @@ fn tally(per_name: &mut HashMap<(u32, String), usize>, device: u32, credits: &[C
 pub fn key(device: u32, addr: IpAddr) -> LearnedKey {
     LearnedKey {
         device,
-        addr: match addr {
-            IpAddr::V4(a) => v4_mapped(a.octets()),
-            IpAddr::V6(a) => a.octets(),
-        },
+        addr: addr_key(addr),
     }
 }
 

@@ -141,10 +141,7 @@ fn bind_keys(d: &crate::policy::compile::CompiledDevice, g: u8) -> Vec<BindKey> 
                 _pad: 0,
                 mac,
             },
-            addr: match n.addr() {
-                std::net::IpAddr::V4(a) => iotfence_common::keys::v4_mapped(a.octets()),
-                std::net::IpAddr::V6(a) => a.octets(),
-            },
+            addr: iotfence_common::keys::addr_key(n.addr()),
         })
         .collect()
 }

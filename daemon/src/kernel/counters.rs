@@ -7,8 +7,8 @@ use std::path::Path;
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
-    consts::{map_names, GLOBAL_COUNTERS, MAX_DEVICES},
-    reason::{counter_index, REASONS, VERDICTS},
+    consts::{map_names, GLOBAL_COUNTERS},
+    reason::counter_index,
     Counter, Reason, Verdict, ViolationKey,
 };
 
@@ -51,25 +51,6 @@ impl Counters {
 
     pub fn counter(&self, device: u32, verdict: Verdict, reason: Reason) -> anyhow::Result<Totals> {
         self.counter_sum(counter_index(device, verdict, reason))
-    }
-
-    /// Every non-zero counter of the given devices.
-    pub fn nonzero(
-        &self,
-        devices: impl Iterator<Item = u32>,
-    ) -> anyhow::Result<Vec<(u32, Verdict, Reason, Totals)>> {
-        let mut out = Vec::new();
-        for d in devices.filter(|d| *d < MAX_DEVICES) {
-            for v in VERDICTS {
-                for r in REASONS {
-                    let t = self.counter(d, v, r)?;
-                    if t.packets > 0 {
-                        out.push((d, v, r, t));
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// A global counter (`consts::GLOBAL_*`), summed over CPUs.

@@ -131,7 +131,7 @@ pub fn check_adopted(ebpf: &Ebpf) -> anyhow::Result<()> {
         let map = ebpf
             .map(&name)
             .with_context(|| format!("map {name} missing"))?;
-        let info = map_data(map)
+        let info = data_of(map)
             .with_context(|| format!("map {name} has an unexpected type"))?
             .info()?;
         let have = Shape {
@@ -154,7 +154,7 @@ pub fn check_adopted(ebpf: &Ebpf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn map_data(map: &aya::maps::Map) -> Option<&MapData> {
+fn data_of(map: &aya::maps::Map) -> Option<&MapData> {
     use aya::maps::Map::*;
     match map {
         Array(m) | HashMap(m) | LpmTrie(m) | LruHashMap(m) | PerCpuArray(m)

@@ -15,7 +15,10 @@
 
 use std::net::IpAddr;
 
-use iotfence_common::consts::{RESOLVER_ON_ROUTER, RESOLVER_TRUSTED};
+use iotfence_common::{
+    consts::{RESOLVER_ON_ROUTER, RESOLVER_TRUSTED},
+    keys::addr_key,
+};
 
 use crate::{config::Config, kernel::load::Datapath};
 
@@ -62,13 +65,6 @@ pub fn remote(resolvers: &[IpAddr]) -> Vec<IpAddr> {
         .collect()
 }
 
-fn key(ip: &IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(a) => iotfence_common::keys::v4_mapped(a.octets()),
-        IpAddr::V6(a) => a.octets(),
-    }
-}
-
 /// Keeps the kernel's router-address table equal to the host's IPv6
 /// addresses, and its resolver table equal to the configuration, each
 /// entry marked on the router or not as the host's addresses say now.
@@ -86,7 +82,7 @@ impl RouterAddrs {
             local
                 .iter()
                 .filter(|a| a.is_ipv6())
-                .map(|a| (key(a), 1))
+                .map(|a| (addr_key(*a), 1))
                 .collect(),
         )?;
         let remote: Vec<IpAddr> = cfg
@@ -104,7 +100,7 @@ impl RouterAddrs {
                 } else {
                     RESOLVER_TRUSTED | RESOLVER_ON_ROUTER
                 };
-                (key(ip), flags)
+                (addr_key(*ip), flags)
             })
             .collect();
         sync(&mut dp.maps.resolvers, want)?;
