@@ -51,34 +51,8 @@ pub const QUERY_RATE_MACS: u32 = 4096;
 pub const COUNTER_SLOTS_PER_DEVICE: u32 = 3 * 16;
 pub const COUNTER_ENTRIES: u32 = MAX_DEVICES * COUNTER_SLOTS_PER_DEVICE;
 
-/// Global (not per-device) per-CPU counters, by index.
-pub const GLOBAL_EVENTS_SENT: u32 = 0;
-pub const GLOBAL_EVENTS_SUPPRESSED: u32 = 1;
-pub const GLOBAL_EVENTS_RINGBUF_FULL: u32 = 2;
-pub const GLOBAL_FLOW_INSERT_FAILED: u32 = 3;
-pub const GLOBAL_INBOUND_FLOWS: u32 = 4;
-/// DNS answers held for the daemon.
-pub const GLOBAL_DNS_HELD: u32 = 5;
-/// DNS queries copied to the daemon.
-pub const GLOBAL_DNS_QUERIES: u32 = 6;
-/// DNS answers dropped because the DNS ring buffer was full.
-pub const GLOBAL_DNS_RING_FULL: u32 = 7;
-/// DNS answers dropped because no daemon was there to learn (fail closed).
-pub const GLOBAL_DNS_NO_DAEMON: u32 = 8;
-/// DNS answers passed without learning: daemon gone with fail-open set.
-pub const GLOBAL_DNS_FAIL_OPEN: u32 = 9;
-/// DNS answers passed without learning: fragment, GSO or over DNS_FRAME_MAX.
-pub const GLOBAL_DNS_UNHELD: u32 = 10;
-/// DNS queries not copied because the DNS ring buffer was full.
-pub const GLOBAL_DNS_QUERY_RING_FULL: u32 = 11;
-/// DNS queries not copied because their sender had spent its query budget.
-pub const GLOBAL_DNS_QUERY_BUDGET: u32 = 12;
-/// DNS answers dropped as forged: from the address of a resolver on the
-/// router, but not sent by the router's own stack (routed in from outside).
-pub const GLOBAL_DNS_SPOOFED: u32 = 13;
-/// DNS-over-TCP answer segments the router's stack sent again after the
-/// daemon had released them: delivered, not held a second time.
-pub const GLOBAL_DNS_TCP_RESENT: u32 = 14;
+/// Slots of the global per-CPU counter array (`global::Global` names them;
+/// room to grow without a layout change).
 pub const GLOBAL_COUNTERS: u32 = 16;
 
 /// Map names: project prefix, layout version, purpose (kernel limit: 15 bytes).

@@ -10,11 +10,13 @@ pub mod codes;
 pub mod consts;
 pub mod dns;
 pub mod event;
+pub mod global;
 pub mod keys;
 pub mod reason;
 pub mod values;
 
 pub use event::ViolationEvent;
+pub use global::Global;
 pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ResentKey, ViolationKey};
 pub use reason::{Mode, Reason, Verdict};
 pub use values::{

@@ -6,14 +6,9 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use iotfence_common::{
-    consts::{
-        FLOW_KIND_CONN, GLOBAL_DNS_FAIL_OPEN, GLOBAL_DNS_HELD, GLOBAL_DNS_NO_DAEMON,
-        GLOBAL_DNS_QUERIES, GLOBAL_DNS_QUERY_BUDGET, GLOBAL_DNS_QUERY_RING_FULL,
-        GLOBAL_DNS_RING_FULL, GLOBAL_DNS_SPOOFED, GLOBAL_DNS_TCP_RESENT, GLOBAL_DNS_UNHELD,
-        PROTO_TCP, PROTO_UDP, RESOLVER_ON_ROUTER,
-    },
+    consts::{FLOW_KIND_CONN, PROTO_TCP, PROTO_UDP, RESOLVER_ON_ROUTER},
     dns::{DnsFrame, DNS_FAIL_OPEN, DNS_FRAME_MAX, DNS_KIND_ANSWER, DNS_KIND_QUERY, DNS_LEARNING},
-    MacKey, RateState,
+    Global, MacKey, RateState,
 };
 
 use crate::{
@@ -90,7 +85,7 @@ pub fn query_budget(device: u32, mac: &MacKey, now: u64) -> bool {
         now
     };
     if tat - now > features::query_burst_ns() {
-        global_add(GLOBAL_DNS_QUERY_BUDGET);
+        global_add(Global::DnsQueryBudget);
         return false;
     }
     state.tat_ns = tat + features::query_interval_ns();
@@ -124,15 +119,15 @@ pub fn classify_answer(s: &mut Scratch, device: u32, from_stack: bool) -> Answer
         return Answer::Pass;
     };
     if *flags & RESOLVER_ON_ROUTER != 0 && !from_stack {
-        global_add(GLOBAL_DNS_SPOOFED);
+        global_add(Global::DnsSpoofed);
         return Answer::Forged;
     }
     if h.frag != Frag::None {
-        global_add(GLOBAL_DNS_UNHELD);
+        global_add(Global::DnsUnheld);
         return Answer::Unheld;
     }
     if h.proto == PROTO_TCP && resent(s) {
-        global_add(GLOBAL_DNS_TCP_RESENT);
+        global_add(Global::DnsTcpResent);
         return Answer::Pass;
     }
     Answer::Hold(device)
@@ -182,23 +177,23 @@ pub fn hold(
     if now > ctl.alive_until_ns {
         // Nobody would re-inject it.
         if ctl.flags & DNS_FAIL_OPEN != 0 {
-            global_add(GLOBAL_DNS_FAIL_OPEN);
+            global_add(Global::DnsFailOpen);
             return false;
         }
-        global_add(GLOBAL_DNS_NO_DAEMON);
+        global_add(Global::DnsNoDaemon);
         return true;
     }
     if len == 0 || len as usize >= DNS_FRAME_MAX || gso_segs > 1 {
-        global_add(GLOBAL_DNS_UNHELD);
+        global_add(Global::DnsUnheld);
         return false;
     }
     if !copy(DNS_KIND_ANSWER, device, ifindex, len, now, load) {
         // Dropped: the resolver's client retries, and delivering it
         // unlearned would break the no-first-packet-drop promise.
-        global_add(GLOBAL_DNS_RING_FULL);
+        global_add(Global::DnsRingFull);
         return true;
     }
-    global_add(GLOBAL_DNS_HELD);
+    global_add(Global::DnsHeld);
     true
 }
 
@@ -206,14 +201,14 @@ pub fn hold(
 #[inline(always)]
 pub fn copy_query(device: u32, ifindex: u32, len: u32, load: impl Fn(*mut u8, u32) -> i64) {
     if len == 0 || len as usize >= DNS_FRAME_MAX {
-        global_add(GLOBAL_DNS_UNHELD);
+        global_add(Global::DnsUnheld);
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
     if copy(DNS_KIND_QUERY, device, ifindex, len, now, load) {
-        global_add(GLOBAL_DNS_QUERIES);
+        global_add(Global::DnsQueries);
     } else {
-        global_add(GLOBAL_DNS_QUERY_RING_FULL);
+        global_add(Global::DnsQueryRingFull);
     }
 }
 

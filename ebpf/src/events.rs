@@ -4,8 +4,7 @@
 //! reports of every other.
 
 use iotfence_common::{
-    consts::{GLOBAL_EVENTS_RINGBUF_FULL, GLOBAL_EVENTS_SENT, GLOBAL_EVENTS_SUPPRESSED},
-    Config, DeviceInfo, MacKey, RateState, Reason, Verdict, ViolationEvent,
+    Config, DeviceInfo, Global, MacKey, RateState, Reason, Verdict, ViolationEvent,
 };
 
 use crate::{
@@ -14,8 +13,8 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn global_add(index: u32) {
-    if let Some(c) = GLOBAL.get_ptr_mut(index) {
+pub fn global_add(g: Global) {
+    if let Some(c) = GLOBAL.get_ptr_mut(g.index()) {
         unsafe { *c += 1 };
     }
 }
@@ -57,13 +56,13 @@ pub fn report(
     };
     if tat - now > cfg.event_burst_ns {
         state.suppressed = state.suppressed.wrapping_add(1);
-        global_add(GLOBAL_EVENTS_SUPPRESSED);
+        global_add(Global::EventsSuppressed);
         return;
     }
     state.tat_ns = tat + cfg.event_interval_ns;
     let Some(mut entry) = EVENTS.reserve::<ViolationEvent>(0) else {
         state.suppressed = state.suppressed.wrapping_add(1);
-        global_add(GLOBAL_EVENTS_RINGBUF_FULL);
+        global_add(Global::EventsRingFull);
         return;
     };
     entry.write(ViolationEvent {
@@ -83,5 +82,5 @@ pub fn report(
     });
     entry.submit(0);
     state.suppressed = 0;
-    global_add(GLOBAL_EVENTS_SENT);
+    global_add(Global::EventsSent);
 }

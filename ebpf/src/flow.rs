@@ -3,12 +3,9 @@
 //! and inserts.
 
 use iotfence_common::{
-    consts::{
-        FLOW_KIND_CONN, FLOW_KIND_FRAGMENT, GLOBAL_FLOW_INSERT_FAILED, PROTO_ICMP, PROTO_ICMPV6,
-        PROTO_TCP, PROTO_UDP,
-    },
+    consts::{FLOW_KIND_CONN, FLOW_KIND_FRAGMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     values::FlowValue,
-    Config, FlowKey,
+    Config, FlowKey, Global,
 };
 
 use crate::{
@@ -124,6 +121,6 @@ pub fn insert_flow(s: &mut Scratch, device: u32, mac: [u8; 6], now: u64, inbound
         _pad2: [0; 4],
     };
     if FLOWS.insert(&s.flow, &s.flow_value, 0).is_err() {
-        events::global_add(GLOBAL_FLOW_INSERT_FAILED);
+        events::global_add(Global::FlowInsertFailed);
     }
 }

@@ -3,12 +3,9 @@
 //! decision as part of a known flow, and picks out DNS answers to hold.
 
 use iotfence_common::{
-    consts::{
-        CONFIG_READY, GLOBAL_INBOUND_FLOWS, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_FLAG_ACK,
-        TCP_FLAG_SYN,
-    },
+    consts::{CONFIG_READY, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_FLAG_ACK, TCP_FLAG_SYN},
     keys::rule_scope,
-    DeviceInfo,
+    DeviceInfo, Global,
 };
 
 use crate::{
@@ -76,7 +73,7 @@ fn record_inbound(generation: u8, dev: &DeviceInfo, s: &mut Scratch) {
         }
     }
     insert_flow(s, dev.device, mac, now, 1);
-    global_add(GLOBAL_INBOUND_FLOWS);
+    global_add(Global::InboundFlows);
 }
 
 /// Whether an inbound packet starts a connection to the device, as an

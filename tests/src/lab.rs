@@ -325,8 +325,8 @@ impl Lab {
     }
 
     /// A global (not per-device) kernel counter, summed over CPUs.
-    pub fn global(&self, index: u32) -> u64 {
-        iotfence::kernel::counters::pinned_global(&self.pins.path, index)
+    pub fn global(&self, g: iotfence_common::Global) -> u64 {
+        iotfence::kernel::counters::pinned_global(&self.pins.path, g)
             .expect("reading pinned globals")
     }
 

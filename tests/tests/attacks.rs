@@ -11,7 +11,7 @@ use std::{
 };
 
 use hickory_proto::rr::RecordType;
-use iotfence_common::consts::{GLOBAL_DNS_HELD, GLOBAL_DNS_SPOOFED, GLOBAL_DNS_TCP_RESENT};
+use iotfence_common::Global;
 use iotfence_tests::{
     dns::{answer_bytes, mac_of, query_bytes, send_frame, Dnsmasq, Stub},
     flood,
@@ -122,13 +122,13 @@ fn answers_forged_with_the_routers_resolver_address_are_dropped() {
         send_frame(dev, "eth0", q).unwrap();
         // The daemon has the question before its forged answer comes.
         std::thread::sleep(Duration::from_millis(200));
-        let forged_before = lab.global(GLOBAL_DNS_SPOOFED);
+        let forged_before = lab.global(Global::DnsSpoofed);
         let msg = answer_bytes(id, name, evil, 300);
         let udp = packet::udp(53, port, &msg);
         let frame = packet::ip_frame(inet_mac, wan_mac, resolver, client, 17, &udp);
         send_frame(&lab.internet, "eth0", frame).unwrap();
         assert!(
-            eventually(Duration::from_secs(2), || lab.global(GLOBAL_DNS_SPOOFED)
+            eventually(Duration::from_secs(2), || lab.global(Global::DnsSpoofed)
                 > forged_before),
             "{resolver}: the forged answer never reached iot0 as forged (learned: {:?})",
             lab.learned(1, evil.into()).is_some()
@@ -198,12 +198,12 @@ fn a_host_using_a_devices_address_cannot_spend_its_query_budget() {
             )
         })
         .collect();
-    let copied_before = lab.global(iotfence_common::consts::GLOBAL_DNS_QUERIES);
+    let copied_before = lab.global(iotfence_common::Global::DnsQueries);
     let sent = send_in(intruder, frames);
     assert_eq!(sent, 600, "frames the kernel took");
     assert!(
         eventually(Duration::from_secs(3), || lab
-            .global(iotfence_common::consts::GLOBAL_DNS_QUERIES)
+            .global(iotfence_common::Global::DnsQueries)
             >= copied_before + 600),
         "the kernel did not copy the intruder's queries as the device's"
     );
@@ -246,7 +246,7 @@ fn dns_over_tcp_answers_are_held_once_and_the_connection_closes() {
     .unwrap();
     let cfg = lab.write_config("xdp", POLICY).unwrap();
     lab.start_daemon(&cfg).unwrap();
-    let held_before = lab.global(GLOBAL_DNS_HELD);
+    let held_before = lab.global(Global::DnsHeld);
     let closed = lab
         .device("dev-1")
         .run(|| -> anyhow::Result<(Vec<IpAddr>, Duration)> {
@@ -277,8 +277,8 @@ fn dns_over_tcp_answers_are_held_once_and_the_connection_closes() {
     );
     // Whatever the stack would still re-send, within 3 s.
     std::thread::sleep(Duration::from_secs(3));
-    let held = lab.global(GLOBAL_DNS_HELD) - held_before;
-    let resent = lab.global(GLOBAL_DNS_TCP_RESENT);
+    let held = lab.global(Global::DnsHeld) - held_before;
+    let resent = lab.global(Global::DnsTcpResent);
     let unsolicited = dns_refused(&lab, "unsolicited");
     eprintln!("held {held}, re-sends passed {resent}, unsolicited {unsolicited}, close took {close_took:?}");
     assert_eq!(held, 1, "the answer was held more than once");

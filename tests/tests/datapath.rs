@@ -4,10 +4,7 @@
 
 use std::time::Duration;
 
-use iotfence_common::{
-    consts::GLOBAL_EVENTS_SUPPRESSED, keys::v4_mapped, values::LearnedRules, LearnedKey, Reason,
-    Verdict,
-};
+use iotfence_common::{keys::v4_mapped, values::LearnedRules, Global, LearnedKey, Reason, Verdict};
 use iotfence_tests::{
     fixtures::{self, CAM_MAC},
     harness::{monotonic_ns, Action, Harness, Hook},
@@ -108,7 +105,7 @@ fn events_are_rate_limited_per_device() {
         200,
         "every drop is counted even when not reported"
     );
-    let suppressed = h.counters.global(GLOBAL_EVENTS_SUPPRESSED).unwrap();
+    let suppressed = h.counters.global(Global::EventsSuppressed).unwrap();
     assert_eq!(suppressed, 195);
     let other = eth(
         fixtures::STRANGER_MAC,

@@ -526,11 +526,11 @@ fn a_dns_flood_from_one_device_leaves_other_devices_learning() {
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
     let frames = sent.load(Ordering::Relaxed);
-    let over_budget = lab.global(iotfence_common::consts::GLOBAL_DNS_QUERY_BUDGET);
-    let no_daemon = lab.global(iotfence_common::consts::GLOBAL_DNS_NO_DAEMON);
+    let over_budget = lab.global(iotfence_common::Global::DnsQueryBudget);
+    let no_daemon = lab.global(iotfence_common::Global::DnsNoDaemon);
     eprintln!(
         "flood: {frames} frames; over budget {over_budget}; answers dropped for no daemon {no_daemon}; queries copied {}; unknown allowed {} dropped {}",
-        lab.global(iotfence_common::consts::GLOBAL_DNS_QUERIES),
+        lab.global(iotfence_common::Global::DnsQueries),
         lab.counter(0, Verdict::Allowed, Reason::Rule),
         lab.dropped(0)
     );

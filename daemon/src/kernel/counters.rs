@@ -9,7 +9,7 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
     consts::{map_names, GLOBAL_COUNTERS},
     reason::counter_index,
-    Counter, Reason, Verdict, ViolationKey,
+    Counter, Global, Reason, Verdict, ViolationKey,
 };
 
 use super::pins::open_pinned;
@@ -53,10 +53,10 @@ impl Counters {
         self.counter_sum(counter_index(device, verdict, reason))
     }
 
-    /// A global counter (`consts::GLOBAL_*`), summed over CPUs.
-    pub fn global(&self, index: u32) -> anyhow::Result<u64> {
-        debug_assert!(index < GLOBAL_COUNTERS);
-        Ok(self.global.get(&index, 0)?.iter().sum())
+    /// A global counter, summed over CPUs.
+    pub fn global(&self, g: Global) -> anyhow::Result<u64> {
+        debug_assert!(g.index() < GLOBAL_COUNTERS);
+        Ok(self.global.get(&g.index(), 0)?.iter().sum())
     }
 }
 
@@ -71,6 +71,6 @@ pub fn pinned_counter(
 }
 
 /// One global counter from the maps pinned under `pin_dir`.
-pub fn pinned_global(pin_dir: &Path, index: u32) -> anyhow::Result<u64> {
-    Counters::open(pin_dir)?.global(index)
+pub fn pinned_global(pin_dir: &Path, g: Global) -> anyhow::Result<u64> {
+    Counters::open(pin_dir)?.global(g)
 }

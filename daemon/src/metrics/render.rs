@@ -8,7 +8,7 @@
 use iotfence_common::{
     consts::{self},
     reason::{counter_index, REASONS, VERDICTS},
-    Verdict,
+    Global, Verdict,
 };
 use prometheus::proto::{
     Bucket, Counter as PCounter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -281,102 +281,27 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
     Ok(out)
 }
 
+/// Every `Global` counter, in its family (families in first-seen order).
 fn kernel_globals(kernel: &Counters, out: &mut Vec<MetricFamily>) -> anyhow::Result<()> {
-    let mut events = Family::counter(
-        "iotfence_events_total",
-        "Violation events in the kernel: sent to the daemon, or suppressed by the per-device rate limit.",
-    );
-    events
-        .add(
-            &[("outcome", "sent")],
-            kernel.global(consts::GLOBAL_EVENTS_SENT)? as f64,
-        )
-        .add(
-            &[("outcome", "suppressed")],
-            kernel.global(consts::GLOBAL_EVENTS_SUPPRESSED)? as f64,
-        );
-    events.done(out);
-    let mut drops = Family::counter(
-        "iotfence_ringbuf_drops_total",
-        "Records lost because a ring buffer to the daemon was full (dns_answers: the answer was dropped too).",
-    );
-    drops
-        .add(
-            &[("ring", "events")],
-            kernel.global(consts::GLOBAL_EVENTS_RINGBUF_FULL)? as f64,
-        )
-        .add(
-            &[("ring", "dns_answers")],
-            kernel.global(consts::GLOBAL_DNS_RING_FULL)? as f64,
-        )
-        .add(
-            &[("ring", "dns_queries")],
-            kernel.global(consts::GLOBAL_DNS_QUERY_RING_FULL)? as f64,
-        );
-    drops.done(out);
-    let mut budget = Family::counter(
-        "iotfence_dns_queries_over_budget_total",
-        "DNS queries the kernel did not copy for learning: their device (an unknown one: its MAC) had spent its dns.queries_per_second budget.",
-    );
-    budget.add(&[], kernel.global(consts::GLOBAL_DNS_QUERY_BUDGET)? as f64);
-    budget.done(out);
-    let mut flows = Family::counter(
-        "iotfence_flow_insert_failures_total",
-        "Flow table inserts the kernel refused.",
-    );
-    flows.add(
-        &[],
-        kernel.global(consts::GLOBAL_FLOW_INSERT_FAILED)? as f64,
-    );
-    flows.done(out);
-    let mut inbound = Family::counter(
-        "iotfence_inbound_flows_total",
-        "Flows opened towards devices under an inbound allowance.",
-    );
-    inbound.add(&[], kernel.global(consts::GLOBAL_INBOUND_FLOWS)? as f64);
-    inbound.done(out);
-    let mut forged = Family::counter(
-        "iotfence_dns_answers_forged_total",
-        "DNS answers dropped as forged: from the address of a resolver on the router, but routed in rather than sent by the router's own stack.",
-    );
-    forged.add(&[], kernel.global(consts::GLOBAL_DNS_SPOOFED)? as f64);
-    forged.done(out);
-    let mut resent = Family::counter(
-        "iotfence_dns_tcp_resends_total",
-        "DNS-over-TCP answer segments the router's stack sent again after the daemon had released them (held segments count as unsent there): delivered without a second hold.",
-    );
-    resent.add(&[], kernel.global(consts::GLOBAL_DNS_TCP_RESENT)? as f64);
-    resent.done(out);
-    let mut held = Family::counter(
-        "iotfence_dns_answers_held_total",
-        "DNS answers the kernel held for the daemon to learn from before delivery.",
-    );
-    held.add(&[], kernel.global(consts::GLOBAL_DNS_HELD)? as f64);
-    held.done(out);
-    let mut copied = Family::counter(
-        "iotfence_dns_queries_copied_total",
-        "DNS queries of devices the kernel copied to the daemon.",
-    );
-    copied.add(&[], kernel.global(consts::GLOBAL_DNS_QUERIES)? as f64);
-    copied.done(out);
-    let mut unheld = Family::counter(
-        "iotfence_dns_answers_unheld_total",
-        "DNS answers not learned from: no_daemon (dropped, fail closed), fail_open (delivered), unsupported (fragment, GSO or too large; delivered).",
-    );
-    unheld
-        .add(
-            &[("reason", "no_daemon")],
-            kernel.global(consts::GLOBAL_DNS_NO_DAEMON)? as f64,
-        )
-        .add(
-            &[("reason", "fail_open")],
-            kernel.global(consts::GLOBAL_DNS_FAIL_OPEN)? as f64,
-        )
-        .add(
-            &[("reason", "unsupported")],
-            kernel.global(consts::GLOBAL_DNS_UNHELD)? as f64,
-        );
-    unheld.done(out);
+    let mut families: Vec<(&'static str, Family)> = Vec::new();
+    for g in Global::ALL {
+        let (family, label) = g.metric();
+        let at = match families.iter().position(|(n, _)| *n == family.name) {
+            Some(i) => i,
+            None => {
+                families.push((family.name, Family::counter(family.name, family.help)));
+                families.len() - 1
+            }
+        };
+        let labels: &[(&str, &str)] = match &label {
+            Some(l) => std::slice::from_ref(l),
+            None => &[],
+        };
+        families[at].1.add(labels, kernel.global(g)? as f64);
+    }
+    for (_, f) in families {
+        f.done(out);
+    }
     Ok(())
 }
 

@@ -4,10 +4,10 @@
 //! directory of files); every file has this one shape. Parsing keeps every
 //! value's location so validation can point at it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use std::borrow::Cow;
-
+use iotfence_common::Mode;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{
     de::{self, Visitor},
@@ -58,7 +58,7 @@ pub struct ProfileDoc {
     pub source: Option<String>,
     /// `enforce` (default) or `audit`.
     #[serde(default)]
-    #[schemars(with = "Option<Mode>")]
+    #[schemars(with = "Option<ModeName>")]
     pub mode: Option<Spanned<String>>,
     /// Built-in infrastructure blocks: `dhcp`, `dns`, `ntp`.
     #[serde(default, rename = "use")]
@@ -235,7 +235,7 @@ pub struct DeviceDoc {
     pub profile: Spanned<String>,
     /// Overrides the profile's mode for this device only.
     #[serde(default)]
-    #[schemars(with = "Option<Mode>")]
+    #[schemars(with = "Option<ModeName>")]
     pub mode: Option<Spanned<String>>,
     /// With both `mac` and `ip`: whether a packet must match both to be
     /// this device (`mac-and-ip`, the default) or either (`mac-or-ip`).
@@ -266,15 +266,29 @@ pub struct RequireDoc {
 // Schema-only types: what the compiler accepts for fields it reads as
 // located strings, so editors can complete and check them.
 
-/// Enforcement mode of a profile or device.
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum Mode {
-    /// Drop what the profile does not allow (default).
-    Enforce,
-    /// Pass everything, count and report what `enforce` would drop.
-    Audit,
+/// Enforcement mode of a profile or device: the names of `Mode`, the code
+/// the kernel reads.
+struct ModeName;
+
+impl JsonSchema for ModeName {
+    fn schema_name() -> Cow<'static, str> {
+        "Mode".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let help = |m: Mode| match m {
+            Mode::Enforce => "Drop what the profile does not allow (default).",
+            Mode::Audit => "Pass everything, count and report what `enforce` would drop.",
+        };
+        let one_of: Vec<serde_json::Value> = Mode::ALL
+            .iter()
+            .map(|&m| serde_json::json!({ "description": help(m), "type": "string", "const": m.name() }))
+            .collect();
+        json_schema!({
+            "description": "Enforcement mode of a profile or device.",
+            "oneOf": one_of
+        })
+    }
 }
 
 /// How a device listed with both `mac` and `ip` is recognized.
