@@ -113,13 +113,21 @@ pub mod map_names {
     ];
 }
 
-/// Program names as the kernel and `bpftool prog` show them.
+/// Program names as the kernel and `bpftool prog` show them (kernel limit:
+/// 15 bytes), by direction relative to the device. Pins of programs are
+/// refreshed on every attach and links are pinned by hook, so a rename
+/// adopts the running attachments (see `kernel::load`).
 pub mod prog_names {
-    pub const XDP: &str = "iotfence_xdp";
-    pub const TC_INGRESS: &str = "iotfence_tc_in";
-    pub const TC_EGRESS: &str = "iotfence_tc_eg";
+    /// The judge, as XDP.
+    pub const XDP: &str = "from_device_xdp";
+    /// The judge, as TC ingress.
+    pub const TC_INGRESS: &str = "from_device_tc";
+    /// The observer at TC egress: inbound flows, held DNS answers.
+    pub const TC_EGRESS: &str = "to_device_tc";
     /// DNS query copier at TC ingress for XDP on kernels before 5.18.
-    pub const TC_QUERIES: &str = "iotfence_tc_q";
+    pub const TC_QUERIES: &str = "from_device_dns";
+    /// Every program of the object.
+    pub const ALL: [&str; 4] = [XDP, TC_INGRESS, TC_EGRESS, TC_QUERIES];
 }
 
 /// Protocol value in a rule that matches every IP protocol.

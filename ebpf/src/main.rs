@@ -1,11 +1,11 @@
 //! iotfence kernel programs. Each is a thin shim over shared logic, named
 //! by direction relative to the device: `from_device` (the judge),
 //! `to_device` (the observer), on `identity`, `flow`, `count`, `dns`.
-//! - `iotfence_xdp` / `iotfence_tc_in`: judge packets devices send (XDP or
+//! - `from_device_xdp` / `from_device_tc`: judge packets devices send (XDP or
 //!   TC ingress on the IoT-facing interface; same decision code).
-//! - `iotfence_tc_q`: TC ingress beside the XDP judge where XDP cannot copy
+//! - `from_device_dns`: TC ingress beside the XDP judge where XDP cannot copy
 //!   DNS queries (kernels before 5.18).
-//! - `iotfence_tc_eg`: TC egress on the same interface (towards devices):
+//! - `to_device_tc`: TC egress on the same interface (towards devices):
 //!   records inbound flows the device's profile allows and holds DNS
 //!   answers from trusted resolvers for the daemon to learn from.
 #![no_std]
@@ -44,7 +44,7 @@ use crate::{dns::Answer, from_device::Action, parse::Bytes};
 const TC_PULL_BYTES: u32 = 256;
 
 #[xdp]
-pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
+pub fn from_device_xdp(ctx: XdpContext) -> u32 {
     let b = Bytes {
         start: ctx.data(),
         end: ctx.data_end(),
@@ -54,7 +54,7 @@ pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
         Action::PassQuery(device) => {
             let md = ctx.ctx;
             let ifindex = unsafe { (*md).ingress_ifindex };
-            // Without the helper (before 5.18), `iotfence_tc_q` copies it
+            // Without the helper (before 5.18), `from_device_dns` copies it
             // at TC ingress instead.
             if features::xdp_load_bytes() {
                 dns::copy_query(device, ifindex, b.len() as u32, |dst, n| unsafe {
@@ -68,7 +68,7 @@ pub fn iotfence_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[classifier]
-pub fn iotfence_tc_in(ctx: TcContext) -> i32 {
+pub fn from_device_tc(ctx: TcContext) -> i32 {
     linearize(&ctx);
     let b = Bytes {
         start: ctx.data(),
@@ -93,7 +93,7 @@ pub fn iotfence_tc_in(ctx: TcContext) -> i32 {
 /// (before 5.18): copies the DNS queries the judge passed, which it cannot
 /// copy itself. Judges nothing; everything goes on.
 #[classifier]
-pub fn iotfence_tc_q(ctx: TcContext) -> i32 {
+pub fn from_device_dns(ctx: TcContext) -> i32 {
     linearize(&ctx);
     let b = Bytes {
         start: ctx.data(),
@@ -110,7 +110,7 @@ pub fn iotfence_tc_q(ctx: TcContext) -> i32 {
 }
 
 #[classifier]
-pub fn iotfence_tc_eg(ctx: TcContext) -> i32 {
+pub fn to_device_tc(ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
     if dns::reinjected(unsafe { (*skb).mark }) {
         return TC_ACT_UNSPEC;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aya::programs::links::PinnedLink;
-use iotfence_common::{Reason, Verdict};
+use iotfence_common::{consts::prog_names, Reason, Verdict};
 use iotfence_tests::lab::{Daemon, DeviceSpec, Lab, SERVER_A, SERVER_B};
 
 const POLICY: &str = r#"
@@ -165,6 +165,17 @@ fn sigkill_keeps_enforcement_and_a_restart_adopts_the_pins() {
     );
     allowed_and_forbidden(&lab);
 
+    // An earlier build's program names (before issue 16's rename): a
+    // restart adopts the links (pinned by hook) and replaces those pins.
+    let progs = lab.pins.path.join("progs");
+    let earlier = [
+        (prog_names::XDP, "iotfence_xdp"),
+        (prog_names::TC_EGRESS, "iotfence_tc_eg"),
+    ];
+    for (now, before) in earlier {
+        std::fs::rename(progs.join(now), progs.join(before)).unwrap();
+    }
+
     // A restarted daemon adopts the same link and the same counters.
     std::fs::write(lab.dir.join("policy.yaml"), POLICY).unwrap();
     let before = lab.counter(CAM, Verdict::Allowed, Reason::Rule);
@@ -182,6 +193,10 @@ fn sigkill_keeps_enforcement_and_a_restart_adopts_the_pins() {
         again, link_id,
         "the restarted daemon swapped programs inside the same link"
     );
+    for (now, before) in earlier {
+        assert!(progs.join(now).exists(), "{now} pinned again");
+        assert!(!progs.join(before).exists(), "{before}: stale pin left");
+    }
     assert!(
         lab.counter(CAM, Verdict::Allowed, Reason::Rule) >= before,
         "counters were not reset"

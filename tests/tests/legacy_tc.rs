@@ -9,7 +9,7 @@
 
 use std::{os::unix::process::CommandExt, process::Command, time::Duration};
 
-use iotfence_common::{Reason, Verdict};
+use iotfence_common::{consts::prog_names, Reason, Verdict};
 use iotfence_tests::lab::{daemon_binary, enter_ns, DeviceSpec, Lab, SERVER_A};
 
 const POLICY: &str = r#"
@@ -114,8 +114,8 @@ fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
     lab.start_daemon(&cfg).expect("starting iotfence");
     let eg = filters(&lab, "egress");
     let ing = filters(&lab, "ingress");
-    let eg_ours = ours(&eg, "iotfence_tc_eg");
-    let q_ours = ours(&ing, "iotfence_tc_q");
+    let eg_ours = ours(&eg, prog_names::TC_EGRESS);
+    let q_ours = ours(&ing, prog_names::TC_QUERIES);
     assert_eq!(eg_ours.len(), 1, "egress filters: {eg:?}");
     assert_eq!((eg_ours[0].0, eg_ours[0].1.as_str()), (1, "0x10f70003"));
     // XDP cannot copy DNS queries without bpf_xdp_load_bytes: TC does.
@@ -131,7 +131,7 @@ fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
     lab.daemon.as_mut().unwrap().kill();
     lab.daemon = None;
     assert_eq!(
-        ours(&filters(&lab, "egress"), "iotfence_tc_eg")[0].3,
+        ours(&filters(&lab, "egress"), prog_names::TC_EGRESS)[0].3,
         first_prog
     );
     enforces(&lab);
@@ -140,11 +140,14 @@ fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
     // Restart: the same filter (priority, handle) gets the new program.
     lab.start_daemon(&cfg).expect("restarting iotfence");
     let eg = filters(&lab, "egress");
-    let eg_ours = ours(&eg, "iotfence_tc_eg");
+    let eg_ours = ours(&eg, prog_names::TC_EGRESS);
     assert_eq!(eg_ours.len(), 1, "a restart must not add a filter: {eg:?}");
     assert_eq!(eg_ours[0].1, "0x10f70003");
     assert_ne!(eg_ours[0].3, first_prog, "the program was not swapped in");
-    assert_eq!(ours(&filters(&lab, "ingress"), "iotfence_tc_q").len(), 1);
+    assert_eq!(
+        ours(&filters(&lab, "ingress"), prog_names::TC_QUERIES).len(),
+        1
+    );
     enforces(&lab);
     assert!(
         lab.counter(CAM, Verdict::Allowed, Reason::Rule) > counted,

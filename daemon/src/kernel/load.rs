@@ -173,12 +173,10 @@ impl Datapath {
             remove_link(&tc_in_pin)?;
             how
         };
-        for name in [
-            prog_names::XDP,
-            prog_names::TC_INGRESS,
-            prog_names::TC_EGRESS,
-            prog_names::TC_QUERIES,
-        ] {
+        // Pins of programs this build does not have (an earlier build's
+        // names) go: the links above already run this build's programs.
+        prune_programs(&progs)?;
+        for name in prog_names::ALL {
             let path = progs.join(name);
             remove_pin(&path)?;
             self.ebpf
@@ -364,6 +362,22 @@ fn remove_pin(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Removes the pins under `progs` that name no program of this build.
+fn prune_programs(progs: &Path) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(progs).with_context(|| format!("reading {}", progs.display()))? {
+        let path = e?.path();
+        let ours = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| prog_names::ALL.contains(&f));
+        if !ours {
+            tracing::info!(pin = %path.display(), "removing the pin of a program this build does not have");
+            remove_pin(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes every pin (links first, so enforcement stops before the maps go).

@@ -98,7 +98,7 @@ pub fn detach(name: &str, iface: &str, hook: TcAttachType) -> anyhow::Result<()>
 }
 
 /// (interface, hook, program) of a marker pin's file name, e.g.
-/// `eth0:20_tc_egress_nl` → (`eth0.20`, Egress, `iotfence_tc_eg`).
+/// `eth0:20_tc_egress_nl` → (`eth0.20`, Egress, `to_device_tc`).
 pub fn parse_marker(file: &str) -> Option<(String, TcAttachType, &'static str)> {
     let stem = file.strip_suffix(MARKER_SUFFIX)?;
     let (iface, hook, name) = if let Some(i) = stem.strip_suffix("_tc_egress") {
