@@ -101,11 +101,27 @@ pub fn examine(
     pending: &mut Pending,
     now_ns: u64,
 ) -> Result<Lesson, Refusal> {
-    lesson(answer(msg, route, pending, now_ns)?, rules)
+    examine_with(msg, route, rules, pending, now_ns, |_| {})
+}
+
+/// `examine`, showing `solicited` every solicited answer before the policy
+/// judges its name (the service records which name gave which address, so
+/// a violation event can cite it even for a name the profile refuses).
+pub fn examine_with(
+    msg: &[u8],
+    route: Route,
+    rules: &[DomainRule],
+    pending: &mut Pending,
+    now_ns: u64,
+    mut solicited: impl FnMut(&Answer),
+) -> Result<Lesson, Refusal> {
+    let a = answer(msg, route, pending, now_ns)?;
+    solicited(&a);
+    lesson(a, rules)
 }
 
 /// What the profile's `rules` allow of a solicited answer.
-pub fn lesson(a: Answer, rules: &[DomainRule]) -> Result<Lesson, Refusal> {
+fn lesson(a: Answer, rules: &[DomainRule]) -> Result<Lesson, Refusal> {
     let patterns: Vec<(Pattern, Vec<PortRule>)> = rules
         .iter()
         .filter(|r| r.pattern.matches(&a.name))
@@ -127,12 +143,7 @@ pub fn lesson(a: Answer, rules: &[DomainRule]) -> Result<Lesson, Refusal> {
 
 /// Parses an answer, matches it to its pending query (consuming it) and
 /// collects the addresses on the question's CNAME chain.
-pub fn answer(
-    msg: &[u8],
-    route: Route,
-    pending: &mut Pending,
-    now_ns: u64,
-) -> Result<Answer, Refusal> {
+fn answer(msg: &[u8], route: Route, pending: &mut Pending, now_ns: u64) -> Result<Answer, Refusal> {
     let m = Message::from_vec(msg).map_err(|_| Refusal::Malformed)?;
     if m.metadata.message_type != MessageType::Response {
         return Err(Refusal::NotResponse);
