@@ -1,8 +1,16 @@
-//! A small frame builder for fixtures. Hand-rolled so malformed variants
-//! (bad lengths, truncation, deep tag stacks) are as easy as good ones.
-//! Checksums are left zero: the datapath never reads them.
+//! Frames for fixtures and traffic generators: the fluent [`Packet`]
+//! builder (`build.rs`) and the header encoders it uses. Hand-rolled so
+//! malformed variants (bad lengths, truncation, deep tag stacks) are as
+//! easy as good ones. Checksums are left zero unless asked for: the
+//! datapath never reads them.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+mod build;
+#[cfg(test)]
+mod tests;
+
+pub use build::{Packet, BROADCAST_MAC, TCP_ACK, TCP_SYN};
 
 pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 pub const TPID_8021Q: u16 = 0x8100;
@@ -92,9 +100,6 @@ pub fn ext_frag(offset: u16, more: bool, id: u32) -> (u8, Vec<u8>) {
     b.extend_from_slice(&id.to_be_bytes());
     (44, b)
 }
-
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_ACK: u8 = 0x10;
 
 pub fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     let mut t = Vec::with_capacity(20);
@@ -194,4 +199,51 @@ pub fn ip_frame(
         (V6(s), V6(d)) => eth(src_mac, dst_mac, &[], ETH_IPV6, &ipv6(s, d, proto, l4)),
         _ => panic!("{src} and {dst} are of different families"),
     }
+}
+
+/// An IPv4 header with total length 0 (the builder fills it in).
+fn ipv4_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    options: &[u8],
+    frag: u16,
+    id: u16,
+    ttl: u8,
+) -> Vec<u8> {
+    let ihl = 5 + options.len() / 4;
+    let mut p = vec![(4 << 4) | ihl as u8, 0, 0, 0];
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&frag.to_be_bytes());
+    p.extend_from_slice(&[ttl, proto, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(options);
+    p
+}
+
+/// An IPv6 packet; `exts` are (header type, bytes) in order, each a
+/// multiple of 8 bytes, its next-header byte filled in here.
+fn ipv6_packet(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    proto: u8,
+    hops: u8,
+    exts: &[(u8, Vec<u8>)],
+    payload: &[u8],
+) -> Vec<u8> {
+    let ext_len: usize = exts.iter().map(|(_, b)| b.len()).sum();
+    let first = exts.first().map(|(t, _)| *t).unwrap_or(proto);
+    let mut p = vec![6 << 4, 0, 0, 0];
+    p.extend_from_slice(&((ext_len + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[first, hops]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    for (i, (_, bytes)) in exts.iter().enumerate() {
+        let mut b = bytes.clone();
+        b[0] = exts.get(i + 1).map(|(t, _)| *t).unwrap_or(proto);
+        p.extend_from_slice(&b);
+    }
+    p.extend_from_slice(payload);
+    p
 }
