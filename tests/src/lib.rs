@@ -24,7 +24,6 @@ pub mod reference;
 pub mod scenario;
 pub mod servers;
 pub mod smoke;
-pub mod table;
 pub mod trials;
 pub mod vendor_site;
 pub mod vm;

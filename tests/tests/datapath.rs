@@ -9,10 +9,10 @@ use iotfence_common::{
     Verdict,
 };
 use iotfence_tests::{
+    fixtures::run::run_table,
     fixtures::{self, CAM_MAC},
     harness::{monotonic_ns, Action, Harness, Hook},
     packet::*,
-    table::run_table,
 };
 
 #[test]

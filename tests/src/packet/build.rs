@@ -401,3 +401,9 @@ impl L4 {
         }
     }
 }
+
+impl From<Packet> for Vec<u8> {
+    fn from(p: Packet) -> Vec<u8> {
+        p.build()
+    }
+}
