@@ -35,7 +35,7 @@ use iotfence::policy::compile::format_mac;
 use crate::{
     floor,
     lab::{enter_ns, Daemon, Netns},
-    packet,
+    packet::Packet,
     privileged::{PinDir, TempDir},
     reference::Reference,
 };
@@ -143,19 +143,25 @@ impl Fleet {
         } else {
             ALLOWED_DST
         };
-        // 18 bytes of payload: a 60-byte frame, 64 on the wire with the FCS.
-        let udp = packet::udp(40000, 443, &[0u8; 18]);
-        let ip = packet::ipv4(self.ip(i), dst, 17, &udp);
-        packet::eth(self.mac(i), ROUTER_IOT_MAC, &[], 0x0800, &ip)
+        self.packet(i, dst).build()
+    }
+
+    /// Device `i`'s frame to `dst`, unbuilt. 18 bytes of payload: a
+    /// 60-byte frame, 64 on the wire with the FCS.
+    fn packet(&self, i: usize, dst: Ipv4Addr) -> Packet {
+        Packet::eth(self.mac(i), ROUTER_IOT_MAC)
+            .ipv4(self.ip(i), dst)
+            .udp(40000, 443)
+            .data(&[0u8; 18])
     }
 
     /// The frame the generator starts from: device 0, allowed destination,
     /// IP id 0x8000 (see `generator`).
     pub fn template(&self) -> Vec<u8> {
-        let mut f = self.frame(0, false);
-        f[14 + 4..14 + 6].copy_from_slice(&0x8000u16.to_be_bytes());
-        packet::set_ipv4_checksum(&mut f[14..]);
-        f
+        self.packet(0, ALLOWED_DST)
+            .id(0x8000)
+            .header_checksum()
+            .build()
     }
 
     /// The traffic generator: an XDP program run as live frames on the

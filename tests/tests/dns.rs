@@ -13,7 +13,7 @@ use iotfence_common::{Reason, Verdict};
 use iotfence_tests::{
     dns::{answer_bytes, mac_of, send_frame, Dnsmasq, Stub},
     lab::{Lab, Server, ROUTER_IOT_IP},
-    packet,
+    packet::{self, Packet},
     trials::{self, DEVICE, POLICY},
 };
 
@@ -198,18 +198,11 @@ fn answers_are_learned_only_from_the_chain_of_a_real_query() {
         "203.0.113.141".parse().unwrap(),
         300,
     );
-    let frame = packet::eth(
-        router_mac,
-        dev_mac,
-        &[],
-        0x0800,
-        &packet::ipv4(
-            packet::v4(ROUTER_IOT_IP),
-            packet::v4("192.0.2.10"),
-            17,
-            &packet::udp(53, 40001, &a),
-        ),
-    );
+    let frame = Packet::eth(router_mac, dev_mac)
+        .ipv4(packet::v4(ROUTER_IOT_IP), packet::v4("192.0.2.10"))
+        .udp(53, 40001)
+        .data(&a)
+        .build();
     send_frame(&lab.router, "iot0", frame).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     for addr in [forged, unsolicited] {
@@ -498,16 +491,13 @@ fn a_dns_flood_from_one_device_leaves_other_devices_learning() {
             let ifname = std::ffi::CString::new("eth0").unwrap();
             let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
             let q = iotfence_tests::dns::query_bytes(7, "flood.vendor.example", RecordType::A);
-            let mut udp = packet::udp(10_000, 53, &q);
-            udp[6..8].copy_from_slice(&[0xde, 0xad]); // wrong: the stack drops it
-            let mut ip = packet::ipv4(
-                "192.0.2.19".parse().unwrap(),
-                ROUTER_IOT_IP.parse().unwrap(),
-                17,
-                &udp,
-            );
-            packet::set_ipv4_checksum(&mut ip);
-            let frame = packet::eth(flooder_mac, router_mac, &[], packet::ETH_IP, &ip);
+            let frame = Packet::eth(flooder_mac, router_mac)
+                .ipv4(packet::v4("192.0.2.19"), packet::v4(ROUTER_IOT_IP))
+                .header_checksum()
+                .udp(10_000, 53)
+                .data(&q)
+                .udp_checksum(0xdead) // wrong: the stack drops it
+                .build();
             let started = std::time::Instant::now();
             let mut total: u64 = 0;
             // Bounded: the test stops it, else 60 s or 100 M frames.

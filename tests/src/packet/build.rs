@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{ETH_ARP, ETH_IP, ETH_IPV6, TPID_8021AD, TPID_8021Q};
+use super::{encode, ETH_ARP, ETH_IP, ETH_IPV6, TPID_8021AD, TPID_8021Q};
 
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_ACK: u8 = 0x10;
@@ -311,7 +311,22 @@ impl Packet {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let (proto, mut l4) = self.l4.bytes();
+        let (proto, mut l4) = match &self.l4 {
+            L4::None => (0, Vec::new()),
+            L4::Raw(proto, bytes) => (*proto, bytes.clone()),
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => (6, encode::tcp(*sport, *dport, *flags)),
+            L4::Udp {
+                sport,
+                dport,
+                sum,
+                data,
+            } => (17, encode::udp(*sport, *dport, *sum, data)),
+            L4::Icmp { proto, ty, id } => (*proto, encode::icmp(*ty, *id)),
+        };
         if let Some(len) = self.cut {
             l4.truncate(len);
         }
@@ -327,12 +342,12 @@ impl Packet {
                 options,
                 checksum,
             } => {
-                let mut p = super::ipv4_header(*src, *dst, proto, options, *frag, *id, *ttl);
+                let mut p = encode::ipv4_header(*src, *dst, proto, options, *frag, *id, *ttl);
                 p.extend_from_slice(&l4);
                 let total = p.len() as u16;
                 p[2..4].copy_from_slice(&total.to_be_bytes());
                 if *checksum {
-                    super::set_ipv4_checksum(&mut p);
+                    encode::set_ipv4_checksum(&mut p);
                 }
                 (ETH_IP, p)
             }
@@ -343,7 +358,7 @@ impl Packet {
                 exts,
             } => (
                 ETH_IPV6,
-                super::ipv6_packet(*src, *dst, proto, *hops, exts, &l4),
+                encode::ipv6_packet(*src, *dst, proto, *hops, exts, &l4),
             ),
         };
         let mut f = Vec::with_capacity(18 + 4 * self.tags.len() + l3.len());
@@ -357,48 +372,6 @@ impl Packet {
         f.extend_from_slice(&l3);
         f.extend_from_slice(&self.trailer);
         f
-    }
-}
-
-impl L4 {
-    /// (IP protocol, bytes).
-    fn bytes(&self) -> (u8, Vec<u8>) {
-        match self {
-            L4::None => (0, Vec::new()),
-            L4::Raw(proto, bytes) => (*proto, bytes.clone()),
-            L4::Tcp {
-                sport,
-                dport,
-                flags,
-            } => {
-                let mut t = Vec::with_capacity(20);
-                t.extend_from_slice(&sport.to_be_bytes());
-                t.extend_from_slice(&dport.to_be_bytes());
-                t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // seq, ack
-                t.extend_from_slice(&[5 << 4, *flags, 0xff, 0xff, 0, 0, 0, 0]);
-                (6, t)
-            }
-            L4::Udp {
-                sport,
-                dport,
-                sum,
-                data,
-            } => {
-                let mut u = Vec::with_capacity(8 + data.len());
-                u.extend_from_slice(&sport.to_be_bytes());
-                u.extend_from_slice(&dport.to_be_bytes());
-                u.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-                u.extend_from_slice(&sum.to_be_bytes());
-                u.extend_from_slice(data);
-                (17, u)
-            }
-            L4::Icmp { proto, ty, id } => {
-                let mut m = vec![*ty, 0, 0, 0];
-                m.extend_from_slice(&id.to_be_bytes());
-                m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
-                (*proto, m)
-            }
-        }
     }
 }
 
