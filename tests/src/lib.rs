@@ -14,7 +14,6 @@ pub mod fuzz_dns;
 pub mod fuzz_policy;
 pub mod harness;
 pub mod lab;
-pub mod live;
 pub mod model;
 pub mod netns;
 pub mod observe;
