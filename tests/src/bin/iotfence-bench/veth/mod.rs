@@ -1,7 +1,7 @@
-//! The veth path of benchmark part 2 (and of the control part's loads): 64-byte frames from
-//! many devices, generated in the kernel, into the router's IoT interface,
-//! judged by iotfence (XDP or TC) or by nftables with the same policy, and
-//! forwarded to a sink. Measured: packets the router handled per second,
+//! The veth path of benchmark part 2 (and of the DNS and control parts'
+//! loads): 64-byte frames from many devices, generated in the kernel, into
+//! the router's IoT interface, judged by iotfence (XDP or TC) or by
+//! nftables with the same policy, and forwarded to a sink. Measured: packets the router handled per second,
 //! packets forwarded, and router CPU per packet.
 //!
 //! Topology (namespaces, removed on drop):
