@@ -1,4 +1,4 @@
-//! The kernel judge against the userspace model (`model.rs`), frame by
+//! The kernel judge against the userspace model (`model/`), frame by
 //! frame: the fixture policy loaded through the harness, the same learned
 //! entries written to both, and every frame's return value, bumped counter
 //! and violation event compared with what the model decides. Used by the

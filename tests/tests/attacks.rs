@@ -17,7 +17,7 @@ use iotfence_tests::{
     flood,
     lab::{Lab, Netns, Server, ROUTER_IOT_IP, ROUTER_IOT_IP6},
     observe::{http_get, parse, value, METRICS},
-    packet,
+    packet::Packet,
     trials::{self, DEVICE, POLICY, UNLIMITED_QUERIES},
 };
 
@@ -58,9 +58,12 @@ fn unanswered_query(
     name: &str,
 ) -> Vec<u8> {
     let q = query_bytes(id, name, RecordType::A);
-    let mut udp = packet::udp(port, 53, &q);
-    udp[6..8].copy_from_slice(&[0xde, 0xad]);
-    packet::ip_frame(src_mac, dst_mac, src, dst, 17, &udp)
+    Packet::eth(src_mac, dst_mac)
+        .ip(src, dst)
+        .udp(port, 53)
+        .data(&q)
+        .udp_checksum(0xdead)
+        .build()
 }
 
 /// Issue 15, row 3. The device asks the router's resolver; its accomplice
@@ -124,8 +127,11 @@ fn answers_forged_with_the_routers_resolver_address_are_dropped() {
         std::thread::sleep(Duration::from_millis(200));
         let forged_before = lab.global(Global::DnsSpoofed);
         let msg = answer_bytes(id, name, evil, 300);
-        let udp = packet::udp(53, port, &msg);
-        let frame = packet::ip_frame(inet_mac, wan_mac, resolver, client, 17, &udp);
+        let frame = Packet::eth(inet_mac, wan_mac)
+            .ip(resolver, client)
+            .udp(53, port)
+            .data(&msg)
+            .build();
         send_frame(&lab.internet, "eth0", frame).unwrap();
         assert!(
             eventually(Duration::from_secs(2), || lab.global(Global::DnsSpoofed)

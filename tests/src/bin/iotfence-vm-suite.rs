@@ -6,17 +6,17 @@
 
 use std::{panic, process::ExitCode, time::Instant};
 
-use iotfence_tests::{harness::Hook, smoke, table};
+use iotfence_tests::{fixtures::run::run_table, harness::Hook, smoke};
 
 type Check = (&'static str, fn() -> anyhow::Result<()>);
 
 const CHECKS: &[Check] = &[
     ("fixture table, XDP", || {
-        table::run_table(Hook::Xdp);
+        run_table(Hook::Xdp);
         Ok(())
     }),
     ("fixture table, TC ingress", || {
-        table::run_table(Hook::TcIngress);
+        run_table(Hook::TcIngress);
         Ok(())
     }),
     ("lab smoke, attach: xdp", || smoke::run("xdp")),

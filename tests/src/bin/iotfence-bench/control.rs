@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use iotfence_tests::live::Fleet;
+use crate::veth::Fleet;
 use serde_json::{json, Value};
 
 use crate::{guard, save, Opts};

@@ -11,11 +11,10 @@
 use std::time::Instant;
 
 use iotfence_tests::{
-    fixtures::{self, Expect, Step},
+    fixtures::{self, run, Expect},
     floor,
     harness::{Harness, Hook},
     reference::Reference,
-    table,
 };
 use serde_json::json;
 
@@ -29,14 +28,14 @@ struct Row {
     floor_ns: u64,
 }
 
-/// Replays the fixture table (`table::replay`) through XDP and hands every
+/// Replays the fixture table (`fixtures::run::replay`) through XDP and hands every
 /// judged fixture to `timed` once its first run has left its state (a SYN
 /// that opened a flow is then timed as a flow hit).
 pub fn replay(
     h: &mut Harness,
     mut timed: impl FnMut(&Harness, &'static str, &[u8], &Expect) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    table::replay(h, Hook::Xdp, |h, name, packet, expect| {
+    run::replay(h, Hook::Xdp, |h, name, packet, expect| {
         h.run(Hook::Xdp, packet);
         timed(h, name, packet, expect)
     })
@@ -53,11 +52,9 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
     // The reference passes what the table allows (and drops the rest), so
     // its lookups hit and miss where iotfence's do.
     let reference = Reference::load()?;
-    for step in fixtures::table() {
-        if let Step::Judge { packet, expect, .. } = step {
-            if expect.verdict == iotfence_common::Verdict::Allowed {
-                reference.allow(&packet)?;
-            }
+    for (_, packet, expect) in run::judged() {
+        if expect.verdict == iotfence_common::Verdict::Allowed {
+            reference.allow(&packet)?;
         }
     }
     let mut rows = Vec::new();

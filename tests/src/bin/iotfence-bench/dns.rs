@@ -21,12 +21,15 @@ use anyhow::Context;
 use iotfence_tests::{
     dns::Dnsmasq,
     lab::{Lab, Netns, Server},
-    live::{ticks_per_second, Applied},
     trials::{self, DEVICE},
 };
 use serde_json::json;
 
-use crate::{guard, loaded, save, Opts};
+use crate::{
+    guard, loaded, save,
+    veth::{ticks_per_second, Applied},
+    Opts,
+};
 
 /// The same allowance for dnsmasq: answers for vendor.example (and its
 /// subdomains) go into these sets, which the forward chain allows.

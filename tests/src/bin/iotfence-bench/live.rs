@@ -1,11 +1,11 @@
-//! Part 2: live throughput on the veth path (`iotfence_tests::live`), for
+//! Part 2: live throughput on the veth path (`veth/`), for
 //! every filter under two traffic mixes, interleaved by round so drifts of
 //! the shared host hit every filter alike; medians are reported, and the
 //! ratios of iotfence to nftables are checked against the thresholds.
 
 use std::time::Instant;
 
-use iotfence_tests::live::{Filter, Fleet, Mix, Sample, Topology};
+use crate::veth::{Filter, Fleet, Mix, Sample, Topology};
 use serde_json::json;
 
 use crate::{guard, median, save, Opts};

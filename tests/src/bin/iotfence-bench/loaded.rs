@@ -11,12 +11,12 @@ use iotfence::policy::compile::format_mac;
 use iotfence_tests::{
     dns::{mac_of, Dnsmasq, Stub},
     lab::ROUTER_IOT_IP,
-    live::{Applied, Fleet, Mix, Topology},
 };
 use serde_json::json;
 
 use crate::{
     dns::{percentiles, Peer, NFTSET, NFT_RULESET},
+    veth::{Applied, Fleet, Mix, Topology},
     Opts,
 };
 

@@ -20,6 +20,7 @@ mod dns;
 mod live;
 mod loaded;
 mod sweep;
+mod veth;
 
 pub fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -5,8 +5,8 @@
 
 use std::{fmt::Write, path::Path};
 
+use crate::veth::Fleet;
 use iotfence::policy::compile::format_mac;
-use iotfence_tests::live::Fleet;
 
 /// Rule entries (egress and inbound list items) of the big policy.
 pub const RULES: usize = 10_000;

@@ -1,6 +1,6 @@
 //! Reloading the 10,000-rule policy in the real daemon, end to end
 //! (SIGHUP to the "policy reloaded" log line), idle and under traffic on
-//! the live veth path (`iotfence_tests::live`), counting every packet
+//! the live veth path (`veth`), counting every packet
 //! iotfence misjudged meanwhile: under all-allowed traffic any drop, under
 //! an all-forbidden flood any packet the policy allowed or any frame at the
 //! sink.
@@ -25,10 +25,9 @@ use iotfence_common::{
     reason::counter_index,
     Counter, Reason, Verdict,
 };
-use iotfence_tests::{
-    lab::Daemon,
-    live::{Applied, Fleet, Mix, Topology},
-};
+use iotfence_tests::lab::Daemon;
+
+use crate::veth::{Applied, Fleet, Mix, Topology};
 
 /// Packets by verdict over every device id (unknown devices included).
 #[derive(Clone, Copy, Default)]

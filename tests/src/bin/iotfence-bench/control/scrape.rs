@@ -28,7 +28,7 @@ use iotfence_tests::{
     floor,
     lab::{Daemon, Netns},
     observe,
-    packet::{self, v6, TCP_SYN},
+    packet::{self, v6, Packet, TCP_SYN},
     privileged::{PinDir, TempDir},
 };
 
@@ -108,19 +108,11 @@ fn traffic(pin_dir: &Path, devices: usize) -> anyhow::Result<()> {
             ("2001:db8:ff::bad", 23),
             ("2001:db8:ff::bad", 8080),
         ] {
-            let ip = packet::ipv6(
-                device_ip(i),
-                v6(dst),
-                6,
-                &packet::tcp(40_000, port, TCP_SYN),
-            );
-            let frame = packet::eth(
-                device_mac(i),
-                packet::ROUTER_MAC,
-                &[],
-                packet::ETH_IPV6,
-                &ip,
-            );
+            let frame = Packet::eth(device_mac(i), packet::ROUTER_MAC)
+                .ipv6(device_ip(i), v6(dst))
+                .tcp(40_000, port)
+                .flags(TCP_SYN)
+                .build();
             floor::time(&prog, &frame, 1)?;
         }
     }
