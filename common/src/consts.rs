@@ -33,6 +33,10 @@ pub const DNS_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// (device, verdict, protocol, port) violation counters; least recently
 /// used ones are evicted, which bounds the metric's label sets.
 pub const VIOLATION_ENTRIES: u32 = 16_384;
+/// Slots of the per-CPU denial cache (`iotf1_denied`), a power of two:
+/// direct-mapped, so 200 flooding (device, destination) pairs collide in
+/// ~5 % of slots; 96 bytes each, per CPU.
+pub const DENIED_SLOTS: u32 = 2048;
 /// Trusted resolver addresses (v4-mapped for IPv4).
 pub const RESOLVER_ENTRIES: u32 = 64;
 /// The router's own IPv6 addresses the datapath knows (see `ROUTER_ADDRS`).
@@ -82,9 +86,11 @@ pub mod map_names {
     pub const TCP_RESENT: &str = "iotf1_resent";
     pub const ROUTER_ADDRS: &str = "iotf1_local6";
     pub const RATE_MAC: &str = "iotf1_rate_mac";
+    pub const DENIED: &str = "iotf1_denied";
+    pub const GRANTS: &str = "iotf1_grants";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 27] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -110,6 +116,8 @@ pub mod map_names {
         TCP_RESENT,
         ROUTER_ADDRS,
         RATE_MAC,
+        DENIED,
+        GRANTS,
     ];
 }
 

@@ -31,6 +31,8 @@ crate::codes! {
         /// DNS-over-TCP answer segments the router's stack sent again after
         /// the daemon had released them: delivered, not held a second time.
         DnsTcpResent = 14 => "dns_tcp_resent",
+        /// Packets denied again from the denial cache, without a decision.
+        DeniedCached = 15 => "denied_cached",
     }
 }
 
@@ -77,6 +79,10 @@ const COPIED: Family = Family {
     name: "iotfence_dns_queries_copied_total",
     help: "DNS queries of devices the kernel copied to the daemon.",
 };
+const DENIED_CACHED: Family = Family {
+    name: "iotfence_denial_cache_hits_total",
+    help: "Denied (or audited) packets judged from the kernel's per-CPU denial cache: the same sender, destination, protocol and port denied before under the same policy and learned state.",
+};
 const UNHELD: Family = Family {
     name: "iotfence_dns_answers_unheld_total",
     help: "DNS answers not learned from: no_daemon (dropped, fail closed), fail_open (delivered), unsupported (fragment, GSO or too large; delivered).",
@@ -103,6 +109,7 @@ impl Global {
             DnsNoDaemon => (UNHELD, Some(("reason", "no_daemon"))),
             DnsFailOpen => (UNHELD, Some(("reason", "fail_open"))),
             DnsUnheld => (UNHELD, Some(("reason", "unsupported"))),
+            DeniedCached => (DENIED_CACHED, None),
         }
     }
 

@@ -89,7 +89,7 @@ pub struct LearnedKey {
 /// Denied packets of one device by (verdict, protocol, destination port or
 /// ICMP type): the "what did it try" view of the metrics.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ViolationKey {
     pub device: u32,
     /// Destination port (TCP/UDP/SCTP), ICMP type, else 0.

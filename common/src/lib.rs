@@ -20,7 +20,8 @@ pub use global::Global;
 pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ResentKey, ViolationKey};
 pub use reason::{Mode, Reason, Verdict};
 pub use values::{
-    Config, Counter, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState, RuleSet,
+    Config, Counter, DeniedSlot, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState,
+    RuleSet,
 };
 
 #[cfg(feature = "user")]
@@ -43,6 +44,7 @@ mod pod {
     unsafe impl aya::Pod for LearnedRules {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for DeniedSlot {}
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for values::FlowValue {}
     unsafe impl aya::Pod for ViolationEvent {}

@@ -181,6 +181,33 @@ pub struct RateState {
     pub _pad: u32,
 }
 
+/// One slot of the per-CPU denial cache (`iotf1_denied`, see
+/// `ebpf/src/denied.rs`): what a denied packet's decision read, what it
+/// came to, and the violation packets counted while the slot holds that
+/// key (moved to `iotf1_viol` when another key takes the slot; the daemon
+/// adds what is still here). Valid while the policy generation and the
+/// grants epoch are the ones it was decided under.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeniedSlot {
+    /// Source address, destination address (v4-mapped for IPv4), source
+    /// MAC and rule port, then protocol, family and (ICMPv6) hop limit.
+    pub key: [u64; 6],
+    pub device: DeviceInfo,
+    /// Where the counted packets belong (verdict: dropped or audited).
+    pub violation: crate::ViolationKey,
+    /// `Config::generation` and the grants epoch at the decision.
+    pub generation: u32,
+    pub epoch: u32,
+    /// `Reason` as a number.
+    pub reason: u8,
+    /// 1 once claimed: a zeroed slot matches no packet.
+    pub live: u8,
+    pub _pad: [u8; 6],
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 /// Flow table entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

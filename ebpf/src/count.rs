@@ -8,30 +8,29 @@ use crate::{
     parse::Headers,
 };
 
-/// Per-CPU value, so an existing key is bumped without atomics; a new key
-/// costs one insert (an LRU map evicts the coldest key when full).
+/// The violation counter key of a denied packet.
 #[inline(always)]
-pub fn count_violation(device: u32, verdict: Verdict, h: &Headers, len: u64) {
-    let key = ViolationKey {
+pub fn violation_key(device: u32, verdict: Verdict, h: &Headers) -> ViolationKey {
+    ViolationKey {
         device,
         port: h.rule_port,
         proto: h.proto,
         verdict: verdict as u8,
-    };
+    }
+}
+
+/// Adds `packets` and `bytes` to a violation counter. Per-CPU value, so an
+/// existing key is bumped without atomics; a new key costs one insert (an
+/// LRU map evicts the coldest key when full).
+#[inline(always)]
+pub fn add_violations(key: ViolationKey, packets: u64, bytes: u64) {
     match VIOLATIONS.get_ptr_mut(&key) {
         Some(c) => unsafe {
-            (*c).packets += 1;
-            (*c).bytes += len;
+            (*c).packets += packets;
+            (*c).bytes += bytes;
         },
         None => {
-            let _ = VIOLATIONS.insert(
-                &key,
-                &Counter {
-                    packets: 1,
-                    bytes: len,
-                },
-                0,
-            );
+            let _ = VIOLATIONS.insert(&key, &Counter { packets, bytes }, 0);
         }
     }
 }

@@ -1,17 +1,18 @@
 //! From the device: the decision for a packet a device sends, shared by
 //! the XDP and the TC-ingress program. Identify the device, then allow by
 //! live flow (one lookup settles most packets), learned address or static
-//! rule, in that order.
+//! rule, in that order; a packet denied before is denied again from the
+//! denial cache (`denied.rs`) after the flow lookup.
 
 use iotfence_common::{
-    consts::CONFIG_READY, keys::rule_scope, values::LearnedMatch, Config, DeviceInfo, Mode, Reason,
-    Verdict,
+    consts::CONFIG_READY, keys::rule_scope, values::LearnedMatch, Config, DeviceInfo, Global, Mode,
+    Reason, Verdict,
 };
 
 use crate::{
     clock,
-    count::{count, count_violation},
-    dns, events,
+    count::{add_violations, count, violation_key},
+    denied, dns, events,
     flow::{flow_alive, flow_key, fragment_key, open_flow, remember_fragments},
     identity::identify,
     maps::{CONFIG, EGRESS4, EGRESS6, LEARNED, ROUTER_ADDRS, SCRATCH},
@@ -55,6 +56,20 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
             return pass(s, device, now);
         }
     }
+    // Read before the lookups it guards (see `denied::epoch`).
+    let epoch = denied::epoch();
+    let mut slot = None;
+    if parsed.is_ok() && denied::cacheable(&s.h) {
+        denied::key(&s.h, &mut s.denied);
+        if let Some(p) = denied::slot(&s.denied) {
+            let d = unsafe { &mut *p };
+            if let Some(c) = denied::hit(d, &s.denied, cfg.generation, epoch, len) {
+                events::global_add(Global::DeniedCached);
+                return denied_packet(cfg, s, &c.device, c.verdict, c.reason, len, now);
+            }
+            slot = Some(d);
+        }
+    }
     let dev = identify(generation, s, false);
     let reason = match parsed {
         Err(reason) => reason,
@@ -67,14 +82,44 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     } else {
         Verdict::Dropped
     };
-    count(dev.device, verdict, reason, len);
-    if verdict != Verdict::Allowed {
-        count_violation(dev.device, verdict, &s.h, len);
-        s.mac.generation = 0;
-        s.mac._pad = 0;
-        s.mac.mac = s.h.src_mac;
-        events::report(cfg, &dev, &s.h, &s.mac, verdict, reason, now);
+    if verdict == Verdict::Allowed {
+        count(dev.device, verdict, reason, len);
+        return pass(s, dev.device, now);
     }
+    match slot {
+        Some(d) => denied::claim(
+            d,
+            &s.denied,
+            &s.h,
+            &dev,
+            verdict,
+            reason,
+            cfg.generation,
+            epoch,
+            len,
+        ),
+        None => add_violations(violation_key(dev.device, verdict, &s.h), 1, len),
+    }
+    denied_packet(cfg, s, &dev, verdict, reason, len, now)
+}
+
+/// A packet denied (or audited), its violation already counted: the
+/// counter, the rate-limited event, the action.
+#[inline(always)]
+fn denied_packet(
+    cfg: &Config,
+    s: &mut Scratch,
+    dev: &DeviceInfo,
+    verdict: Verdict,
+    reason: Reason,
+    len: u64,
+    now: u64,
+) -> Action {
+    count(dev.device, verdict, reason, len);
+    s.mac.generation = 0;
+    s.mac._pad = 0;
+    s.mac.mac = s.h.src_mac;
+    events::report(cfg, dev, &s.h, &s.mac, verdict, reason, now);
     match verdict {
         Verdict::Dropped => Action::Drop,
         _ => pass(s, dev.device, now),

@@ -21,6 +21,7 @@
 
 mod clock;
 mod count;
+mod denied;
 mod dns;
 mod events;
 mod features;

@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use iotfence_common::{
-    consts::*, dns::DnsControl, values::FlowValue, BindKey, Config, Counter, DeviceInfo, FlowKey,
-    LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, ResentKey, RuleSet, ViolationKey,
+    consts::*, dns::DnsControl, values::FlowValue, BindKey, Config, Counter, DeniedSlot,
+    DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, ResentKey,
+    RuleSet, ViolationKey,
 };
 
 /// Global settings and the active policy generation (one entry).
@@ -120,3 +121,14 @@ pub static TCP_RESENT: LruHashMap<ResentKey, u32> = LruHashMap::pinned(TCP_RESEN
 /// traffic (delivered, never forwarded). Written by the daemon.
 #[map(name = "iotf1_local6")]
 pub static ROUTER_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(ROUTER_ADDR_ENTRIES, 0);
+
+/// Recent denials, per CPU, direct-mapped by what the decision read (see
+/// `denied.rs`): a repeated denied packet costs one array read.
+#[map(name = "iotf1_denied")]
+pub static DENIED: PerCpuArray<DeniedSlot> = PerCpuArray::pinned(DENIED_SLOTS, 0);
+
+/// The grants epoch (one entry): the daemon bumps it after every write
+/// that can allow what was denied (learned addresses, a policy, the
+/// router's addresses), which voids every cached denial.
+#[map(name = "iotf1_grants")]
+pub static GRANTS: Array<u32> = Array::pinned(1, 0);

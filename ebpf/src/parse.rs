@@ -106,6 +106,8 @@ pub struct Scratch {
     pub bind: BindKey,
     pub lpm4: Key<Lpm4>,
     pub lpm6: Key<Lpm6>,
+    /// The denial cache's key (`denied::key`).
+    pub denied: [u64; 6],
 }
 
 impl Scratch {

@@ -78,6 +78,7 @@ impl Harness {
             .router_addrs
             .insert(router.octets(), 1, 0)
             .expect("writing the router's address");
+        dp.maps.grants.bump().expect("bumping the grants epoch");
         let counters = stats::Counters::open(&pins.path).expect("opening the counters");
         Self {
             dp,
@@ -163,13 +164,9 @@ impl Harness {
         let now = monotonic_ns() as i64;
         let v = LearnedRules::one(rule, (now + ttl_secs * 1_000_000_000) as u64);
         let key = iotfence::dns::table::key(self.device_id(device), addr);
-        self.dp
-            .dns
-            .as_mut()
-            .expect("the DNS maps")
-            .learned
-            .insert(key, v, 0)
-            .unwrap();
+        let dns = self.dp.dns.as_mut().expect("the DNS maps");
+        dns.learned.insert(key, v, 0).unwrap();
+        dns.grants.bump().unwrap();
     }
 
     /// Runs a device-originated packet through the judge on `hook`.

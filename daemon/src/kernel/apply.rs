@@ -89,6 +89,9 @@ pub fn apply(
     entries
         .write(maps)
         .context("writing the new policy generation")?;
+    // Before the switch: denials cached under this generation's previous
+    // turn (two applies ago) must not come back with it.
+    maps.grants.bump()?;
     maps.config
         .set(0, kernel_config(cfg, new), 0)
         .context("switching generation")?;

@@ -3,13 +3,13 @@
 //! for the metrics, `/status`, the test harness and the lab, opened from the
 //! pins so it needs no loaded datapath (and no daemon).
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
-    consts::{map_names, GLOBAL_COUNTERS},
+    consts::{map_names, DENIED_SLOTS, GLOBAL_COUNTERS},
     reason::counter_index,
-    Counter, Global, Reason, Verdict, ViolationKey,
+    Counter, DeniedSlot, Global, Reason, Verdict, ViolationKey,
 };
 
 use super::pins::open_pinned;
@@ -32,7 +32,8 @@ pub fn sum(per_cpu: &[Counter]) -> Totals {
 pub struct Counters {
     counters: PerCpuArray<MapData, Counter>,
     global: PerCpuArray<MapData, u64>,
-    pub violations: PerCpuHashMap<MapData, ViolationKey, Counter>,
+    violations: PerCpuHashMap<MapData, ViolationKey, Counter>,
+    denied: PerCpuArray<MapData, DeniedSlot>,
 }
 
 impl Counters {
@@ -41,6 +42,7 @@ impl Counters {
             counters: open_pinned(pin_dir, map_names::COUNTERS)?,
             global: open_pinned(pin_dir, map_names::GLOBAL)?,
             violations: open_pinned(pin_dir, map_names::VIOLATIONS)?,
+            denied: open_pinned(pin_dir, map_names::DENIED)?,
         })
     }
 
@@ -51,6 +53,33 @@ impl Counters {
 
     pub fn counter(&self, device: u32, verdict: Verdict, reason: Reason) -> anyhow::Result<Totals> {
         self.counter_sum(counter_index(device, verdict, reason))
+    }
+
+    /// Denied packets by (device, verdict, protocol, port), summed over
+    /// CPUs: the violation counters plus what the denial cache's slots
+    /// still hold (moved there when a slot changes hands). Read in that
+    /// order, a move between the two reads is missed, never counted
+    /// twice; it shows at the next read (see `metrics::Monotonic`).
+    pub fn violations(&self) -> anyhow::Result<BTreeMap<ViolationKey, Totals>> {
+        let mut out: BTreeMap<ViolationKey, Totals> = BTreeMap::new();
+        let mut add = |k: ViolationKey, packets: u64, bytes: u64| {
+            let t = out.entry(k).or_default();
+            t.packets += packets;
+            t.bytes += bytes;
+        };
+        for item in self.violations.iter() {
+            let (k, per_cpu) = item?;
+            let t = sum(&per_cpu);
+            add(k, t.packets, t.bytes);
+        }
+        for i in 0..DENIED_SLOTS {
+            for slot in self.denied.get(&i, 0)?.iter() {
+                if slot.live == 1 && slot.packets != 0 {
+                    add(slot.violation, slot.packets, slot.bytes);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A global counter, summed over CPUs.

@@ -28,6 +28,7 @@ use iotfence_common::consts::{features, map_names as names, prog_names};
 
 use super::{
     apply::{self, Written},
+    grants::Grants,
     maps::{check_adopted, take, DnsMaps, Maps},
     probe::Kernel,
     tc_legacy,
@@ -99,9 +100,10 @@ impl Datapath {
             p.load()
                 .with_context(|| format!("verifier rejected {name}"))?;
         }
-        let maps = Maps::take(&mut ebpf)?;
+        let grants = Grants::take(&mut ebpf)?;
+        let maps = Maps::take(&mut ebpf, grants.clone())?;
         let events = Some(take(&mut ebpf, names::EVENTS)?);
-        let dns = Some(DnsMaps::take(&mut ebpf)?);
+        let dns = Some(DnsMaps::take(&mut ebpf, grants)?);
         Ok(Self {
             ebpf,
             maps,

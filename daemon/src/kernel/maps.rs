@@ -15,7 +15,7 @@ use iotfence_common::{
     DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, ResentKey, RuleSet,
 };
 
-use super::load::BPF_OBJECT;
+use super::{grants::Grants, load::BPF_OBJECT};
 
 /// Typed handles on every map the daemon reads or writes.
 pub struct Maps {
@@ -32,6 +32,8 @@ pub struct Maps {
     pub flows: HashMap<MapData, FlowKey, FlowValue>,
     pub resolvers: HashMap<MapData, [u8; 16], u32>,
     pub router_addrs: HashMap<MapData, [u8; 16], u32>,
+    /// Bumped after writes that allow more (see `grants`).
+    pub grants: Grants,
 }
 
 /// What DNS learning owns: the ring of copied queries and held answers,
@@ -44,10 +46,12 @@ pub struct DnsMaps {
     pub learned_capacity: usize,
     pub control: Array<MapData, DnsControl>,
     pub resent: HashMap<MapData, ResentKey, u32>,
+    /// Bumped after learned addresses are written (see `grants`).
+    pub grants: Grants,
 }
 
 impl DnsMaps {
-    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+    pub fn take(ebpf: &mut Ebpf, grants: Grants) -> anyhow::Result<Self> {
         let learned: HashMap<MapData, LearnedKey, LearnedRules> = take(ebpf, names::LEARNED)?;
         let learned_capacity = learned.map().info()?.max_entries() as usize;
         Ok(Self {
@@ -56,6 +60,7 @@ impl DnsMaps {
             learned_capacity,
             control: take(ebpf, names::DNS_CONTROL)?,
             resent: take(ebpf, names::TCP_RESENT)?,
+            grants,
         })
     }
 }
@@ -72,7 +77,7 @@ pub fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 impl Maps {
-    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+    pub fn take(ebpf: &mut Ebpf, grants: Grants) -> anyhow::Result<Self> {
         Ok(Self {
             config: take(ebpf, names::CONFIG)?,
             default_device: take(ebpf, names::DEFAULT_DEVICE)?,
@@ -87,6 +92,7 @@ impl Maps {
             flows: take(ebpf, names::FLOWS)?,
             resolvers: take(ebpf, names::RESOLVERS)?,
             router_addrs: take(ebpf, names::ROUTER_ADDRS)?,
+            grants,
         })
     }
 }

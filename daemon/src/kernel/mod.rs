@@ -5,6 +5,7 @@
 //!   own map definitions; `pins`: the pin layout, opening a pinned map;
 //! - `apply`, `batch`: writing a policy into the maps;
 //! - `counters`: the kernel's counters, read-only;
+//! - `grants`: the epoch that voids the kernel's cached denials;
 //! - `router_addrs`: the router's own addresses and the resolvers' places;
 //! - `probe`: what this kernel supports; `tc_legacy`: TC without TCX;
 //! - `sys`, `mapstat`, `bpffs`: raw syscalls, map fill levels, bpffs.
@@ -13,6 +14,7 @@ pub mod apply;
 pub mod batch;
 pub mod bpffs;
 pub mod counters;
+pub mod grants;
 pub mod load;
 pub mod maps;
 pub mod mapstat;

@@ -77,7 +77,7 @@ pub struct RouterAddrs {
 impl RouterAddrs {
     pub fn update(&mut self, dp: &mut Datapath, cfg: &Config) -> anyhow::Result<()> {
         let local = router_addresses()?;
-        sync(
+        let changed = sync(
             &mut dp.maps.router_addrs,
             local
                 .iter()
@@ -85,6 +85,10 @@ impl RouterAddrs {
                 .map(|a| (addr_key(*a), 1))
                 .collect(),
         )?;
+        if changed {
+            // Neighbour discovery to a new address of the router is allowed now.
+            dp.maps.grants.bump()?;
+        }
         let remote: Vec<IpAddr> = cfg
             .resolvers
             .iter()
@@ -120,18 +124,22 @@ impl RouterAddrs {
 }
 
 /// Makes `map` hold exactly `want`.
+/// Makes `map` hold exactly `want`; whether anything changed.
 fn sync(
     map: &mut aya::maps::HashMap<aya::maps::MapData, [u8; 16], u32>,
     want: Vec<([u8; 16], u32)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
+    let mut changed = false;
     let have: Vec<[u8; 16]> = map.keys().filter_map(Result::ok).collect();
     for k in have.iter().filter(|k| !want.iter().any(|(w, _)| w == *k)) {
         map.remove(k)?;
+        changed = true;
     }
     for (k, v) in &want {
         if map.get(k, 0).ok() != Some(*v) {
             map.insert(k, v, 0)?;
+            changed = true;
         }
     }
-    Ok(())
+    Ok(changed)
 }

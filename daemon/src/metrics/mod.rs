@@ -9,10 +9,12 @@ pub mod render;
 pub mod status;
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
 };
+
+use iotfence_common::ViolationKey;
 
 use crate::{
     dns::{names::Names, stats::DnsStats},
@@ -56,6 +58,24 @@ pub struct Status {
     pub recent: VecDeque<Violation>,
     /// Violation lines the events file could not take.
     pub event_write_errors: u64,
+    /// The per-port violation counts last exported (see `monotonic`).
+    pub violations_seen: BTreeMap<ViolationKey, u64>,
+}
+
+/// Counts that never go down between scrapes: the kernel's per-port
+/// violation counts are read from two maps while packets move between
+/// them (`Counters::violations`), so a read can miss a move; it shows at
+/// the next. Keys gone from the kernel (evicted) are forgotten.
+pub fn monotonic(
+    seen: &mut BTreeMap<ViolationKey, u64>,
+    now: impl IntoIterator<Item = (ViolationKey, u64)>,
+) -> Vec<(ViolationKey, u64)> {
+    let out: Vec<(ViolationKey, u64)> = now
+        .into_iter()
+        .map(|(k, n)| (k, n.max(seen.get(&k).copied().unwrap_or(0))))
+        .collect();
+    *seen = out.iter().copied().collect();
+    out
 }
 
 pub struct Shared {
@@ -167,5 +187,34 @@ iotfence_common::codes! {
         Rejected = 0 => "rejected",
         /// It is valid, but writing it into the kernel failed.
         ApplyFailed = 1 => "apply_failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16) -> ViolationKey {
+        ViolationKey {
+            device: 1,
+            port,
+            proto: 6,
+            verdict: 1,
+        }
+    }
+
+    #[test]
+    fn violation_counts_never_go_down_and_evicted_keys_are_forgotten() {
+        let mut seen = BTreeMap::new();
+        assert_eq!(
+            monotonic(&mut seen, [(key(1), 5), (key(2), 3)]),
+            [(key(1), 5), (key(2), 3)]
+        );
+        // A read that missed a move out of a cache slot.
+        assert_eq!(monotonic(&mut seen, [(key(1), 4)]), [(key(1), 5)]);
+        assert_eq!(
+            monotonic(&mut seen, [(key(1), 9), (key(2), 1)]),
+            [(key(1), 9), (key(2), 1)]
+        );
     }
 }

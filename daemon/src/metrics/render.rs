@@ -159,9 +159,12 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
         "iotfence_violation_packets_total",
         "Packets a profile does not allow (dropped, or passed in audit mode), by protocol and destination port (ICMP: type).",
     );
-    for item in kernel.violations.iter() {
-        let (k, per_cpu) = item?;
-        let n: u64 = per_cpu.iter().map(|c| c.packets).sum();
+    let read = kernel.violations()?;
+    let counts = super::monotonic(
+        &mut shared.lock().violations_seen,
+        read.into_iter().map(|(k, t)| (k, t.packets)),
+    );
+    for (k, n) in counts {
         let Some(d) = devices.iter().find(|d| d.id == k.device) else {
             continue;
         };

@@ -35,7 +35,7 @@ use crate::{
         stats::DnsStats,
         table::{Limits, Table, Write},
     },
-    kernel::maps::DnsMaps,
+    kernel::{grants::Grants, maps::DnsMaps},
 };
 
 /// The kernel holds answers only while the heartbeat is this fresh.
@@ -69,6 +69,7 @@ pub struct Service {
 
 struct Engine {
     learned: BpfHashMap<MapData, LearnedKey, LearnedRules>,
+    grants: Grants,
     control: Array<MapData, DnsControl>,
     ring: RingBuf<MapData>,
     injector: Injector,
@@ -112,6 +113,7 @@ impl Service {
         }
         let mut e = Engine {
             learned: maps.learned,
+            grants: maps.grants,
             control: maps.control,
             ring: maps.ring,
             injector: Injector::new(cfg.dns.reinject_mark)
@@ -259,7 +261,11 @@ impl Engine {
         }
     }
 
+    /// Writes `writes` to the learned map; after a new or widened entry,
+    /// bumps the grants epoch (the kernel's denials of it are void) before
+    /// the caller releases the answer that taught it.
     fn write(&mut self, writes: Vec<Write>) {
+        let grants = writes.iter().any(|w| matches!(w, Write::Put(..)));
         for w in writes {
             let r = match &w {
                 Write::Put(k, v) => self.learned.insert(k, v, 0),
@@ -273,6 +279,11 @@ impl Engine {
                 if matches!(w, Write::Put(..)) {
                     self.stats.refuse(Refusal::MapFull);
                 }
+            }
+        }
+        if grants {
+            if let Err(e) = self.grants.bump() {
+                tracing::warn!(error = %format!("{e:#}"), "bumping the grants epoch failed");
             }
         }
     }
