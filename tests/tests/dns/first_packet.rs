@@ -49,3 +49,36 @@ fn xdp_fresh_names_never_drop_the_first_packet() {
 fn tc_fresh_names_never_drop_the_first_packet() {
     fresh_names_never_drop_the_first_packet("tc", 200);
 }
+
+/// An address the device was denied before (the denial cached in the
+/// kernel) is allowed from the moment its name's answer arrives: learning
+/// bumps the grants epoch before the held answer goes out.
+#[test]
+fn a_denied_address_is_allowed_as_soon_as_its_name_is_learned() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let hosts: Vec<(String, IpAddr)> = (0..5).map(trials::host).collect();
+    let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
+    let cfg = lab
+        .write_config_with("xdp", POLICY, trials::UNLIMITED_QUERIES)
+        .unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    for (_, addr) in &hosts {
+        for _ in 0..2 {
+            assert!(
+                !crate::connect(lab.device("dev-1"), *addr),
+                "{addr} before its name"
+            );
+        }
+    }
+    assert!(
+        lab.global(iotfence_common::Global::DeniedCached) > 0,
+        "the repeated SYNs were denied from the cache"
+    );
+    let out = trials::run(lab.device("dev-1"), hosts).unwrap();
+    assert!(
+        out.failed.is_empty(),
+        "denied before, not allowed once learned: {:?}",
+        out.failed
+    );
+}
