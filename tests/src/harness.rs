@@ -50,6 +50,19 @@ pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;
 pub const TC_ACT_SHOT: u32 = 2;
 
+/// `policy_yaml` compiled under `cfg`; panics with the diagnostics.
+fn compiled(policy_yaml: &str, cfg: &Config) -> Compiled {
+    compile::compile(Path::new("policy.yaml"), policy_yaml, cfg).unwrap_or_else(|d| {
+        panic!(
+            "policy: {}",
+            d.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
 impl Harness {
     /// `config_yaml` may omit `policy` and `interfaces` (filled in here).
     pub fn new(policy_yaml: &str, config_extra: &str) -> Self {
@@ -60,16 +73,7 @@ impl Harness {
         );
         let cfg = config::parse(Path::new("test-config.yaml"), &cfg_text)
             .unwrap_or_else(|d| panic!("config: {d:?}"));
-        let policy =
-            compile::compile(Path::new("policy.yaml"), policy_yaml, &cfg).unwrap_or_else(|d| {
-                panic!(
-                    "policy: {}",
-                    d.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            });
+        let policy = compiled(policy_yaml, &cfg);
         let mut dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
         dp.apply(&cfg, &policy).expect("applying the policy");
         // What `RouterAddrs` writes on a router with this address.
@@ -87,6 +91,15 @@ impl Harness {
             policy,
             pins,
         }
+    }
+
+    /// Compiles and applies `policy_yaml` as a reload does; returns the
+    /// generation now enforced.
+    pub fn apply_policy(&mut self, policy_yaml: &str) -> u8 {
+        let policy = compiled(policy_yaml, &self.cfg);
+        self.dp
+            .apply(&self.cfg, &policy)
+            .expect("applying the policy")
     }
 
     /// Loads without applying a policy (fail-closed state).

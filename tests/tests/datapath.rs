@@ -162,13 +162,10 @@ fn reload_switches_generation_atomically_and_keeps_learned_entries() {
         .unwrap();
 
     let new_policy = fixtures::POLICY.replace("ports: [443, 8883]", "ports: [22]");
-    let compiled =
-        iotfence::policy::compile::compile(std::path::Path::new("p.yaml"), &new_policy, &h.cfg)
-            .unwrap();
     let g0 = iotfence::kernel::apply::active_generation(&h.dp.maps)
         .unwrap()
         .unwrap();
-    let g1 = h.dp.apply(&h.cfg, &compiled).unwrap();
+    let g1 = h.apply_policy(&new_policy);
     assert_eq!(g1, g0 ^ 1);
     assert_eq!(h.judge(Hook::Xdp, &to22), Action::Pass, "new rule in force");
     assert_eq!(h.judge(Hook::Xdp, &to443), Action::Drop, "old rule gone");

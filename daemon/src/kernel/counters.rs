@@ -59,7 +59,7 @@ impl Counters {
     /// CPUs: the violation counters plus what the denial cache's slots
     /// still hold (moved there when a slot changes hands). Read in that
     /// order, a move between the two reads is missed, never counted
-    /// twice; it shows at the next read (see `metrics::Monotonic`).
+    /// twice; it shows at the next read (see `metrics::monotonic`).
     pub fn violations(&self) -> anyhow::Result<BTreeMap<ViolationKey, Totals>> {
         let mut out: BTreeMap<ViolationKey, Totals> = BTreeMap::new();
         let mut add = |k: ViolationKey, packets: u64, bytes: u64| {
