@@ -12,12 +12,14 @@ pub mod dns;
 pub mod event;
 pub mod global;
 pub mod keys;
+pub mod mac;
 pub mod reason;
 pub mod values;
 
 pub use event::ViolationEvent;
 pub use global::Global;
 pub use keys::{BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ResentKey, ViolationKey};
+pub use mac::Mac;
 pub use reason::{Mode, Reason, Verdict};
 pub use values::{
     Config, Counter, DeniedSlot, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState,

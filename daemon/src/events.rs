@@ -12,11 +12,11 @@ use aya::maps::{MapData, RingBuf};
 
 use iotfence_common::{
     consts::{protocol_name, PROTO_SCTP, PROTO_TCP, PROTO_UDP},
-    Mode, Reason, Verdict, ViolationEvent,
+    Mac, Mode, Reason, Verdict, ViolationEvent,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{dns::names::Names, metrics::Shared, policy::compile::Compiled};
+use crate::{dns::names::Names, policy::compile::Compiled};
 
 /// A protocol as events and metric labels show it: its name, or the
 /// number (see `consts::protocol_name`).
@@ -106,7 +106,7 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
             .into(),
         verdict: verdict.into(),
         reason: reason.into(),
-        src_mac: crate::policy::compile::format_mac(&m),
+        src_mac: Mac(m).to_string(),
         protocol,
         src: addr(e.family, e.src).map(|a| a.to_string()),
         dst: dst.map(|a| a.to_string()),
@@ -154,29 +154,40 @@ impl EventSink {
     }
 }
 
+/// Where drained violations are kept besides their sink: the daemon's
+/// status (implemented by `metrics::Shared`, a layer above).
+pub trait Record {
+    /// Which name gave each address, for "got it from" in an event.
+    fn names(&self) -> &Names;
+    /// One violation, for the recent list in `/status`.
+    fn violation(&self, v: Violation);
+    /// Lines the events file refused.
+    fn write_errors(&self, n: u64);
+}
+
 /// Writes every queued event as a JSON line; returns how many.
 pub fn drain(
     ring: &mut RingBuf<MapData>,
     policy: &Compiled,
-    shared: &Shared,
+    record: &impl Record,
     out: &mut EventSink,
 ) -> usize {
     let mut n = 0;
     let mut failed = 0;
     while let Some(item) = ring.next() {
         if let Some(e) = decode(&item) {
-            let v = describe(&e, policy, &shared.names);
+            let v = describe(&e, policy, record.names());
             if let Ok(line) = serde_json::to_string(&v) {
                 if !out.write(&line) {
                     failed += 1;
                 }
             }
-            shared.violation(v);
+            record.violation(v);
         }
         n += 1;
     }
     if failed > 0 {
-        shared.lock().event_write_errors += failed;
+        record.write_errors(failed);
     }
     n
 }

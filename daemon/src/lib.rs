@@ -7,6 +7,7 @@ pub mod diag;
 pub mod dns;
 pub mod events;
 pub mod exit;
+pub mod host;
 pub mod kernel;
 pub mod links;
 pub mod lock;

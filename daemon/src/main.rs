@@ -298,7 +298,7 @@ fn main() -> ExitCode {
                 }
                 _ => {}
             }
-            match iotfence::kernel::load::detach(&pin_dir) {
+            match iotfence::kernel::attach::detach(&pin_dir) {
                 Ok(removed) => {
                     println!(
                         "detached: removed {} pins under {}",

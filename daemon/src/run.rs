@@ -197,7 +197,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                events::drain(guard.get_inner_mut(), &policy, &shared, &mut events_out);
+                events::drain(guard.get_inner_mut(), &policy, &*shared, &mut events_out);
                 guard.clear_ready();
             }
         }
@@ -208,7 +208,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // (waiting for it to become readable would always take the whole grace).
     let deadline = std::time::Instant::now() + DRAIN_GRACE;
     while std::time::Instant::now() < deadline
-        && events::drain(ring.get_mut(), &policy, &shared, &mut events_out) > 0
+        && events::drain(ring.get_mut(), &policy, &*shared, &mut events_out) > 0
     {}
     Ok(())
 }

@@ -15,7 +15,8 @@ use crate::{
     events::global_add,
     features,
     maps::{DNS_CONTROL, DNS_FRAMES, QUERY_RATE, QUERY_RATE_MAC, RESOLVERS, TCP_RESENT},
-    parse::{Frag, Headers, Scratch},
+    parse::{Frag, Headers},
+    scratch::Scratch,
 };
 
 const DNS_PORT: u16 = 53;

@@ -11,7 +11,8 @@ use iotfence_common::{
 use crate::{
     events,
     maps::FLOWS,
-    parse::{Frag, Headers, Scratch},
+    parse::{Frag, Headers},
+    scratch::Scratch,
 };
 
 /// A flow's last-seen time is rewritten at most this often, so that busy

@@ -15,8 +15,10 @@ use crate::{
     denied, dns, events,
     flow::{flow_alive, flow_key, fragment_key, open_flow, remember_fragments},
     identity::identify,
+    link::is_link_icmpv6,
     maps::{CONFIG, EGRESS4, EGRESS6, LEARNED, ROUTER_ADDRS, SCRATCH},
-    parse::{is_link_icmpv6, parse, Bytes, Frag, Scratch},
+    parse::{parse, Bytes, Frag},
+    scratch::Scratch,
 };
 
 pub enum Action {

@@ -9,7 +9,7 @@ use iotfence_common::{
 
 use crate::{
     maps::{DEFAULT_DEVICE, DEVICE_BIND, DEVICE_BY_IP4, DEVICE_BY_IP6, DEVICE_BY_MAC},
-    parse::Scratch,
+    scratch::Scratch,
 };
 
 /// The device behind a packet: by MAC, then by address or prefix, else the

@@ -10,7 +10,7 @@
 //!   answers from trusted resolvers for the daemon to learn from.
 #![no_std]
 #![no_main]
-// Map keys live in the per-CPU scratch (`parse::Scratch`) and are passed by
+// Map keys live in the per-CPU scratch (`scratch::Scratch`) and are passed by
 // reference: by value, as clippy suggests, they would be copied onto the
 // 512-byte BPF stack, where LLVM merges their byte stores into unaligned
 // wide ones the verifier refuses (see `.cargo/config.toml`).
@@ -28,8 +28,10 @@ mod features;
 mod flow;
 mod from_device;
 mod identity;
+mod link;
 mod maps;
 mod parse;
+mod scratch;
 mod to_device;
 
 use aya_ebpf::{

@@ -1,7 +1,7 @@
 //! The maps, pinned by name under the daemon's pin directory so enforcement
 //! and state outlive the daemon. Names come from `consts::map_names`.
 
-use crate::parse::Scratch;
+use crate::scratch::Scratch;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},

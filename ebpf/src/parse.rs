@@ -6,15 +6,13 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use iotfence_common::{
     consts::{
         ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, MAX_IPV6_EXT_HEADERS, PROTO_ICMP,
         PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     },
-    keys::{v4_mapped, SCOPE_BITS},
-    values::FlowValue,
-    BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, Reason, ResentKey,
+    keys::v4_mapped,
+    Reason,
 };
 
 const ETH_HLEN: usize = 14;
@@ -88,50 +86,6 @@ impl Headers {
         self.dns_query = false;
         self.src = [0; 16];
         self.dst = [0; 16];
-    }
-}
-
-/// Per-CPU working memory for one packet (see `maps::SCRATCH`). Map keys
-/// and values are built here rather than on the stack: the BPF stack is
-/// small, and the verifier demands aligned stack access, which byte arrays
-/// packed into a key (MACs, padding) would break once LLVM merges their
-/// stores into wider ones (see `ebpf/.cargo/config.toml`).
-pub struct Scratch {
-    pub h: Headers,
-    pub flow: FlowKey,
-    pub flow_value: FlowValue,
-    pub resent: ResentKey,
-    pub learned: LearnedKey,
-    pub mac: MacKey,
-    pub bind: BindKey,
-    pub lpm4: Key<Lpm4>,
-    pub lpm6: Key<Lpm6>,
-    /// The denial cache's key (`denied::key`).
-    pub denied: [u64; 6],
-}
-
-impl Scratch {
-    /// Longest-prefix lookup of `addr` under `scope` in the map of the
-    /// packet's family; the key is built in the scratch, not on the stack.
-    #[inline(always)]
-    pub fn lpm<'a, V>(
-        &mut self,
-        scope: [u8; 4],
-        addr: [u8; 16],
-        v4: &'a LpmTrie<Lpm4, V>,
-        v6: &'a LpmTrie<Lpm6, V>,
-    ) -> Option<&'a V> {
-        if self.h.family == 4 {
-            self.lpm4.prefix_len = SCOPE_BITS + 32;
-            self.lpm4.data.scope = scope;
-            self.lpm4.data.addr = [addr[12], addr[13], addr[14], addr[15]];
-            v4.get(&self.lpm4)
-        } else {
-            self.lpm6.prefix_len = SCOPE_BITS + 128;
-            self.lpm6.data.scope = scope;
-            self.lpm6.data.addr = addr;
-            v6.get(&self.lpm6)
-        }
     }
 }
 
@@ -399,38 +353,8 @@ pub fn is_echo(proto: u8, ty: u8) -> bool {
     }
 }
 
-/// Neighbour discovery and MLD messages a device needs for the link itself,
-/// passed without rules only where the router cannot forward them off the
-/// link (else they would carry data anywhere, as they did):
-/// - router solicitation, neighbour solicitation and advertisement with hop
-///   limit 255 (RFC 4861 makes receivers drop any other) to a link-local
-///   address, link-scope multicast, or an address of the router itself
-///   (`to_router`: the router solicits from its global address when it
-///   resolves a device, and the answer goes back there); ND to any other
-///   global address is judged by rules;
-/// - MLD queries and reports with hop limit 1, which no router forwards.
-///
-/// Router advertisements and redirects from a device are judged by rules.
-#[inline(always)]
-pub fn is_link_icmpv6(h: &Headers, to_router: impl FnOnce() -> bool) -> bool {
-    if h.family != 6 || h.proto != PROTO_ICMPV6 || h.frag != Frag::None {
-        return false;
-    }
-    match h.icmp_type {
-        133 | 135 | 136 => h.hop_limit == 255 && (link_scope(&h.dst) || to_router()),
-        130 | 131 | 132 | 143 => h.hop_limit == 1,
-        _ => false,
-    }
-}
-
 /// ::ffff:0:0/96.
 #[inline(always)]
 fn v4_mapped_addr(a: &[u8; 16]) -> bool {
     a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
-}
-
-/// fe80::/10 (link-local unicast) or ff02::/16 (link-scope multicast).
-#[inline(always)]
-fn link_scope(a: &[u8; 16]) -> bool {
-    (a[0] == 0xfe && a[1] & 0xc0 == 0x80) || (a[0] == 0xff && a[1] & 0x0f == 0x02)
 }

@@ -14,7 +14,8 @@ use crate::{
     flow::{insert_flow, reply_key, same_mac},
     identity::identify,
     maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
-    parse::{parse, Bytes, Frag, Headers, Scratch},
+    parse::{parse, Bytes, Frag, Headers},
+    scratch::Scratch,
 };
 
 /// `from_stack`: the router's own stack sent the frame (it was not routed

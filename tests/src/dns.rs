@@ -294,5 +294,5 @@ pub fn send_frame(ns: &Netns, ifname: &str, frame: Vec<u8>) -> anyhow::Result<()
 pub fn mac_of(ns: &Netns, ifname: &str) -> anyhow::Result<[u8; 6]> {
     let v = ns.link(ifname, false)?;
     let s = v["address"].as_str().context("no MAC")?;
-    iotfence::policy::compile::parse_mac(s).context("bad MAC")
+    Ok(s.parse::<iotfence_common::Mac>().context("bad MAC")?.0)
 }

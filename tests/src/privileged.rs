@@ -71,7 +71,7 @@ impl Default for PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        let _ = iotfence::kernel::load::detach(&self.path);
+        let _ = iotfence::kernel::attach::detach(&self.path);
         let _ = std::fs::remove_dir(self.path.parent().unwrap());
         // A daemon the test killed could not remove its lock file.
         let _ = std::fs::remove_file(iotfence::lock::path_for(&self.path));
@@ -95,7 +95,7 @@ pub fn sweep_stale_pins() {
             .and_then(|p| p.parse::<u32>().ok());
         if let Some(pid) = pid {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = iotfence::kernel::load::detach(&e.path());
+                let _ = iotfence::kernel::attach::detach(&e.path());
             }
         }
     }
@@ -110,7 +110,7 @@ pub fn remove_pins_at_exit(pins: &std::path::Path) {
     }
     extern "C" fn at_exit() {
         if let Some(p) = PINS.get() {
-            let _ = iotfence::kernel::load::detach(p);
+            let _ = iotfence::kernel::attach::detach(p);
         }
     }
     unsafe { libc::atexit(at_exit) };

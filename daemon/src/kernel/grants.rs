@@ -15,7 +15,7 @@ use aya::{
 };
 use iotfence_common::consts::map_names;
 
-use super::maps::take;
+use super::object::take;
 
 #[derive(Clone)]
 pub struct Grants(Arc<Mutex<Array<MapData, u32>>>);

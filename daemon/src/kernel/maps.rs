@@ -15,7 +15,10 @@ use iotfence_common::{
     DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, ResentKey, RuleSet,
 };
 
-use super::{grants::Grants, load::BPF_OBJECT};
+use super::{
+    grants::Grants,
+    object::{take, BPF_OBJECT},
+};
 
 /// Typed handles on every map the daemon reads or writes.
 pub struct Maps {
@@ -63,17 +66,6 @@ impl DnsMaps {
             grants,
         })
     }
-}
-
-/// Takes map `name` out of the loaded object as a typed handle.
-pub fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
-    ebpf: &mut Ebpf,
-    name: &str,
-) -> anyhow::Result<T> {
-    let map = ebpf
-        .take_map(name)
-        .with_context(|| format!("map {name} missing from the eBPF object"))?;
-    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
 }
 
 impl Maps {

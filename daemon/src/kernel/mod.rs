@@ -1,6 +1,6 @@
 //! The one place that touches BPF objects:
-//! - `load`: the embedded object, its programs, pins and links (adopting an
-//!   earlier daemon's), detaching;
+//! - `object`: the embedded object; `load`: its programs and maps loaded;
+//! - `attach`: programs into (an earlier daemon's) pinned links, detaching;
 //! - `maps`: typed handles, and adopted pins checked against the object's
 //!   own map definitions; `pins`: the pin layout, opening a pinned map;
 //! - `apply`, `batch`: writing a policy into the maps;
@@ -11,6 +11,7 @@
 //! - `sys`, `mapstat`, `bpffs`: raw syscalls, map fill levels, bpffs.
 
 pub mod apply;
+pub mod attach;
 pub mod batch;
 pub mod bpffs;
 pub mod counters;
@@ -18,6 +19,7 @@ pub mod grants;
 pub mod load;
 pub mod maps;
 pub mod mapstat;
+pub mod object;
 pub mod pins;
 pub mod probe;
 pub mod router_addrs;

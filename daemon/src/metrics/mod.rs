@@ -165,7 +165,19 @@ impl Shared {
         }
     }
 
-    pub fn violation(&self, v: Violation) {
+    /// Ready: programs attached and a policy generation applied.
+    pub fn ready(&self) -> bool {
+        let s = self.lock();
+        s.generation > 0 && !s.attached.is_empty() && s.missing.is_empty()
+    }
+}
+
+impl crate::events::Record for Shared {
+    fn names(&self) -> &Names {
+        &self.names
+    }
+
+    fn violation(&self, v: Violation) {
         let mut s = self.lock();
         if s.recent.len() == RECENT_VIOLATIONS {
             s.recent.pop_front();
@@ -173,10 +185,8 @@ impl Shared {
         s.recent.push_back(v);
     }
 
-    /// Ready: programs attached and a policy generation applied.
-    pub fn ready(&self) -> bool {
-        let s = self.lock();
-        s.generation > 0 && !s.attached.is_empty() && s.missing.is_empty()
+    fn write_errors(&self, n: u64) {
+        self.lock().event_write_errors += n;
     }
 }
 

@@ -143,7 +143,7 @@ fn answers_are_learned_only_from_the_chain_of_a_real_query() {
     // Forged: an answer from the resolver's address that no query asked for.
     let unsolicited = ip("203.0.113.141");
     let router_mac = mac_of(&lab.router, "iot0").unwrap();
-    let dev_mac = iotfence::policy::compile::parse_mac(DEVICE.mac).unwrap();
+    let dev_mac = DEVICE.mac.parse::<iotfence_common::Mac>().unwrap().0;
     let a = answer_bytes(
         9,
         "unsolicited.vendor.example",

@@ -3,6 +3,8 @@
 
 use serde_saphyr::Spanned;
 
+use iotfence_common::Mac;
+
 use crate::diag::Diags;
 
 use super::addr::parse_net;
@@ -22,34 +24,37 @@ pub(super) fn device(
             None,
         );
     }
-    let mac = v.mac.as_ref().and_then(|m| match parse_mac(&m.value) {
-        Some(mac) if mac[0] & 1 == 1 => {
-            d.on(
-                m,
-                format!("`{}` is a multicast MAC address", m.value),
-                Some("a device sends from a unicast address"),
-            );
-            None
-        }
-        Some(mac) => {
-            if let Some(o) = before.iter().find(|o| o.mac == Some(mac)) {
+    let mac = v
+        .mac
+        .as_ref()
+        .and_then(|m| match m.value.parse::<Mac>().ok().map(|m| m.0) {
+            Some(mac) if mac[0] & 1 == 1 => {
                 d.on(
                     m,
-                    format!("MAC {} is also device `{}`", m.value, o.name),
-                    None,
+                    format!("`{}` is a multicast MAC address", m.value),
+                    Some("a device sends from a unicast address"),
                 );
+                None
             }
-            Some(mac)
-        }
-        None => {
-            d.on(
-                m,
-                format!("`{}` is not a MAC address", m.value),
-                Some("write it as 02:00:5e:10:00:01"),
-            );
-            None
-        }
-    });
+            Some(mac) => {
+                if let Some(o) = before.iter().find(|o| o.mac == Some(mac)) {
+                    d.on(
+                        m,
+                        format!("MAC {} is also device `{}`", m.value, o.name),
+                        None,
+                    );
+                }
+                Some(mac)
+            }
+            None => {
+                d.on(
+                    m,
+                    format!("`{}` is not a MAC address", m.value),
+                    Some("write it as 02:00:5e:10:00:01"),
+                );
+                None
+            }
+        });
     let mut nets = Vec::new();
     for (loc, a) in v.ip.iter().flat_map(|l| l.value.located(l.referenced)) {
         if let Some(net) = parse_net(d, loc, a) {
@@ -93,27 +98,4 @@ pub(super) fn device(
         nets,
         mac_or_ip,
     })
-}
-
-/// `aa:bb:cc:dd:ee:ff`, the form `parse_mac` reads and events print.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return None;
-        }
-        mac[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(mac)
 }

@@ -30,8 +30,6 @@ mod rule;
 mod steps;
 mod vars;
 
-pub use device::{format_mac, parse_mac};
-
 /// Name of the profile built in for unknown devices.
 pub const BUILTIN_DEFAULT: &str = "default";
 

@@ -7,7 +7,7 @@
 use std::{net::IpAddr, time::Instant};
 
 use hickory_proto::rr::RecordType;
-use iotfence::policy::compile::format_mac;
+use iotfence_common::Mac;
 use iotfence_tests::{
     dns::{mac_of, Dnsmasq, Stub},
     lab::ROUTER_IOT_IP,
@@ -49,7 +49,7 @@ fn policy(fleet: &Fleet, client_mac: [u8; 6]) -> String {
         1,
     ) + &format!(
         "  - name: client\n    mac: {}\n    profile: vendor\n",
-        format_mac(&client_mac)
+        Mac(client_mac)
     )
 }
 

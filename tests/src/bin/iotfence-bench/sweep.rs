@@ -14,7 +14,8 @@
 
 use std::{net::Ipv6Addr, os::fd::OwnedFd, time::Instant};
 
-use iotfence::{dns::table::key, policy::compile::format_mac};
+use iotfence::dns::table::key;
+use iotfence_common::Mac;
 use iotfence_common::{consts::PROTO_TCP, values::LearnedRules, PortRule};
 use iotfence_tests::{
     fixtures, floor,
@@ -77,7 +78,7 @@ fn policy(devices: usize) -> String {
         let ip = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 1, i as u16);
         y += &format!(
             "  - name: fill-{i}\n    mac: {}\n    ip: {ip}\n    profile: camera\n",
-            format_mac(&mac)
+            Mac(mac)
         );
     }
     y

@@ -6,7 +6,7 @@
 use std::{fmt::Write, path::Path};
 
 use crate::veth::Fleet;
-use iotfence::policy::compile::format_mac;
+use iotfence_common::Mac;
 
 /// Rule entries (egress and inbound list items) of the big policy.
 pub const RULES: usize = 10_000;
@@ -85,7 +85,7 @@ pub fn big(fleet: &Fleet, variant: usize) -> String {
         let _ = write!(
             y,
             "  - name: filler-dev-{p}\n    mac: {}\n    ip: 2001:db8:1::2:{p:x}\n    profile: filler-{p}\n",
-            format_mac(&[0x02, 0, 0, 0x02, 0, p as u8])
+            Mac([0x02, 0, 0, 0x02, 0, p as u8])
         );
     }
     y
@@ -128,7 +128,7 @@ pub fn many_devices(devices: usize) -> String {
         let _ = write!(
             y,
             "  - name: device-{i}\n    mac: {}\n    ip: {}\n    profile: vendor-{}\n",
-            format_mac(&device_mac(i)),
+            Mac(device_mac(i)),
             device_ip(i),
             i % 10
         );

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use iotfence::policy::compile::format_mac;
+use iotfence_common::Mac;
 use iotfence_tests::packet::Packet;
 
 use super::Filter;
@@ -63,7 +63,7 @@ impl Fleet {
         for i in 0..self.devices {
             y += &format!(
                 "  - name: dev-{i}\n    mac: {}\n    ip: {}\n    profile: sensor\n",
-                format_mac(&self.mac(i)),
+                Mac(self.mac(i)),
                 self.ip(i)
             );
         }
@@ -74,7 +74,7 @@ impl Fleet {
     /// or an inet forward chain behind conntrack.
     pub fn nft_ruleset(&self, filter: Filter) -> String {
         let macs: Vec<String> = (0..self.devices)
-            .map(|i| format_mac(&self.mac(i)))
+            .map(|i| Mac(self.mac(i)).to_string())
             .collect();
         let sets = format!(
             "  set iot_devices {{ type ether_addr; elements = {{ {} }} }}\n  \

@@ -8,76 +8,21 @@
 use iotfence_common::{
     consts::{self},
     reason::{counter_index, REASONS, VERDICTS},
-    Global, Verdict,
+    Verdict,
 };
-use prometheus::proto::{
-    Bucket, Counter as PCounter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
+use prometheus::proto::MetricFamily;
+
+mod dns;
+mod family;
+mod globals;
+
+use family::Family;
 
 use super::Shared;
-use crate::{
-    dns::{learn::Refusal, stats::HOLD_BUCKETS},
-    kernel::{
-        counters::{Counters, Totals},
-        mapstat,
-    },
+use crate::kernel::{
+    counters::{Counters, Totals},
+    mapstat,
 };
-
-/// One metric family under construction.
-struct Family(MetricFamily);
-
-impl Family {
-    fn new(name: &str, help: &str, kind: MetricType) -> Self {
-        let mut f = MetricFamily::default();
-        f.set_name(name.into());
-        f.set_help(help.into());
-        f.set_field_type(kind);
-        Self(f)
-    }
-
-    fn counter(name: &str, help: &str) -> Self {
-        Self::new(name, help, MetricType::COUNTER)
-    }
-
-    fn gauge(name: &str, help: &str) -> Self {
-        Self::new(name, help, MetricType::GAUGE)
-    }
-
-    fn metric(labels: &[(&str, &str)]) -> Metric {
-        Metric::from_label(
-            labels
-                .iter()
-                .map(|(k, v)| {
-                    let mut l = LabelPair::default();
-                    l.set_name((*k).into());
-                    l.set_value((*v).into());
-                    l
-                })
-                .collect(),
-        )
-    }
-
-    fn add(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let mut m = Self::metric(labels);
-        if self.0.get_field_type() == MetricType::COUNTER {
-            let mut c = PCounter::default();
-            c.set_value(value);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(value);
-            m.set_gauge(g);
-        }
-        self.0.mut_metric().push(m);
-        self
-    }
-
-    fn done(self, out: &mut Vec<MetricFamily>) {
-        if !self.0.get_metric().is_empty() {
-            out.push(self.0);
-        }
-    }
-}
 
 /// Every (verdict, reason) pair the datapath can count.
 pub fn slots() -> impl Iterator<Item = (Verdict, iotfence_common::Reason)> {
@@ -186,8 +131,8 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
     }
     violations.done(&mut out);
 
-    kernel_globals(kernel, &mut out)?;
-    dns(shared, &mut out);
+    globals::families(kernel, &mut out)?;
+    dns::families(shared, &mut out);
 
     let mut entries = Family::gauge(
         "iotfence_map_entries",
@@ -282,129 +227,4 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
     );
     build.done(&mut out);
     Ok(out)
-}
-
-/// Every `Global` counter, in its family (families in first-seen order).
-fn kernel_globals(kernel: &Counters, out: &mut Vec<MetricFamily>) -> anyhow::Result<()> {
-    let mut families: Vec<(&'static str, Family)> = Vec::new();
-    for g in Global::ALL {
-        let (family, label) = g.metric();
-        let at = match families.iter().position(|(n, _)| *n == family.name) {
-            Some(i) => i,
-            None => {
-                families.push((family.name, Family::counter(family.name, family.help)));
-                families.len() - 1
-            }
-        };
-        let labels: &[(&str, &str)] = match &label {
-            Some(l) => std::slice::from_ref(l),
-            None => &[],
-        };
-        families[at].1.add(labels, kernel.global(g)? as f64);
-    }
-    for (_, f) in families {
-        f.done(out);
-    }
-    Ok(())
-}
-
-fn dns(shared: &Shared, out: &mut Vec<MetricFamily>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = &shared.dns;
-    let simple: [(&str, &str, MetricType, u64); 7] = [
-        (
-            "iotfence_dns_queries_total",
-            "DNS queries of devices the daemon read.",
-            MetricType::COUNTER,
-            s.queries.load(Relaxed),
-        ),
-        (
-            "iotfence_dns_answers_total",
-            "Held DNS answers the daemon examined.",
-            MetricType::COUNTER,
-            s.answers.load(Relaxed),
-        ),
-        (
-            "iotfence_dns_learned_total",
-            "(address, pattern) credits learned from DNS answers.",
-            MetricType::COUNTER,
-            s.learned.load(Relaxed),
-        ),
-        (
-            "iotfence_dns_off_chain_records_total",
-            "Answer records ignored because they were not on the question's CNAME chain.",
-            MetricType::COUNTER,
-            s.off_chain_records.load(Relaxed),
-        ),
-        (
-            "iotfence_dns_learned_entries",
-            "(device, address) entries learned from DNS and not yet expired.",
-            MetricType::GAUGE,
-            s.entries.load(Relaxed),
-        ),
-        (
-            "iotfence_dns_pending_queries",
-            "Device queries waiting for their answer.",
-            MetricType::GAUGE,
-            s.pending.load(Relaxed),
-        ),
-        (
-            "iotfence_dns_attributed_addresses",
-            "(device, address) pairs remembered with the name they were resolved from, for events.",
-            MetricType::GAUGE,
-            shared.names.len() as u64,
-        ),
-    ];
-    for (name, help, kind, v) in simple {
-        let mut f = Family::new(name, help, kind);
-        f.add(&[], v as f64);
-        f.done(out);
-    }
-    let mut refused = Family::counter(
-        "iotfence_dns_refused_total",
-        "DNS answers (or addresses of them) not learned, by reason.",
-    );
-    for r in Refusal::ALL {
-        refused.add(&[("reason", r.name())], s.refused(r) as f64);
-    }
-    refused.done(out);
-    let mut released = Family::counter(
-        "iotfence_dns_released_total",
-        "Held DNS answers sent on to the device after learning, by result.",
-    );
-    released
-        .add(&[("result", "ok")], s.reinjected.load(Relaxed) as f64)
-        .add(
-            &[("result", "failed")],
-            s.reinject_failed.load(Relaxed) as f64,
-        );
-    released.done(out);
-
-    let mut h = Histogram::default();
-    let mut cumulative = 0;
-    let buckets = HOLD_BUCKETS
-        .iter()
-        .zip(&s.hold_buckets)
-        .map(|(le, n)| {
-            cumulative += n.load(Relaxed);
-            let mut b = Bucket::default();
-            b.set_upper_bound(*le);
-            b.set_cumulative_count(cumulative);
-            b
-        })
-        .collect();
-    h.set_bucket(buckets);
-    // A sample bumps its bucket before the count: never report fewer
-    // samples than the buckets hold.
-    h.set_sample_count(s.hold_count.load(Relaxed).max(cumulative));
-    h.set_sample_sum(s.hold_sum_ns.load(Relaxed) as f64 / 1e9);
-    let mut f = Family::new(
-        "iotfence_dns_hold_seconds",
-        "Time a DNS answer was held: from the kernel taking it to its release after learning.",
-        MetricType::HISTOGRAM,
-    );
-    let mut m = Family::metric(&[]);
-    m.set_histogram(h);
-    f.0.mut_metric().push(m);
-    f.done(out);
 }
