@@ -1,6 +1,7 @@
 //! iotfence: per-device egress allowlists for IoT networks, enforced by XDP
 //! or TC programs on the IoT-facing interface.
 
+pub mod caps;
 pub mod clock;
 pub mod config;
 pub mod diag;
@@ -12,7 +13,9 @@ pub mod kernel;
 pub mod links;
 pub mod lock;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
+pub mod prepare;
 pub mod private;
 pub mod run;
 pub mod watch;

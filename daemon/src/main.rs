@@ -8,7 +8,8 @@ use iotfence::{config, diag::Diagnostic, exit, lock, metrics, policy::compile, r
 ///
 /// Exit codes: 0 ok, 64 usage error, 65 invalid configuration or policy
 /// (nothing was changed), 69 daemon unreachable (status), 71 the kernel
-/// refused, 77 not permitted.
+/// refused, 75 another daemon holds the pin directory, 77 not permitted (a
+/// missing capability), 78 a configured resource is taken (metrics port).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -61,6 +62,21 @@ enum Command {
     /// Print the JSON Schema of policy files (shipped as
     /// policies/policy.schema.json, for editors).
     Schema,
+    /// The privileged part of a start, for the service manager to run
+    /// before an unprivileged `run` (ExecStartPre=+ in iotfence.service):
+    /// mounts bpffs if missing, creates the pin directory and hands it, the
+    /// state and lock directories to OWNER.
+    Prepare {
+        /// Configuration file of the daemon.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The user the daemon runs as.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Write the man pages (iotfence.1 and one per command) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
     /// Remove iotfence from the kernel: unpin links (enforcement stops),
     /// programs and maps. The only way to turn enforcement off.
     Detach {
@@ -210,6 +226,46 @@ fn check_kernel(config: Option<PathBuf>, json: bool) -> i32 {
     }
 }
 
+/// `run`'s capabilities (see `caps`): Err(exit code) after saying which
+/// are missing and what for.
+fn capable() -> Result<(), i32> {
+    let eff = iotfence::caps::effective().map_err(|e| {
+        eprintln!("iotfence run: reading this process's capabilities: {e}");
+        exit::OS
+    })?;
+    let missing = iotfence::caps::missing(eff);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("iotfence run lacks capabilities:");
+    for (name, why) in missing {
+        eprintln!("  {name}: {why}");
+    }
+    eprintln!(
+        "grant them (AmbientCapabilities= in the unit, as iotfence.service does) or run as root"
+    );
+    Err(exit::NOPERM)
+}
+
+/// The man pages, rendered from the command line's definition.
+fn man(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    std::fs::create_dir_all(dir)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    std::fs::write(dir.join("iotfence.1"), page)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // A one-shot command: the page's name lives until it exits.
+        let name: &'static str = format!("iotfence-{}", sub.get_name()).leak();
+        let sub = sub.clone().name(name).version(env!("CARGO_PKG_VERSION"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(sub).render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+    }
+    Ok(())
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IOTFENCE_LOG")
         .unwrap_or_else(|_| "info".into());
@@ -254,11 +310,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(exit::DATA as u8);
                 }
             };
-            if unsafe { libc::geteuid() } != 0 {
-                eprintln!(
-                    "iotfence run needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN for bpffs)"
-                );
-                return ExitCode::from(exit::NOPERM as u8);
+            if let Err(code) = capable() {
+                return ExitCode::from(code as u8);
             }
             match run::start(&cfg, &mut policy) {
                 Err(e) => {
@@ -285,6 +338,31 @@ fn main() -> ExitCode {
             address,
             format,
         } => status(config, address, format == "json"),
+        Command::Prepare { config, owner } => match config::load(&config) {
+            Err(diags) => {
+                print_diags(&diags, false);
+                exit::DATA
+            }
+            Ok(cfg) => match iotfence::prepare::prepare(&cfg, owner.as_deref()) {
+                Ok(done) => {
+                    for line in done {
+                        println!("prepared: {line}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("iotfence prepare: {e:#}");
+                    exit::OS
+                }
+            },
+        },
+        Command::Man { dir } => match man(&dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("iotfence man: {e:#}");
+                exit::OS
+            }
+        },
         Command::Schema => {
             print!("{}", iotfence::policy::doc::schema());
             0

@@ -20,6 +20,7 @@ use crate::{
     kernel::{bpffs, load::Datapath},
     lock,
     metrics::{ReloadFailure, Shared},
+    notify::{self, Notifier},
     policy::compile::{self, Compiled},
     policy::ids::DeviceIds,
 };
@@ -161,8 +162,24 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // The router's addresses change without notice (DHCP, an admin).
     let mut addr_check = tokio::time::interval(ADDR_CHECK);
     tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
+    let manager = Notifier::from_env();
+    manager.send(&format!(
+        "READY=1\nSTATUS=enforcing on {}",
+        cfg.interfaces.join(", ")
+    ));
+    // Fed from this loop, and only while DNS learning beats: a stuck loop
+    // or a dead DNS thread gets the daemon restarted (the VLAN's DNS
+    // answers wait for it).
+    let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
+            _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
+                if dns.stats.beating(crate::clock::mono_ns()) {
+                    manager.send("WATCHDOG=1");
+                } else {
+                    tracing::warn!("DNS learning has not beaten in time: not feeding the watchdog");
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
@@ -176,9 +193,11 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             }
             _ = tokio::time::sleep_until(reload_at.unwrap_or_else(tokio::time::Instant::now)), if reload_at.is_some() => {
                 reload_at = None;
+                manager.send("RELOADING=1");
                 if reload(&cfg, &mut parsed, &mut policy, &mut dp, &mut ids, &shared) {
                     dns.update(DnsPolicy::of(&policy));
                 }
+                manager.send("READY=1");
                 if let Err(e) = events_out.reopen() {
                     tracing::warn!(error = %format!("{e:#}"), "events file");
                 }
@@ -203,6 +222,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
         }
     }
     tracing::info!("shutting down; enforcement stays pinned in the kernel");
+    manager.send("STOPPING=1");
     dns.stop();
     // What is in the ring now is written out; an empty ring costs nothing
     // (waiting for it to become readable would always take the whole grace).

@@ -14,7 +14,7 @@ use std::{
 const LAYERS: &[&[&str]] = &[
     // Helpers over the OS and text: no knowledge of iotfence's model.
     &[
-        "clock", "diag", "exit", "host", "links", "lock", "private", "watch",
+        "caps", "clock", "diag", "exit", "host", "links", "lock", "notify", "private", "watch",
     ],
     // The configuration file.
     &["config"],
@@ -30,7 +30,7 @@ const LAYERS: &[&[&str]] = &[
     // Metrics, health and status over all of the above.
     &["metrics"],
     // The daemon's main loop: wires everything together.
-    &["run"],
+    &["prepare", "run"],
 ];
 
 fn src() -> PathBuf {

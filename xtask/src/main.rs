@@ -1,7 +1,8 @@
-//! Developer commands: `cargo xtask setup | build | lint | test | fuzz | bench | lab`.
+//! Developer commands: `cargo xtask setup | build | deb | lint | test | fuzz | bench | lab`.
 //! Every command installs what it needs first (idempotently), so the two
 //! README commands work on a fresh machine.
 
+mod deb;
 mod fuzz;
 mod lint;
 mod setup;
@@ -24,6 +25,10 @@ enum Cmd {
     Setup,
     /// Build the daemon (with the embedded eBPF object), release mode.
     Build,
+    /// The Debian package (target/deb/iotfence_<version>_<arch>.deb): the
+    /// daemon, the systemd unit, /etc/iotfence/, the vendor library, the
+    /// schema, the dashboard and man pages.
+    Deb,
     /// rustfmt --check and clippy -D warnings on the workspace and the eBPF
     /// crate, and dependencies no target uses (CI runs it first).
     Lint,
@@ -89,6 +94,12 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Build => {
             setup::all()?;
             cargo(&["build", "--release", "-p", "iotfence"])
+        }
+        Cmd::Deb => {
+            setup::all()?;
+            let deb = deb::build()?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Cmd::Lint => {
             setup::all()?;
@@ -242,7 +253,7 @@ fn test_summary(args: &[&str], after: impl FnOnce() -> anyhow::Result<u64>) -> a
     Ok(())
 }
 
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)

@@ -39,6 +39,11 @@ const PACKAGES: &[(&str, &str)] = &[
     // Modules ship as .ko.xz (trixie) and may come as .ko.zst.
     ("xz-utils", "/usr/bin/xz"),
     ("zstd", "/usr/bin/zstd"),
+    // The service test: the package checked by lintian, installed and run
+    // under systemd in a container (systemd-nspawn over a copy-on-write
+    // view of this machine's own root).
+    ("lintian", "/usr/bin/lintian"),
+    ("systemd-container", "/usr/bin/systemd-nspawn"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

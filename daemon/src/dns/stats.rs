@@ -25,6 +25,9 @@ pub struct DnsStats {
     pub hold_buckets: [AtomicU64; HOLD_BUCKETS.len()],
     pub hold_count: AtomicU64,
     pub hold_sum_ns: AtomicU64,
+    /// Until when (CLOCK_MONOTONIC ns) the kernel takes the last heartbeat
+    /// as fresh: the service manager's watchdog is fed only before it.
+    pub alive_until_ns: AtomicU64,
 }
 
 impl DnsStats {
@@ -34,6 +37,12 @@ impl DnsStats {
 
     pub fn refused(&self, r: Refusal) -> u64 {
         self.refused[r as usize].load(Relaxed)
+    }
+
+    /// DNS learning beat recently enough that answers are being held and
+    /// released (not past the kernel's own deadline).
+    pub fn beating(&self, now_ns: u64) -> bool {
+        now_ns < self.alive_until_ns.load(Relaxed)
     }
 
     pub fn hold(&self, ns: u64) {

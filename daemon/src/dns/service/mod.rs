@@ -188,6 +188,9 @@ impl Engine {
             },
             0,
         )?;
+        self.stats
+            .alive_until_ns
+            .store(alive_until_ns, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
