@@ -85,6 +85,14 @@ fn enforce(
     ));
     shared.applied(policy);
     for iface in &cfg.interfaces {
+        // At boot the daemon starts before the network (the unit is ordered
+        // before network-pre.target): an interface that does not exist yet
+        // is attached the moment it appears (`follow_links`).
+        if crate::links::index_of(iface).is_none() {
+            shared.missing(iface);
+            tracing::warn!(interface = %iface, "interface does not exist yet: enforcing on it as soon as it appears (reported missing until then)");
+            continue;
+        }
         let how = dp.attach(iface, cfg.attach)?;
         shared.attached(iface, how);
         tracing::info!(interface = %iface, hook = how, generation, adopted, devices = policy.devices.len(), profiles = policy.profiles.len(), "enforcing");
@@ -163,10 +171,7 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     let mut addr_check = tokio::time::interval(ADDR_CHECK);
     tracing::info!(pin_dir = %cfg.pin_dir.display(), learning = policy.learns(), "ready");
     let manager = Notifier::from_env();
-    manager.send(&format!(
-        "READY=1\nSTATUS=enforcing on {}",
-        cfg.interfaces.join(", ")
-    ));
+    manager.send(&format!("READY=1\nSTATUS={}", shared.summary()));
     // Fed from this loop, and only while DNS learning beats: a stuck loop
     // or a dead DNS thread gets the daemon restarted (the VLAN's DNS
     // answers wait for it).

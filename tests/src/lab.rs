@@ -111,6 +111,18 @@ impl Lab {
         add_iot0(&self.router, &self.switch, Some(&mac))
     }
 
+    /// Deletes the router's IoT interface (as at boot, before the network
+    /// is configured).
+    pub fn remove_iot0(&self) -> anyhow::Result<()> {
+        self.router.ip(&["link", "del", "iot0"])
+    }
+
+    /// Creates the router's IoT interface as networking does at boot;
+    /// returns when it is up, with the moment it came to exist.
+    pub fn create_iot0(&self) -> anyhow::Result<Instant> {
+        add_iot0(&self.router, &self.switch, None)
+    }
+
     pub fn build(devices: &[DeviceSpec], ports: &[u16]) -> anyhow::Result<Self> {
         let pins = PinDir::new();
         let router = Netns::new("iotf-r")?;

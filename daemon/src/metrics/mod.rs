@@ -165,6 +165,18 @@ impl Shared {
         }
     }
 
+    /// One line for the service manager's status: where it enforces, and
+    /// the configured interfaces it waits for.
+    pub fn summary(&self) -> String {
+        let s = self.lock();
+        let on: Vec<&str> = s.attached.iter().map(|(i, _)| i.as_str()).collect();
+        let mut line = format!("enforcing on {}", on.join(", "));
+        if !s.missing.is_empty() {
+            line += &format!("; waiting for {}", s.missing.join(", "));
+        }
+        line
+    }
+
     /// Ready: programs attached and a policy generation applied.
     pub fn ready(&self) -> bool {
         let s = self.lock();
