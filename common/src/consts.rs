@@ -88,9 +88,10 @@ pub mod map_names {
     pub const RATE_MAC: &str = "iotf1_rate_mac";
     pub const DENIED: &str = "iotf1_denied";
     pub const GRANTS: &str = "iotf1_grants";
+    pub const TRUNKS: &str = "iotf1_trunks";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 28] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -118,6 +119,7 @@ pub mod map_names {
         RATE_MAC,
         DENIED,
         GRANTS,
+        TRUNKS,
     ];
 }
 
@@ -167,6 +169,12 @@ pub const fn protocol_name(proto: u8) -> Option<&'static str> {
 
 /// `Config::flags`: the daemon has written a complete policy generation.
 pub const CONFIG_READY: u32 = 1;
+/// `Config::flags`: some interface is a trunk (`iotf1_trunks` has entries):
+/// only then is the interface looked up per packet.
+pub const CONFIG_TRUNKS: u32 = 2;
+
+/// Trunk interfaces with a VLAN filter (`vlans:` in the configuration).
+pub const MAX_TRUNKS: u32 = 64;
 
 /// `DeviceInfo::flags`: the device's MAC matches only from one of its
 /// IPv4 (IPv6) addresses, and those addresses only from its MAC.

@@ -23,7 +23,7 @@ pub use mac::Mac;
 pub use reason::{Mode, Reason, Verdict};
 pub use values::{
     Config, Counter, DeniedSlot, DeviceInfo, LearnedRule, LearnedRules, PortRule, RateState,
-    RuleSet,
+    RuleSet, VlanSet,
 };
 
 #[cfg(feature = "user")]
@@ -48,6 +48,7 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for DeniedSlot {}
     unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for VlanSet {}
     unsafe impl aya::Pod for values::FlowValue {}
     unsafe impl aya::Pod for ViolationEvent {}
     unsafe impl aya::Pod for dns::DnsControl {}

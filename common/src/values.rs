@@ -223,3 +223,31 @@ pub struct FlowValue {
     pub mac: [u8; 6],
     pub _pad2: [u8; 4],
 }
+
+/// The VLANs judged on a trunk interface (`iotf1_trunks`, by ifindex): bit
+/// `vid` for each 802.1Q VLAN ID, bit 0 for untagged frames (always set:
+/// a NIC that strips tags before XDP makes frames look untagged, and those
+/// are judged, never waved through).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VlanSet {
+    pub bits: [u64; 64],
+}
+
+impl VlanSet {
+    /// Untagged frames only.
+    pub const fn untagged() -> Self {
+        let mut bits = [0u64; 64];
+        bits[0] = 1;
+        Self { bits }
+    }
+
+    pub fn insert(&mut self, vid: u16) {
+        self.bits[(vid >> 6) as usize & 63] |= 1 << (vid & 63);
+    }
+
+    #[inline(always)]
+    pub fn has(&self, vid: u16) -> bool {
+        (self.bits[(vid >> 6) as usize & 63] >> (vid & 63)) & 1 == 1
+    }
+}

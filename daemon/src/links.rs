@@ -150,6 +150,50 @@ pub fn index_of(name: &str) -> Option<u32> {
     }
 }
 
+/// Whether the NIC strips VLAN tags on receive (`ethtool -k`: rx-vlan-offload),
+/// which hides them from XDP (TC reads them from the skb).
+pub fn strips_vlan_tags(name: &str) -> io::Result<bool> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GFLAGS: u32 = 0x25;
+    const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_GFLAGS,
+        data: 0,
+    };
+    let mut req = IfReq {
+        name: [0; 16],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    let bytes = name.as_bytes();
+    if bytes.len() >= 16 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: a datagram socket we own, closed when `sock` drops.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: `req` and the value it points to outlive the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value.data & ETH_FLAG_RXVLAN != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ fn enforce(
             tracing::warn!(interface = %iface, "interface does not exist yet: enforcing on it as soon as it appears (reported missing until then)");
             continue;
         }
-        let how = dp.attach(iface, cfg.attach)?;
+        let how = attach(&mut dp, cfg, iface)?;
         shared.attached(iface, how);
         tracing::info!(interface = %iface, hook = how, generation, adopted, devices = policy.devices.len(), profiles = policy.profiles.len(), "enforcing");
     }
@@ -238,6 +238,22 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     Ok(())
 }
 
+/// Attaches to `iface`, its VLAN filter (`vlans:`) written first so the
+/// first frame judged there is judged by it.
+fn attach(dp: &mut Datapath, cfg: &Config, iface: &str) -> anyhow::Result<&'static str> {
+    let index = crate::links::index_of(iface)
+        .with_context(|| format!("interface {iface} does not exist"))?;
+    let vlans = cfg.vlans.get(iface).map(Vec::as_slice);
+    crate::kernel::trunks::set(&mut dp.maps, index, vlans)
+        .with_context(|| format!("writing the VLAN filter of {iface}"))?;
+    if vlans.is_some() && cfg.attach != crate::config::AttachMode::Tc {
+        if let Ok(true) = crate::links::strips_vlan_tags(iface) {
+            tracing::warn!(interface = %iface, "the NIC strips VLAN tags before XDP sees them: every frame looks untagged and is judged, other VLANs' hosts included; fix: `ethtool -K {iface} rxvlan off`, or `attach: tc` (TC reads the tag the NIC stripped)");
+        }
+    }
+    dp.attach(iface, cfg.attach)
+}
+
 /// Re-attaches to a configured interface that appeared with a new index (or
 /// all of them, after lost events), and marks deleted ones missing.
 fn follow_links(
@@ -272,19 +288,17 @@ fn follow_links(
                 }
                 shared.missing(iface);
             }
-            Some(index) if indexes.get(iface) != Some(&index) => {
-                match dp.attach(iface, cfg.attach) {
-                    Ok(how) => {
-                        indexes.insert(iface.clone(), index);
-                        shared.attached(iface, how);
-                        tracing::info!(interface = %iface, index, hook = how, took_ms = t0.elapsed().as_millis() as u64, "interface (re)appeared: enforcing again");
-                    }
-                    Err(e) => {
-                        shared.missing(iface);
-                        tracing::error!(interface = %iface, error = %format!("{e:#}"), "re-attaching failed");
-                    }
+            Some(index) if indexes.get(iface) != Some(&index) => match attach(dp, cfg, iface) {
+                Ok(how) => {
+                    indexes.insert(iface.clone(), index);
+                    shared.attached(iface, how);
+                    tracing::info!(interface = %iface, index, hook = how, took_ms = t0.elapsed().as_millis() as u64, "interface (re)appeared: enforcing again");
                 }
-            }
+                Err(e) => {
+                    shared.missing(iface);
+                    tracing::error!(interface = %iface, error = %format!("{e:#}"), "re-attaching failed");
+                }
+            },
             Some(_) => {}
         }
     }

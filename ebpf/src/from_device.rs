@@ -19,6 +19,7 @@ use crate::{
     maps::{CONFIG, EGRESS4, EGRESS6, LEARNED, ROUTER_ADDRS, SCRATCH},
     parse::{parse, Bytes, Frag},
     scratch::Scratch,
+    trunk::{other_vlan, Wire},
 };
 
 pub enum Action {
@@ -30,7 +31,7 @@ pub enum Action {
 
 /// Judges one device-originated packet, counts it, and reports violations.
 #[inline(always)]
-pub fn judge(b: &Bytes, len: u64) -> Action {
+pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return Action::Drop;
     };
@@ -48,6 +49,9 @@ pub fn judge(b: &Bytes, len: u64) -> Action {
     };
     let generation = (cfg.generation & 1) as u8;
     let parsed = parse(b, &mut s.h);
+    if other_vlan(cfg.flags, wire, s.h.vlan) {
+        return Action::Pass;
+    }
     // One clock read per packet, for every deadline this packet meets.
     let now = clock::now();
     // Most packets belong to a live flow: one lookup settles them, and the
@@ -132,14 +136,15 @@ fn denied_packet(
 /// `iotfence_tc_q`, after the XDP judge passed it): identified as the judge
 /// identifies it.
 #[inline(always)]
-pub fn query_sender(b: &Bytes) -> Option<u32> {
+pub fn query_sender(b: &Bytes, wire: Wire) -> Option<u32> {
     let cfg = CONFIG.get(0)?;
     if cfg.flags & CONFIG_READY == 0 {
         return None;
     }
     let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     s.h.reset();
-    if parse(b, &mut s.h).is_err() || !dns::is_query(&s.h) {
+    if parse(b, &mut s.h).is_err() || other_vlan(cfg.flags, wire, s.h.vlan) || !dns::is_query(&s.h)
+    {
         return None;
     }
     let device = identify((cfg.generation & 1) as u8, s, false).device;

@@ -33,6 +33,7 @@ mod maps;
 mod parse;
 mod scratch;
 mod to_device;
+mod trunk;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_SHOT, TC_ACT_UNSPEC},
@@ -41,7 +42,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-use crate::{dns::Answer, from_device::Action, parse::Bytes};
+use crate::{dns::Answer, from_device::Action, parse::Bytes, trunk::Wire};
 
 /// Bytes of headers a TC program needs in the linear part of the skb.
 const TC_PULL_BYTES: u32 = 256;
@@ -52,11 +53,16 @@ pub fn from_device_xdp(ctx: XdpContext) -> u32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    match from_device::judge(&b, b.len() as u64) {
+    let md = ctx.ctx;
+    let ifindex = unsafe { (*md).ingress_ifindex };
+    // XDP sees tags in the frame (unless the NIC stripped them).
+    let wire = Wire {
+        ifindex,
+        skb_vlan: None,
+    };
+    match from_device::judge(&b, b.len() as u64, wire) {
         Action::Pass => xdp_action::XDP_PASS,
         Action::PassQuery(device) => {
-            let md = ctx.ctx;
-            let ifindex = unsafe { (*md).ingress_ifindex };
             // Without the helper (before 5.18), `from_device_dns` copies it
             // at TC ingress instead.
             if features::xdp_load_bytes() {
@@ -77,12 +83,12 @@ pub fn from_device_tc(ctx: TcContext) -> i32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    match from_device::judge(&b, ctx.len() as u64) {
+    let skb = ctx.skb.skb;
+    let ifindex = unsafe { (*skb).ifindex };
+    match from_device::judge(&b, ctx.len() as u64, tc_wire(&ctx)) {
         // UNSPEC lets later TC programs on the hook run too.
         Action::Pass => TC_ACT_UNSPEC,
         Action::PassQuery(device) => {
-            let skb = ctx.skb.skb;
-            let ifindex = unsafe { (*skb).ifindex };
             dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
                 bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
             });
@@ -102,7 +108,7 @@ pub fn from_device_dns(ctx: TcContext) -> i32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    if let Some(device) = from_device::query_sender(&b) {
+    if let Some(device) = from_device::query_sender(&b, tc_wire(&ctx)) {
         let skb = ctx.skb.skb;
         let ifindex = unsafe { (*skb).ifindex };
         dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
@@ -128,6 +134,7 @@ pub fn to_device_tc(ctx: TcContext) -> i32 {
             end: ctx.data_end(),
         },
         from_stack,
+        tc_wire(&ctx),
     );
     let device = match answer {
         Answer::Hold(device) => device,
@@ -142,6 +149,19 @@ pub fn to_device_tc(ctx: TcContext) -> i32 {
         TC_ACT_SHOT
     } else {
         TC_ACT_UNSPEC
+    }
+}
+
+/// Where a TC program sees the frame: the kernel has moved the outer VLAN
+/// tag (received, or to be sent by a VLAN device with tag offload) out of
+/// the frame into the skb.
+#[inline(always)]
+fn tc_wire(ctx: &TcContext) -> Wire {
+    let skb = ctx.skb.skb;
+    let (ifindex, present, tci) = unsafe { ((*skb).ifindex, (*skb).vlan_present, (*skb).vlan_tci) };
+    Wire {
+        ifindex,
+        skb_vlan: (present != 0).then_some((tci & 0x0fff) as u16),
     }
 }
 

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use iotfence_common::{
     consts::*, dns::DnsControl, values::FlowValue, BindKey, Config, Counter, DeniedSlot,
     DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, ResentKey,
-    RuleSet, ViolationKey,
+    RuleSet, ViolationKey, VlanSet,
 };
 
 /// Global settings and the active policy generation (one entry).
@@ -132,3 +132,8 @@ pub static DENIED: PerCpuArray<DeniedSlot> = PerCpuArray::pinned(DENIED_SLOTS, 0
 /// router's addresses), which voids every cached denial.
 #[map(name = "iotf1_grants")]
 pub static GRANTS: Array<u32> = Array::pinned(1, 0);
+
+/// Trunk interfaces (by ifindex) and the VLANs judged on them; frames of
+/// other VLANs pass untouched (`trunk.rs`).
+#[map(name = "iotf1_trunks")]
+pub static TRUNKS: HashMap<u32, VlanSet> = HashMap::pinned(MAX_TRUNKS, 0);

@@ -37,6 +37,8 @@ pub enum Frag {
 pub struct Headers {
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
+    /// The outer 802.1Q/802.1ad tag's VLAN ID in the frame (0: untagged).
+    pub vlan: u16,
     /// 0 (not IP), 4 or 6.
     pub family: u8,
     /// v4-mapped for IPv4.
@@ -69,6 +71,7 @@ impl Headers {
     /// Clears what `parse` may leave unset (the scratch is reused).
     #[inline(always)]
     pub fn reset(&mut self) {
+        self.vlan = 0;
         self.family = 0;
         self.proto = 0;
         self.sport = 0;
@@ -157,6 +160,9 @@ fn parse_l2(b: &Bytes, h: &mut Headers) -> Result<(u16, usize), Reason> {
         }
         if tags == 2 {
             return Err(Reason::Malformed);
+        }
+        if tags == 0 {
+            h.vlan = b.be16(off)? & 0x0fff;
         }
         ethertype = b.be16(off + 2)?;
         off += 4;

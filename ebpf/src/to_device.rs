@@ -16,12 +16,13 @@ use crate::{
     maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
     parse::{parse, Bytes, Frag, Headers},
     scratch::Scratch,
+    trunk::{other_vlan, Wire},
 };
 
 /// `from_stack`: the router's own stack sent the frame (it was not routed
 /// in from another interface).
 #[inline(always)]
-pub fn observe(b: &Bytes, from_stack: bool) -> Answer {
+pub fn observe(b: &Bytes, from_stack: bool, wire: Wire) -> Answer {
     let Some(cfg) = CONFIG.get(0) else {
         return Answer::Pass;
     };
@@ -33,7 +34,11 @@ pub fn observe(b: &Bytes, from_stack: bool) -> Answer {
     };
     let s = unsafe { &mut *s };
     s.h.reset();
-    if parse(b, &mut s.h).is_err() || s.h.family == 0 || !s.h.flow {
+    if parse(b, &mut s.h).is_err()
+        || other_vlan(cfg.flags, wire, s.h.vlan)
+        || s.h.family == 0
+        || !s.h.flow
+    {
         return Answer::Pass;
     }
     let generation = (cfg.generation & 1) as u8;

@@ -8,9 +8,13 @@ use std::{
     process::Command,
 };
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-use crate::{cargo, root, step};
+use crate::{
+    cargo, root,
+    sh::{output, run},
+    step,
+};
 
 /// The Debian revision of this packaging.
 const REVISION: &str = "1";
@@ -51,14 +55,36 @@ const FILES: &[(&str, &str, u32)] = &[
     ("README.md", "usr/share/doc/iotfence/README.md", 0o644),
 ];
 
+/// The machine a package is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// This machine's (`dpkg --print-architecture`).
+    Host,
+    /// 64-bit Arm routers (cross-built, see `cross`).
+    Arm64,
+}
+
 /// Builds `target/deb/iotfence_<version>-<revision>_<arch>.deb`; returns
 /// its path.
-pub fn build() -> anyhow::Result<PathBuf> {
+pub fn build(arch: Arch) -> anyhow::Result<PathBuf> {
     let root = root();
+    // The host build also writes the man pages (it runs here).
     step("building the daemon (release)");
     cargo(&["build", "--release", "-p", "iotfence"])?;
+    let host_bin = root.join("target/release/iotfence");
+    let (arch, bin, strip) = match arch {
+        Arch::Host => (
+            output(Command::new("dpkg").arg("--print-architecture"))?,
+            host_bin.clone(),
+            "strip",
+        ),
+        Arch::Arm64 => (
+            "arm64".to_string(),
+            crate::cross::build(&[("iotfence", "iotfence")], "deb", false)?.join("iotfence"),
+            "aarch64-linux-gnu-strip",
+        ),
+    };
     let version = format!("{}-{REVISION}", env!("CARGO_PKG_VERSION"));
-    let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
     let out = root.join("target/deb");
     let stage = out.join(format!("iotfence_{version}_{arch}"));
     if stage.exists() {
@@ -66,13 +92,13 @@ pub fn build() -> anyhow::Result<PathBuf> {
     }
     step(&format!("assembling {}", stage.display()));
 
-    let bin = stage.join("usr/bin/iotfence");
-    mkdirs(&bin)?;
-    run(Command::new("strip")
+    let staged = stage.join("usr/bin/iotfence");
+    mkdirs(&staged)?;
+    run(Command::new(strip)
         .args(["--strip-unneeded", "--remove-section=.comment", "-o"])
-        .arg(&bin)
-        .arg(root.join("target/release/iotfence")))?;
-    chmod(&bin, 0o755)?;
+        .arg(&staged)
+        .arg(&bin))?;
+    chmod(&staged, 0o755)?;
     for (from, to) in CONFFILES {
         install(&root.join(from), &stage.join(to), 0o644)?;
     }
@@ -93,7 +119,7 @@ pub fn build() -> anyhow::Result<PathBuf> {
     // Man pages, generated from the command line's own definition.
     let man = stage.join("usr/share/man/man1");
     fs::create_dir_all(&man)?;
-    run(Command::new(&bin).arg("man").arg(&man))?;
+    run(Command::new(&host_bin).arg("man").arg(&man))?;
     for e in fs::read_dir(&man)? {
         gzip(&e?.path())?;
     }
@@ -246,24 +272,4 @@ fn du_kib(stage: &Path) -> anyhow::Result<u64> {
         .map(|f| fs::metadata(f).map(|m| m.len()))
         .sum::<std::io::Result<u64>>()?;
     Ok(bytes.div_ceil(1024))
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }

@@ -2,10 +2,12 @@
 //! Every command installs what it needs first (idempotently), so the two
 //! README commands work on a fresh machine.
 
+mod cross;
 mod deb;
 mod fuzz;
 mod lint;
 mod setup;
+mod sh;
 
 use std::process::{Command, ExitCode};
 
@@ -24,11 +26,19 @@ enum Cmd {
     /// Install the toolchain and lab tools (Debian packages, bpf-linker).
     Setup,
     /// Build the daemon (with the embedded eBPF object), release mode.
-    Build,
+    Build {
+        /// `aarch64`: cross-build the daemon and the kernel-matrix suite
+        /// for arm64, statically linked (prints their directory).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// The Debian package (target/deb/iotfence_<version>_<arch>.deb): the
     /// daemon, the systemd unit, /etc/iotfence/, the vendor library, the
     /// schema, the dashboard and man pages.
-    Deb,
+    Deb {
+        #[arg(long, value_enum, default_value = "host")]
+        arch: deb::Arch,
+    },
     /// rustfmt --check and clippy -D warnings on the workspace and the eBPF
     /// crate, and dependencies no target uses (CI runs it first).
     Lint,
@@ -91,13 +101,31 @@ fn main() -> ExitCode {
 fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Setup => setup::all(),
-        Cmd::Build => {
+        Cmd::Build { target: None } => {
             setup::all()?;
             cargo(&["build", "--release", "-p", "iotfence"])
         }
-        Cmd::Deb => {
+        Cmd::Build {
+            target: Some(t), ..
+        } if t == "aarch64" => {
             setup::all()?;
-            let deb = deb::build()?;
+            let dir = cross::build(
+                &[
+                    ("iotfence", "iotfence"),
+                    ("iotfence-tests", "iotfence-vm-suite"),
+                ],
+                "static",
+                true,
+            )?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Cmd::Build { target: Some(t) } => {
+            bail!("unknown target {t}: aarch64 is the one cross target")
+        }
+        Cmd::Deb { arch } => {
+            setup::all()?;
+            let deb = deb::build(arch)?;
             println!("{}", deb.display());
             Ok(())
         }

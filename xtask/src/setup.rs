@@ -44,6 +44,11 @@ const PACKAGES: &[(&str, &str)] = &[
     // view of this machine's own root).
     ("lintian", "/usr/bin/lintian"),
     ("systemd-container", "/usr/bin/systemd-nspawn"),
+    // arm64: the cross linker and C library (`cross.rs`), and the arm64
+    // kernel's emulator for the arm64 boot test.
+    ("gcc-aarch64-linux-gnu", "/usr/bin/aarch64-linux-gnu-gcc"),
+    ("libc6-dev-arm64-cross", "/usr/aarch64-linux-gnu/lib/libc.a"),
+    ("qemu-system-arm", "/usr/bin/qemu-system-aarch64"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

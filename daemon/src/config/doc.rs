@@ -1,6 +1,8 @@
 //! The configuration file's YAML shape, with spans for located errors;
 //! `parse` turns it into a `Config`.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -8,6 +10,8 @@ use serde_saphyr::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigDoc {
     pub(super) interfaces: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) vlans: BTreeMap<String, Spanned<Vec<Spanned<u32>>>>,
     #[serde(default)]
     pub(super) attach: Option<Spanned<String>>,
     pub(super) policy: Spanned<String>,

@@ -3,6 +3,7 @@
 //! validated completely before anything touches the kernel.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
@@ -47,6 +48,9 @@ impl AttachMode {
 pub struct Config {
     pub file: PathBuf,
     pub interfaces: Vec<String>,
+    /// Trunk interfaces: the 802.1Q VLAN IDs judged there (with untagged
+    /// frames); frames of other VLANs pass untouched.
+    pub vlans: BTreeMap<String, Vec<u16>>,
     pub attach: AttachMode,
     pub policy: PathBuf,
     pub resolvers: Vec<IpAddr>,

@@ -2,6 +2,7 @@
 //! located error, every weakening setting a located warning.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
@@ -44,6 +45,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
             interfaces.push(i.value.clone());
         }
     }
+    let vlans = vlans(&mut d, &doc, &interfaces);
     let attach = match doc.attach.as_ref().map(|a| a.value.as_str()) {
         None | Some("xdp") => AttachMode::Xdp,
         Some("xdp-native") => AttachMode::XdpNative,
@@ -154,6 +156,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
     Ok(Config {
         file: path.to_path_buf(),
         interfaces,
+        vlans,
         attach,
         policy,
         resolvers,
@@ -198,6 +201,44 @@ fn warn_exposure(
             );
         }
     }
+}
+
+/// `vlans:`: per trunk interface (one of `interfaces`), the VLAN IDs to
+/// judge, 1 to 4094, each once.
+fn vlans(d: &mut Diags<'_>, doc: &ConfigDoc, interfaces: &[String]) -> BTreeMap<String, Vec<u16>> {
+    let mut out = BTreeMap::new();
+    for (iface, list) in &doc.vlans {
+        if !interfaces.contains(iface) {
+            d.on(
+                list,
+                format!("vlans: `{iface}` is not one of the interfaces"),
+                Some("list the trunk under interfaces too, e.g. interfaces: [eth1]"),
+            );
+            continue;
+        }
+        if list.value.is_empty() {
+            d.on(
+                list,
+                format!("vlans: no VLAN for `{iface}`"),
+                Some("name the IoT VLANs, e.g. [20]; without a vlans entry every frame is judged"),
+            );
+            continue;
+        }
+        let mut ids: Vec<u16> = Vec::new();
+        for v in &list.value {
+            match u16::try_from(v.value) {
+                Ok(id @ 1..=4094) if !ids.contains(&id) => ids.push(id),
+                Ok(id @ 1..=4094) => d.on(v, format!("VLAN {id} is listed twice"), None),
+                _ => d.on(
+                    v,
+                    format!("`{}` is not a VLAN ID", v.value),
+                    Some("802.1Q VLAN IDs are 1 to 4094"),
+                ),
+            }
+        }
+        out.insert(iface.clone(), ids);
+    }
+    out
 }
 
 fn addresses(d: &mut Diags<'_>, list: &[Spanned<String>], what: &str) -> Vec<IpAddr> {

@@ -73,3 +73,37 @@ fn events_file_is_relative_to_the_configuration() {
         Some(Path::new("/etc/iotfence/events.jsonl"))
     );
 }
+
+#[test]
+fn trunk_vlans_are_validated_where_they_are() {
+    let c = parse(
+        Path::new("c.yaml"),
+        "interfaces: [eth1, iot0]\nvlans:\n  eth1: [20, 21]\npolicy: p.yaml\n",
+    )
+    .unwrap();
+    assert_eq!(c.vlans.get("eth1"), Some(&vec![20, 21]));
+    assert_eq!(c.vlans.get("iot0"), None);
+    let errors = |text: &str| -> Vec<String> {
+        parse(Path::new("c.yaml"), text)
+            .unwrap_err()
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+            .collect()
+    };
+    assert_eq!(
+        errors("interfaces: [eth1]\nvlans:\n  eth2: [20]\npolicy: p.yaml\n"),
+        ["3:9: vlans: `eth2` is not one of the interfaces"]
+    );
+    assert_eq!(
+        errors("interfaces: [eth1]\nvlans:\n  eth1: [0, 20, 4095, 20]\npolicy: p.yaml\n"),
+        [
+            "3:10: `0` is not a VLAN ID",
+            "3:17: `4095` is not a VLAN ID",
+            "3:23: VLAN 20 is listed twice"
+        ]
+    );
+    assert_eq!(
+        errors("interfaces: [eth1]\nvlans:\n  eth1: []\npolicy: p.yaml\n"),
+        ["3:9: vlans: no VLAN for `eth1`"]
+    );
+}

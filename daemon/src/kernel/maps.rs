@@ -12,7 +12,7 @@ use aya::{
 use aya_obj::maps::PinningType;
 use iotfence_common::{
     consts::map_names as names, dns::DnsControl, values::FlowValue, BindKey, Config as KConfig,
-    DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, ResentKey, RuleSet,
+    DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, ResentKey, RuleSet, VlanSet,
 };
 
 use super::{
@@ -35,6 +35,8 @@ pub struct Maps {
     pub flows: HashMap<MapData, FlowKey, FlowValue>,
     pub resolvers: HashMap<MapData, [u8; 16], u32>,
     pub router_addrs: HashMap<MapData, [u8; 16], u32>,
+    /// Trunk interfaces (ifindex) and the VLANs judged on them.
+    pub trunks: HashMap<MapData, u32, VlanSet>,
     /// Bumped after writes that allow more (see `grants`).
     pub grants: Grants,
 }
@@ -84,6 +86,7 @@ impl Maps {
             flows: take(ebpf, names::FLOWS)?,
             resolvers: take(ebpf, names::RESOLVERS)?,
             router_addrs: take(ebpf, names::ROUTER_ADDRS)?,
+            trunks: take(ebpf, names::TRUNKS)?,
             grants,
         })
     }

@@ -7,6 +7,7 @@
 //! - `counters`: the kernel's counters, read-only;
 //! - `grants`: the epoch that voids the kernel's cached denials;
 //! - `router_addrs`: the router's own addresses and the resolvers' places;
+//! - `trunks`: the VLANs judged on trunk interfaces;
 //! - `probe`: what this kernel supports; `tc_legacy`: TC without TCX;
 //! - `sys`, `mapstat`, `bpffs`: raw syscalls, map fill levels, bpffs.
 
@@ -25,3 +26,4 @@ pub mod probe;
 pub mod router_addrs;
 pub mod sys;
 pub mod tc_legacy;
+pub mod trunks;
