@@ -158,6 +158,8 @@ fn deb822_pairs(text: &str) -> Vec<(String, String)> {
 /// apt state rooted at one directory: `sources.list`, `lists/`, `cache/`.
 pub struct PrivateApt {
     dir: PathBuf,
+    /// Another architecture's packages (`arm64`), else the host's.
+    arch: Option<&'static str>,
 }
 
 impl PrivateApt {
@@ -169,7 +171,14 @@ impl PrivateApt {
         fs::write(dir.join("sources.list"), sources)?;
         Ok(Self {
             dir: dir.to_owned(),
+            arch: None,
         })
+    }
+
+    /// This state for `arch`'s packages only (indexes and downloads).
+    pub fn for_arch(mut self, arch: &'static str) -> Self {
+        self.arch = Some(arch);
+        self
     }
 
     /// The options that make apt use only this state (and no system pins).
@@ -192,6 +201,10 @@ impl PrivateApt {
             // Downloads land in our root-owned directory, not _apt's.
             "-oAPT::Sandbox::User=root",
         ]);
+        if let Some(arch) = self.arch {
+            c.arg(format!("-oAPT::Architecture={arch}"))
+                .arg(format!("-oAPT::Architectures={arch}"));
+        }
         c
     }
 
@@ -215,15 +228,20 @@ impl PrivateApt {
             .find(|d| d.starts_with(prefix))
             .with_context(|| format!("{package} depends on no {prefix}* package:\n{deps}"))?
             .to_owned();
-        let policy = output(self.command("apt-cache").args(["policy", &name]))?;
-        let version = policy
+        let version = self.candidate(&name)?;
+        Ok((name, version))
+    }
+
+    /// The candidate version of `name`.
+    pub fn candidate(&self, name: &str) -> anyhow::Result<String> {
+        let policy = output(self.command("apt-cache").args(["policy", name]))?;
+        policy
             .lines()
             .find_map(|l| l.trim().strip_prefix("Candidate:"))
             .map(str::trim)
             .filter(|v| *v != "(none)")
-            .with_context(|| format!("no candidate version of {name}:\n{policy}"))?
-            .to_owned();
-        Ok((name, version))
+            .map(str::to_owned)
+            .with_context(|| format!("no candidate version of {name}:\n{policy}"))
     }
 
     /// Downloads `name=version` into `into`; returns the `.deb`'s path.

@@ -23,6 +23,8 @@ use super::{
 use crate::privileged::{unique, TempDir};
 
 pub const QEMU: &str = "qemu-system-x86_64";
+/// For arm64 kernels (Debian's qemu-system-arm).
+pub const QEMU_ARM64: &str = "qemu-system-aarch64";
 /// Generous for TCG: a bare boot takes seconds, a daemon start tens of them.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(240);
 /// What `/init` loads: what iotfence attaches with (veth for test links,
@@ -36,6 +38,9 @@ enum Item {
     /// of a debug build are ~100 MB each, mostly DWARF, which a guest would
     /// hold in RAM for nothing.
     Stripped(PathBuf),
+    /// A statically linked executable, as it is (another architecture's:
+    /// neither `ldd` nor the host's `objcopy` can read it).
+    Static(PathBuf),
     Bytes(PathBuf, u32, Vec<u8>),
 }
 
@@ -63,12 +68,24 @@ pub struct Outcome {
 
 impl Guest {
     pub fn new(kernel: &Fetched) -> Self {
+        let items = match &kernel.busybox {
+            // Another architecture: its own busybox is the shell too.
+            Some(bb) => vec![Item::Static(bb.clone())],
+            None => vec![Item::Exe(BUSYBOX.into()), Item::Exe(SHELL.into())],
+        };
         Self {
             kernel: kernel.clone(),
-            items: vec![Item::Exe(BUSYBOX.into()), Item::Exe(SHELL.into())],
+            items,
             modules: MODULES.iter().map(|m| m.to_string()).collect(),
             append: Vec::new(),
         }
+    }
+
+    /// A statically linked executable (e.g. cross-built for the guest's
+    /// architecture) at `stripped_path(host)`, as it is.
+    pub fn static_exe(mut self, host: impl Into<PathBuf>) -> Self {
+        self.items.push(Item::Static(host.into()));
+        self
     }
 
     /// A host file (or directory) at the same path in the guest.
@@ -152,16 +169,32 @@ impl Guest {
                     }
                     tree.file(&Self::stripped_path(p), 0o755, std::fs::read(&out)?);
                 }
+                Item::Static(p) => {
+                    // The guest's busybox goes where init expects busybox.
+                    let at = if Some(p) == self.kernel.busybox.as_ref() {
+                        PathBuf::from(BUSYBOX)
+                    } else {
+                        Self::stripped_path(p)
+                    };
+                    tree.file(&at, 0o755, std::fs::read(p)?);
+                }
                 Item::Bytes(p, mode, data) => tree.file(p, *mode, data.clone()),
             }
         }
-        if std::path::Path::new("/etc/ld.so.cache").exists() {
+        let foreign = self.kernel.busybox.is_some();
+        if !foreign && std::path::Path::new("/etc/ld.so.cache").exists() {
             initramfs::add_host(&mut tree, "/etc/ld.so.cache".as_ref())?;
         }
         let wanted: Vec<&str> = self.modules.iter().map(String::as_str).collect();
         let mods = modules::resolve(&self.kernel.modules, &wanted)
             .with_context(|| format!("resolving modules {wanted:?}"))?;
-        initramfs::add_init(&mut tree, &mods, command, &nonce);
+        // A foreign guest has no dash: busybox's shell runs the command.
+        let shell = if foreign {
+            format!("{BUSYBOX} sh")
+        } else {
+            SHELL.to_string()
+        };
+        initramfs::add_init(&mut tree, &mods, command, &nonce, &shell);
         let initrd = scratch.join("initramfs.cpio");
         let mut w = BufWriter::new(File::create(&initrd)?);
         tree.write_newc(&mut w)?;
@@ -169,15 +202,31 @@ impl Guest {
 
         // panic=-1 with -no-reboot turns a guest panic into qemu's exit;
         // loglevel=4 keeps the console to warnings; edd=off skips a BIOS probe.
-        let mut append = "console=ttyS0 panic=-1 loglevel=4 edd=off".to_owned();
+        let mut append = if foreign {
+            "console=ttyAMA0 panic=-1 loglevel=4".to_owned()
+        } else {
+            "console=ttyS0 panic=-1 loglevel=4 edd=off".to_owned()
+        };
         for a in &self.append {
             append += " ";
             append += a;
         }
-        let mut cmd = Command::new(QEMU);
-        // `-cpu max`: every feature TCG emulates, closer to a real router CPU
-        // than the default qemu64. No NIC: tests build veths inside.
-        cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "2G", "-smp", "2"])
+        let mut cmd = if foreign {
+            // arm64: qemu's generic board; a Cortex-A57 boots in seconds
+            // under TCG (`-cpu max` emulates pointer authentication, 4x
+            // slower).
+            let mut c = Command::new(QEMU_ARM64);
+            c.args(["-M", "virt", "-cpu", "cortex-a57"]);
+            c
+        } else {
+            // `-cpu max`: every feature TCG emulates, closer to a real router
+            // CPU than the default qemu64.
+            let mut c = Command::new(QEMU);
+            c.args(["-accel", "tcg", "-cpu", "max"]);
+            c
+        };
+        // No NIC: tests build veths inside.
+        cmd.args(["-m", "2G", "-smp", "2"])
             .args(["-nographic", "-no-reboot", "-nic", "none"])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
@@ -194,7 +243,7 @@ impl Guest {
         let _one_at_a_time = Lock::new(&cache_root().join("qemu.lock"))?;
         let start = Instant::now();
         let mut qemu = Qemu(cmd.spawn().with_context(|| {
-            format!("starting {QEMU} (install qemu-system-x86: cargo xtask setup)")
+            "starting qemu (qemu-system-x86 / qemu-system-arm: cargo xtask setup)".to_string()
         })?);
         let console = Arc::new(Mutex::new(Vec::new()));
         let readers = [

@@ -103,7 +103,7 @@ pub fn libraries(exe: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Puts the modules and `/init` into `tree`; `nonce` keeps the markers
 /// unique to this boot, so a command's output can never fake them.
-pub fn add_init(tree: &mut Tree, modules: &[Module], command: &str, nonce: &str) {
+pub fn add_init(tree: &mut Tree, modules: &[Module], command: &str, nonce: &str, shell: &str) {
     let mut insmod = String::new();
     for m in modules {
         let path = format!("{MODULE_DIR}/{}.ko", m.name);
@@ -120,11 +120,11 @@ pub fn add_init(tree: &mut Tree, modules: &[Module], command: &str, nonce: &str)
     tree.file(
         Path::new("/init"),
         0o755,
-        init_script(&insmod, nonce).into_bytes(),
+        init_script(&insmod, nonce, shell).into_bytes(),
     );
 }
 
-fn init_script(insmod: &str, nonce: &str) -> String {
+fn init_script(insmod: &str, nonce: &str, shell: &str) -> String {
     format!(
         r#"#!{BUSYBOX} sh
 # Applets at their usual paths; files already there (e.g. a real /usr/sbin/ip)
@@ -148,7 +148,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mkdir -p /run/netns
 ip link set lo up || fail loopback
 {insmod}echo "IOTFENCE-VM-START-{nonce}"
-{SHELL} /iotfence-vm/command.sh </dev/null 2>&1
+{shell} /iotfence-vm/command.sh </dev/null 2>&1
 echo "IOTFENCE-VM-EXIT-{nonce}=$?"
 poweroff -f
 "#

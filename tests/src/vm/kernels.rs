@@ -22,6 +22,8 @@ pub enum Kernel {
     Bookworm,
     /// Debian 13 trixie, Linux 6.12.
     Trixie,
+    /// Debian 12 bookworm's arm64 cloud kernel, Linux 6.1 (arm64 routers).
+    BookwormArm64,
 }
 
 /// A kernel ready to boot: its image and its modules' directory.
@@ -37,6 +39,9 @@ pub struct Fetched {
     pub vmlinuz: PathBuf,
     /// `[usr/]lib/modules/<release>/` of the extracted package.
     pub modules: PathBuf,
+    /// The guest architecture's busybox, for a kernel that is not the
+    /// host's architecture (else the host's `/bin/busybox` goes in).
+    pub busybox: Option<PathBuf>,
 }
 
 impl Kernel {
@@ -45,7 +50,7 @@ impl Kernel {
     pub fn codename(self) -> &'static str {
         match self {
             Kernel::Bullseye => "bullseye",
-            Kernel::Bookworm => "bookworm",
+            Kernel::Bookworm | Kernel::BookwormArm64 => "bookworm",
             Kernel::Trixie => "trixie",
         }
     }
@@ -53,8 +58,24 @@ impl Kernel {
     pub fn debian(self) -> u32 {
         match self {
             Kernel::Bullseye => 11,
-            Kernel::Bookworm => 12,
+            Kernel::Bookworm | Kernel::BookwormArm64 => 12,
             Kernel::Trixie => 13,
+        }
+    }
+
+    /// Debian's name for the kernel's architecture.
+    pub fn arch(self) -> &'static str {
+        match self {
+            Kernel::BookwormArm64 => "arm64",
+            _ => "amd64",
+        }
+    }
+
+    /// Where this kernel is cached under `target/kernels/`.
+    fn cache_name(self) -> String {
+        match self.arch() {
+            "amd64" => self.codename().to_string(),
+            arch => format!("{}-{arch}", self.codename()),
         }
     }
 
@@ -62,7 +83,7 @@ impl Kernel {
     pub fn series(self) -> &'static str {
         match self {
             Kernel::Bullseye => "5.10",
-            Kernel::Bookworm => "6.1",
+            Kernel::Bookworm | Kernel::BookwormArm64 => "6.1",
             Kernel::Trixie => "6.12",
         }
     }
@@ -79,7 +100,7 @@ impl Kernel {
     }
 
     fn fetch_inner(self) -> anyhow::Result<Fetched> {
-        let dir = cache_root().join(self.codename());
+        let dir = cache_root().join(self.cache_name());
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // One fetch per release at a time, across test threads and processes.
         let _lock = Lock::new(&dir.join("lock"))?;
@@ -92,14 +113,18 @@ impl Kernel {
                 }
             }
         }
-        let apt = PrivateApt::new(
+        let mut apt = PrivateApt::new(
             &dir.join("apt"),
             &Mirrors::from_system()?.source_list(self.codename()),
         )?;
+        if self.arch() != "amd64" {
+            apt = apt.for_arch(self.arch());
+        }
         apt.update().context("apt-get update (private state)")?;
+        let meta = format!("linux-image-cloud-{}", self.arch());
         let (package, version) = apt
-            .resolve_dependency("linux-image-cloud-amd64", "linux-image-")
-            .context("resolving linux-image-cloud-amd64")?;
+            .resolve_dependency(&meta, "linux-image-")
+            .with_context(|| format!("resolving {meta}"))?;
         let name = format!("{package}_{version}");
         let done = dir.join(&name);
         if !done.exists() {
@@ -122,6 +147,19 @@ impl Kernel {
             )
             .with_context(|| format!("extracting {}", deb.display()))?;
             fs::remove_file(&deb)?;
+            if self.arch() != "amd64" {
+                // The host's busybox cannot run there: the guest's own.
+                let (bb, bb_version) = ("busybox-static", apt.candidate("busybox-static")?);
+                let deb = apt.download(bb, &bb_version, &tmp)?;
+                output(
+                    Command::new("dpkg-deb")
+                        .arg("-x")
+                        .arg(&deb)
+                        .arg(tmp.join("busybox")),
+                )
+                .with_context(|| format!("extracting {}", deb.display()))?;
+                fs::remove_file(&deb)?;
+            }
             fs::write(tmp.join("package"), format!("{package}\n{version}\n"))?;
             fs::rename(&tmp, &done).with_context(|| format!("renaming into {}", done.display()))?;
         }
@@ -163,6 +201,7 @@ impl Kernel {
             modules: mods.join(&release),
             release,
             vmlinuz,
+            busybox: Some(dir.join("busybox/bin/busybox")).filter(|p| p.exists()),
         })
     }
 }

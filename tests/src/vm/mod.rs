@@ -23,5 +23,5 @@ mod initramfs;
 mod kernels;
 mod modules;
 
-pub use boot::{Guest, Outcome, DEFAULT_TIMEOUT, MODULES, QEMU};
+pub use boot::{Guest, Outcome, DEFAULT_TIMEOUT, MODULES, QEMU, QEMU_ARM64};
 pub use kernels::{cache_root, Fetched, Kernel};
