@@ -26,10 +26,7 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> anyhow::Result<(u16, Stri
     ns.run(move || -> anyhow::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw)?;
         let text = String::from_utf8(raw)?;
@@ -39,8 +36,8 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> anyhow::Result<(u16, Stri
             .nth(1)
             .and_then(|c| c.parse().ok())
             .context("no HTTP status")?;
-        // Bodies up to a few MB; hyper sends a Content-Length, never chunks
-        // for a full body.
+        // HTTP/1.0: no chunked bodies (Prometheus chunks large answers to
+        // 1.1 clients); the server closes after the body.
         Ok((code, body.to_string()))
     })?
 }
@@ -135,16 +132,31 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(ns: &Netns, dir: &Path, target: &str, listen: &str) -> anyhow::Result<Self> {
+        Self::start_with_rules(ns, dir, target, listen, &[])
+    }
+
+    /// `start`, loading these rule files (absolute paths).
+    pub fn start_with_rules(
+        ns: &Netns,
+        dir: &Path,
+        target: &str,
+        listen: &str,
+        rules: &[PathBuf],
+    ) -> anyhow::Result<Self> {
         let dir = dir.join("prometheus");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: iotfence\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )?;
+        let mut text = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: iotfence\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        if !rules.is_empty() {
+            text += "rule_files:\n";
+            for r in rules {
+                text += &format!("  - '{}'\n", r.display());
+            }
+        }
+        std::fs::write(&config, text)?;
         let ns_file = std::fs::File::open(ns.path())?;
         let mut cmd = Command::new("prometheus");
         cmd.arg(format!("--config.file={}", config.display()))

@@ -71,7 +71,15 @@ fn every_dashboard_panel_has_data_in_prometheus() {
 
     let site = scenario::start("xdp", "").unwrap();
     let router = &site.lab.router;
-    let prom = Prometheus::start(router, &site.lab.dir, METRICS, "127.0.0.1:9090").unwrap();
+    let rules = repo.join("grafana/alerts.yaml").canonicalize().unwrap();
+    let prom = Prometheus::start_with_rules(
+        router,
+        &site.lab.dir,
+        METRICS,
+        "127.0.0.1:9090",
+        &[rules.clone()],
+    )
+    .unwrap();
 
     // Traffic over several scrapes, so rates have two samples in range.
     let until = Instant::now() + Duration::from_secs(8);
@@ -149,6 +157,41 @@ fn every_dashboard_panel_has_data_in_prometheus() {
         if !r.iter().any(|s| s["metric"][label.trim()].is_string()) {
             problems.push(format!("variable {}: `{q}` finds no values", v["name"]));
         }
+    }
+    // The alerting rules, loaded by this Prometheus: each evaluates without
+    // error against the live scrape and names only exported metrics.
+    let (_, body) = http_get(router, &prom.listen, "/api/v1/rules").unwrap();
+    let loaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut seen = 0;
+    for g in loaded["data"]["groups"].as_array().into_iter().flatten() {
+        for r in g["rules"].as_array().into_iter().flatten() {
+            seen += 1;
+            let name = r["name"].as_str().unwrap_or("?");
+            if r["health"] != "ok" {
+                problems.push(format!(
+                    "alert {name}: health {} {}",
+                    r["health"], r["lastError"]
+                ));
+            }
+            let expr = r["query"].as_str().unwrap_or_default();
+            for m in metric_names(expr) {
+                if !exported.contains(&m) {
+                    problems.push(format!("alert {name}: `{m}` is not exported"));
+                }
+            }
+            if let Err(e) = prom.query(router, expr) {
+                problems.push(format!("alert {name}: {e:#}"));
+            }
+        }
+    }
+    let rule_count = std::fs::read_to_string(&rules)
+        .unwrap()
+        .matches("- alert:")
+        .count();
+    if seen != rule_count {
+        problems.push(format!(
+            "Prometheus loaded {seen} of {rule_count} alerting rules"
+        ));
     }
     assert!(
         problems.is_empty(),

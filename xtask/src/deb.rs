@@ -52,6 +52,11 @@ const FILES: &[(&str, &str, u32)] = &[
         "usr/share/iotfence/grafana/iotfence.json",
         0o644,
     ),
+    (
+        "grafana/alerts.yaml",
+        "usr/share/iotfence/prometheus/alerts.yaml",
+        0o644,
+    ),
     ("README.md", "usr/share/doc/iotfence/README.md", 0o644),
 ];
 

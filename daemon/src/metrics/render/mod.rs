@@ -157,6 +157,13 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
     single(
         &mut out,
         Family::gauge,
+        "iotfence_ready",
+        "1 when /readyz says ready: a policy applied and every configured interface attached; else 0.",
+        if shared.ready() { 1.0 } else { 0.0 },
+    );
+    single(
+        &mut out,
+        Family::gauge,
         "iotfence_policy_generation",
         "Policies applied since the daemon started (1: the startup policy).",
         generation as f64,
@@ -208,8 +215,13 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
     hooks.done(&mut out);
     let mut gone = Family::gauge(
         "iotfence_interface_missing",
-        "A configured interface that does not exist now, so nothing is enforced on it; re-attached when it appears. Always 1.",
+        "Each configured interface: 1 while it does not exist, so nothing is enforced on it (attached when it appears), else 0.",
     );
+    // Every configured interface has a series, 0 while attached: an alert
+    // on `== 1` then has a series to watch from the start.
+    for (iface, _) in &attached {
+        gone.add(&[("interface", iface)], 0.0);
+    }
     for iface in &missing {
         gone.add(&[("interface", iface)], 1.0);
     }
