@@ -77,7 +77,7 @@ fn every_dashboard_panel_has_data_in_prometheus() {
         &site.lab.dir,
         METRICS,
         "127.0.0.1:9090",
-        &[rules.clone()],
+        std::slice::from_ref(&rules),
     )
     .unwrap();
 
