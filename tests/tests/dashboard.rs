@@ -125,6 +125,15 @@ fn every_dashboard_panel_has_data_in_prometheus() {
         if !expr.contains("instance=~\"$instance\"") {
             problems.push(format!("{title}: `{expr}` ignores $instance"));
         }
+        // A fleet dashboard keeps instances apart: no sum adds routers up.
+        let bare_sum = expr.contains("sum(") || expr.contains("sum (");
+        let by_without_instance = expr
+            .split("sum by (")
+            .skip(1)
+            .any(|rest| !rest.split(')').next().unwrap_or("").contains("instance"));
+        if bare_sum || by_without_instance {
+            problems.push(format!("{title}: `{expr}` sums instances together"));
+        }
         match prom.query(router, &expand(expr, instance)) {
             Ok(r) if r.is_empty() => problems.push(format!("{title}: `{expr}` returned no series")),
             Ok(_) => {}
