@@ -154,6 +154,22 @@ impl Pending {
         self.queries.len()
     }
 
+    /// Every waiting query, with who it is charged to.
+    pub fn waiting(&self) -> impl Iterator<Item = (&QueryKey, &Waiting, Querier)> {
+        self.queries.iter().map(|(k, w)| {
+            let from = Querier {
+                device: w.device,
+                mac: w.mac,
+            };
+            (k, w, from)
+        })
+    }
+
+    /// How long a query waits for its answer.
+    pub fn lifetime_ns(&self) -> u64 {
+        self.lifetime_ns
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queries.is_empty()
     }

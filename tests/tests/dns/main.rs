@@ -9,6 +9,7 @@
 use std::{net::IpAddr, time::Duration};
 
 mod answers;
+mod crash;
 mod first_packet;
 mod flood;
 mod lifetime;

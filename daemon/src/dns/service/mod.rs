@@ -48,6 +48,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Answers still in the ring at shutdown are released within this time.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+mod inflight;
 mod persist;
 mod policy;
 mod ring;
@@ -82,6 +83,8 @@ struct Engine {
     stats: Arc<DnsStats>,
     names: Arc<Names>,
     state_file: PathBuf,
+    /// Queries in flight, for a successor after a crash.
+    journal: inflight::Journal,
     dirty: bool,
     /// When the heartbeat was last written (CLOCK_MONOTONIC ns).
     last_beat: u64,
@@ -135,10 +138,21 @@ impl Service {
             stats: stats.clone(),
             names: names.clone(),
             state_file: cfg.state_dir.join("learned.json"),
+            journal: inflight::Journal::new(
+                crate::lock::path_for(&cfg.pin_dir).with_extension("pending"),
+            ),
             dirty: false,
             last_beat: 0,
         };
         e.restore(trusted_ids)?;
+        // Device ids of another run would charge the queries to the wrong
+        // devices: then their answers go unlearned instead.
+        if trusted_ids {
+            let n = e.journal.restore(&mut e.pending, mono_ns());
+            if n > 0 {
+                tracing::info!(queries = n, journal = %e.journal.path().display(), "queries in flight restored: their answers are learned");
+            }
+        }
         e.heartbeat(true)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -237,9 +251,12 @@ impl Engine {
                 self.stats.entries.store(self.table.len() as u64, Relaxed);
                 self.stats.pending.store(self.pending.len() as u64, Relaxed);
             }
-            if self.dirty && now - last_save >= SAVE_EVERY.as_nanos() as u64 {
+            if now - last_save >= SAVE_EVERY.as_nanos() as u64 {
                 last_save = now;
-                self.save();
+                self.journal.compact(&self.pending);
+                if self.dirty {
+                    self.save();
+                }
             }
         }
         // Stop holding new answers, release those already held, save. No

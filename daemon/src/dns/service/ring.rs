@@ -52,8 +52,11 @@ impl Engine {
                     resolver: f.dst,
                     id,
                 };
-                self.pending
-                    .record_from(key, name, Querier { device, mac }, now);
+                let from = Querier { device, mac };
+                if self.pending.record_from(key, name.clone(), from, now) {
+                    let deadline = now + self.pending.lifetime_ns();
+                    self.journal.append(&key, &name, from, deadline);
+                }
             }
         }
     }
