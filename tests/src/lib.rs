@@ -26,4 +26,5 @@ pub mod servers;
 pub mod smoke;
 pub mod trials;
 pub mod vendor_site;
+pub mod vlan;
 pub mod vm;

@@ -67,8 +67,9 @@ fn boots_debian_13_6_12() {
 }
 
 /// The kernel matrix: inside the booted kernel, the datapath fixture table
-/// on XDP and TC ingress, and the lab smoke check on both attach modes
-/// (`iotfence-vm-suite`), with the real daemon, ip, tc and dnsmasq.
+/// on XDP and TC ingress, the lab smoke check and a VLAN sub-interface on
+/// both attach modes (`iotfence-vm-suite`), with the real daemon, ip, tc
+/// and dnsmasq.
 fn matrix(kernel: Kernel) {
     let fetched = kernel.fetch().unwrap_or_else(|e| panic!("{e:#}"));
     let suite = env!("CARGO_BIN_EXE_iotfence-vm-suite");
@@ -80,6 +81,7 @@ fn matrix(kernel: Kernel) {
         .exe("/usr/sbin/tc")
         .exe("/usr/sbin/dnsmasq")
         .module("bridge")
+        .module("8021q")
         // dnsmasq looks its user up.
         .bytes("/etc/passwd", 0o644, PASSWD)
         .bytes("/etc/group", 0o644, GROUP)
@@ -108,7 +110,7 @@ fn matrix(kernel: Kernel) {
         out.output
     );
     assert!(
-        out.output.contains("vm-suite: 4 passed, 0 failed"),
+        out.output.contains("vm-suite: 6 passed, 0 failed"),
         "{}",
         out.output
     );

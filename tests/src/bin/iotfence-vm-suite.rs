@@ -1,12 +1,13 @@
 //! What the kernel matrix (`tests/tests/kernels.rs`) runs inside every
-//! booted kernel: the datapath fixture table on XDP and on TC ingress, and
-//! the lab smoke check on both attach modes. One line per check, then
+//! booted kernel: the datapath fixture table on XDP and on TC ingress, the
+//! lab smoke check on both attach modes, and the IoT network on a VLAN
+//! sub-interface (which the host's own kernel cannot run: no 802.1Q). One line per check, then
 //! `N passed, M failed`; exit 1 on any failure. Runs on any kernel: the
 //! host's test suite runs the same checks directly.
 
 use std::{panic, process::ExitCode, time::Instant};
 
-use iotfence_tests::{fixtures::run::run_table, harness::Hook, smoke};
+use iotfence_tests::{fixtures::run::run_table, harness::Hook, smoke, vlan};
 
 type Check = (&'static str, fn() -> anyhow::Result<()>);
 
@@ -21,6 +22,8 @@ const CHECKS: &[Check] = &[
     }),
     ("lab smoke, attach: xdp", || smoke::run("xdp")),
     ("lab smoke, attach: tc", || smoke::run("tc")),
+    ("VLAN sub-interface, attach: xdp", || vlan::run("xdp")),
+    ("VLAN sub-interface, attach: tc", || vlan::run("tc")),
 ];
 
 fn main() -> ExitCode {

@@ -11,7 +11,6 @@ use std::{
     fs::File,
     io::{BufRead, BufReader, Write},
     net::IpAddr,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -114,32 +113,37 @@ impl Journal {
         }
     }
 
+    /// Starts the journal for `pending` (after `restore`): rewritten with
+    /// what it waits for, and held open for appends from now on (one
+    /// descriptor for the daemon's life, not one that comes and goes).
+    pub fn open(&mut self, pending: &Pending) {
+        self.appended = 1;
+        self.compact(pending);
+    }
+
     /// Rewrites the journal with only the queries `pending` still waits
-    /// for (atomically: a crash mid-way leaves the old one).
+    /// for, in place through the open descriptor (no second file: the
+    /// daemon's descriptors stay constant). One `write` after the
+    /// truncation; a crash between the two loses the journal, and with it
+    /// the learning of those answers, never more.
     pub fn compact(&mut self, pending: &Pending) {
         if self.appended == 0 {
             return;
         }
+        self.appended = 0;
         let text: String = pending
             .waiting()
             .map(|(k, w, from)| line(k, &w.name, from, w.deadline_ns))
             .collect();
-        self.file = None;
-        // 0600 (it names what devices asked for), renamed into place; no
-        // fsync: tmpfs.
-        let tmp = self.path.with_extension("tmp");
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, path = %self.path.display(), "rewriting the journal of queries in flight");
+        if self.file.is_none() {
+            self.file = crate::private::append(&self.path).ok();
         }
-        self.appended = 0;
+        let Some(f) = &mut self.file else { return };
+        // O_APPEND: after the truncation, the write lands at offset 0.
+        if let Err(e) = f.set_len(0).and_then(|()| f.write_all(text.as_bytes())) {
+            tracing::warn!(error = %e, path = %self.path.display(), "rewriting the journal of queries in flight");
+            self.file = None;
+        }
     }
 
     pub fn path(&self) -> &Path {

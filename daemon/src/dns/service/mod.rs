@@ -153,6 +153,7 @@ impl Service {
                 tracing::info!(queries = n, journal = %e.journal.path().display(), "queries in flight restored: their answers are learned");
             }
         }
+        e.journal.open(&e.pending);
         e.heartbeat(true)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

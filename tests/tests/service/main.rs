@@ -6,26 +6,19 @@
 //! `systemd-analyze security`. (A bridge, not a VLAN sub-interface: this
 //! machine's kernel is built without 802.1Q.)
 
+mod crash;
+mod site;
+
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     thread,
     time::{Duration, Instant},
 };
 
-use hickory_proto::rr::RecordType;
-use iotfence_tests::{
-    container::Container,
-    dns::{Dnsmasq, Stub},
-    netns::Netns,
-    privileged::{require_root, TempDir},
-    servers::Server,
-};
+use iotfence_tests::{container::Container, privileged::require_root};
+
+use site::{site, Site};
 
 /// The unit's exposure as `systemd-analyze security` scores it (0 best,
 /// 10 worst): the goal.
@@ -51,17 +44,6 @@ devices:
 /// The DNS trials resolve back to back, beyond the default query budget.
 const CONFIG: &str = "interfaces: [br-iot]\npolicy: site.yaml\nresolvers: [192.0.2.1]\ndns:\n  queries_per_second: 100000\n  query_burst: 100000\n";
 
-/// Fresh names for the DNS trials, each for its own address: 340 in all.
-fn fresh(i: usize) -> (String, IpAddr) {
-    let addr = if i < 100 {
-        Ipv4Addr::new(203, 0, 113, 129 + i as u8)
-    } else {
-        Ipv4Addr::new(198, 51, 100, 10 + (i - 100) as u8)
-    };
-    (format!("n{i}.fresh.vendor.example"), IpAddr::V4(addr))
-}
-const FRESH: usize = 340;
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -86,116 +68,6 @@ fn build_deb() -> PathBuf {
         .unwrap()
         .to_string();
     PathBuf::from(path)
-}
-
-/// Router (the guest's network) with its IoT bridge, a device on one of
-/// the bridge's ports and an "internet" host with an allowed and a
-/// forbidden server.
-struct Site {
-    router: Netns,
-    device: Netns,
-    internet: Netns,
-    _servers: [Server; 3],
-    _dns: Dnsmasq,
-    _dir: TempDir,
-    mac: String,
-}
-
-fn site() -> Site {
-    let router = Netns::new("svr").unwrap();
-    let device = Netns::new("svd").unwrap();
-    let internet = Netns::new("svi").unwrap();
-    router
-        .ip(&[
-            "link",
-            "add",
-            "eth1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &device.name,
-        ])
-        .unwrap();
-    router
-        .ip(&[
-            "link",
-            "add",
-            "wan",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &internet.name,
-        ])
-        .unwrap();
-    for (ns, cmds) in [
-        (
-            &router,
-            vec![
-                "link add br-iot type bridge",
-                "link set eth1 master br-iot",
-                "link set eth1 up",
-                "addr add 192.0.2.1/24 dev br-iot",
-                "addr add 2001:db8:1::1/64 dev br-iot nodad",
-                "link set br-iot up",
-                // Below 203.0.113.128/25, which the internet host answers as its own.
-                "addr add 203.0.113.100/24 dev wan",
-                "link set wan up",
-                "route add 198.51.100.0/24 via 203.0.113.1",
-            ],
-        ),
-        (
-            &device,
-            vec![
-                "addr add 192.0.2.10/24 dev eth0",
-                "link set eth0 up",
-                "route add default via 192.0.2.1",
-            ],
-        ),
-        (
-            &internet,
-            vec![
-                "addr add 203.0.113.1/24 dev eth0",
-                "addr add 203.0.113.2/24 dev eth0",
-                "link set eth0 up",
-                "route add default via 203.0.113.100",
-                "route add local 203.0.113.128/25 dev lo",
-                "route add local 198.51.100.0/24 dev lo",
-            ],
-        ),
-    ] {
-        for c in cmds {
-            ns.ip(&c.split(' ').collect::<Vec<_>>()).unwrap();
-        }
-    }
-    router.sysctl("net.ipv4.ip_forward", "1").unwrap();
-    let servers = [
-        Server::start(&internet, "203.0.113.1", 8883).unwrap(),
-        Server::start(&internet, "203.0.113.2", 8883).unwrap(),
-        Server::start_any(&internet, 443).unwrap(),
-    ];
-    // The router's resolver (in its namespace, which the guest shares).
-    let dir = TempDir::new("svc").unwrap();
-    let hosts: Vec<(String, IpAddr)> = (0..FRESH).map(fresh).collect();
-    let dns = Dnsmasq::start(&router, &dir.0, &hosts, &[], 300).unwrap();
-    let mac = device.link("eth0", false).unwrap()["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    Site {
-        router,
-        device,
-        internet,
-        _servers: servers,
-        _dns: dns,
-        _dir: dir,
-        mac,
-    }
 }
 
 fn wait_active(c: &Container, what: &str) {
@@ -243,91 +115,6 @@ fn enforces(s: &Site, what: &str) {
         !s.device
             .connect("203.0.113.2", 8883, Duration::from_secs(1)),
         "{what}: another destination is not"
-    );
-}
-
-/// One resolve-then-connect trial: when it started, the answer's round trip
-/// (None: no answer), and whether the connection to it was accepted.
-struct Trial {
-    at: Duration,
-    rtt: Option<Duration>,
-    connected: bool,
-}
-
-/// The daemon killed with SIGKILL while the device resolves fresh names
-/// (one every 10 ms, each connected to at once), restarted by systemd:
-/// every answer arrives (held while the daemon is down, released by its
-/// successor) within `ANSWER_MAX`, and every fresh name is learned.
-fn crash_under_dns_load(c: &Container, s: &Site) {
-    const ANSWER_MAX: Duration = Duration::from_secs(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_trials = stop.clone();
-    let trials = s.device.spawn(move || {
-        let mut stub = Stub::new("192.0.2.1").expect("stub resolver");
-        let t0 = Instant::now();
-        let mut out = Vec::new();
-        for i in 0..FRESH {
-            if stop_trials.load(Ordering::Relaxed) {
-                break;
-            }
-            let (name, addr) = fresh(i);
-            let at = t0.elapsed();
-            let start = Instant::now();
-            let got = stub.resolve(&name, RecordType::A);
-            let rtt = (got.as_deref() == Some(&[addr][..])).then(|| start.elapsed());
-            let connected = rtt.is_some()
-                && TcpStream::connect_timeout(&SocketAddr::new(addr, 443), Duration::from_secs(3))
-                    .is_ok();
-            out.push(Trial { at, rtt, connected });
-            thread::sleep(Duration::from_millis(10).saturating_sub(start.elapsed()));
-        }
-        out
-    });
-    thread::sleep(Duration::from_millis(700));
-    let pid = show(c, "MainPID");
-    let killed = Instant::now();
-    c.ok(&format!("kill -9 {pid}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while show(c, "MainPID") == pid || show(c, "ActiveState") != "active" {
-        assert!(
-            Instant::now() < deadline,
-            "not active again 30 s after kill -9"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    let back = killed.elapsed();
-    thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    let trials = trials.join().unwrap();
-    let answered: Vec<Duration> = trials.iter().filter_map(|t| t.rtt).collect();
-    let worst = answered.iter().max().copied().unwrap_or_default();
-    let lost: Vec<Duration> = trials
-        .iter()
-        .filter(|t| t.rtt.is_none())
-        .map(|t| t.at)
-        .collect();
-    let unlearned: Vec<Duration> = trials
-        .iter()
-        .filter(|t| t.rtt.is_some() && !t.connected)
-        .map(|t| t.at)
-        .collect();
-    println!(
-        "kill -9 under DNS load: active again after {} ms; {} trials, slowest answer {} ms, {} unanswered, {} answered but not learned",
-        back.as_millis(),
-        trials.len(),
-        worst.as_millis(),
-        lost.len(),
-        unlearned.len()
-    );
-    assert!(trials.len() > 150, "the trials spanned the restart");
-    assert!(
-        lost.is_empty(),
-        "answers lost (trial start times): {lost:?}"
-    );
-    assert!(worst <= ANSWER_MAX, "an answer took {worst:?}");
-    assert!(
-        unlearned.is_empty(),
-        "names answered but not learned (trial start times): {unlearned:?}"
     );
 }
 
@@ -427,7 +214,7 @@ fn the_package_installs_and_runs_as_a_hardened_service() {
     wait_active(&c, "after kill -9");
     enforces(&s, "after kill -9 and the automatic restart");
 
-    crash_under_dns_load(&c, &s);
+    crash::crash_under_dns_load(&c, &s);
 
     let journal = c.ok("journalctl -u iotfence --no-pager").unwrap();
     assert!(journal.contains("prepared:"), "{journal}");
