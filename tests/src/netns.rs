@@ -53,6 +53,16 @@ impl Netns {
         ip(&a)
     }
 
+    /// `ip` commands in order, each a line of space-separated words
+    /// (`"link set eth0 up"`): a topology read top to bottom.
+    pub fn ips(&self, cmds: &[&str]) -> anyhow::Result<()> {
+        for c in cmds {
+            self.ip(&c.split(' ').collect::<Vec<_>>())
+                .with_context(|| format!("ip {c} in {}", self.name))?;
+        }
+        Ok(())
+    }
+
     /// Waits until no IPv6 address of the namespace is tentative (DAD done).
     pub fn wait_ipv6_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;

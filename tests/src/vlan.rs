@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context};
+use anyhow::ensure;
 
 use crate::{
     daemon::Daemon,
@@ -27,14 +27,6 @@ devices:
     mac: 02:00:5e:10:00:01
     profile: sensor
 ";
-
-fn ips(ns: &Netns, cmds: &[&str]) -> anyhow::Result<()> {
-    for c in cmds {
-        ns.ip(&c.split(' ').collect::<Vec<_>>())
-            .with_context(|| format!("ip {c} in {}", ns.name))?;
-    }
-    Ok(())
-}
 
 /// On `attach`: the device reaches what its profile allows through the
 /// sub-interface and nothing else, and the daemon says which hook it got.
@@ -66,37 +58,28 @@ pub fn run(attach: &str) -> anyhow::Result<()> {
         "netns",
         &internet.name,
     ])?;
-    ips(
-        &router,
-        &[
-            "link set eth1 up",
-            "link add link eth1 name eth1.20 type vlan id 20",
-            "addr add 192.0.2.1/24 dev eth1.20",
-            "link set eth1.20 up",
-            "addr add 198.51.100.1/24 dev wan",
-            "link set wan up",
-        ],
-    )?;
-    ips(
-        &device,
-        &[
-            "link set eth0 up",
-            "link add link eth0 name eth0.20 type vlan id 20",
-            "link set eth0.20 address 02:00:5e:10:00:01",
-            "addr add 192.0.2.10/24 dev eth0.20",
-            "link set eth0.20 up",
-            "route add default via 192.0.2.1",
-        ],
-    )?;
-    ips(
-        &internet,
-        &[
-            "addr add 198.51.100.7/24 dev eth0",
-            "addr add 198.51.100.8/24 dev eth0",
-            "link set eth0 up",
-            "route add default via 198.51.100.1",
-        ],
-    )?;
+    router.ips(&[
+        "link set eth1 up",
+        "link add link eth1 name eth1.20 type vlan id 20",
+        "addr add 192.0.2.1/24 dev eth1.20",
+        "link set eth1.20 up",
+        "addr add 198.51.100.1/24 dev wan",
+        "link set wan up",
+    ])?;
+    device.ips(&[
+        "link set eth0 up",
+        "link add link eth0 name eth0.20 type vlan id 20",
+        "link set eth0.20 address 02:00:5e:10:00:01",
+        "addr add 192.0.2.10/24 dev eth0.20",
+        "link set eth0.20 up",
+        "route add default via 192.0.2.1",
+    ])?;
+    internet.ips(&[
+        "addr add 198.51.100.7/24 dev eth0",
+        "addr add 198.51.100.8/24 dev eth0",
+        "link set eth0 up",
+        "route add default via 198.51.100.1",
+    ])?;
     router.sysctl("net.ipv4.ip_forward", "1")?;
     let _allowed = Server::start(&internet, "198.51.100.7", 443)?;
     let _other = Server::start(&internet, "198.51.100.8", 443)?;

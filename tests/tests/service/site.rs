@@ -97,9 +97,7 @@ pub fn site() -> Site {
             ],
         ),
     ] {
-        for c in cmds {
-            ns.ip(&c.split(' ').collect::<Vec<_>>()).unwrap();
-        }
+        ns.ips(&cmds).unwrap();
     }
     router.sysctl("net.ipv4.ip_forward", "1").unwrap();
     let servers = [
