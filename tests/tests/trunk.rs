@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use iotfence_common::{Reason, Verdict};
+use iotfence_common::{consts, Reason, Verdict};
 use iotfence_tests::{
     dns::{mac_of, send_frame},
     lab::{DeviceSpec, Lab, SERVER_B},
@@ -109,6 +109,34 @@ fn judges_only_its_vlans(attach: &str) {
     let log = lab.daemon.as_ref().unwrap().log();
     assert!(!log.contains("ERROR"), "{log}");
     assert!(!log.contains("strips VLAN tags"), "offloads are off: {log}");
+
+    // Re-created (a new ifindex each time, re-attached by the daemon): the
+    // filter follows, and entries of gone interfaces do not pile up (the
+    // map holds MAX_TRUNKS).
+    for round in 0..3 {
+        let before = log_count(&lab, "enforcing again");
+        lab.recreate_iot0().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while log_count(&lab, "enforcing again") == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no re-attach"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let trunks: aya::maps::HashMap<aya::maps::MapData, u32, iotfence_common::VlanSet> =
+        iotfence::kernel::pins::open_pinned(&lab.pins.path, consts::map_names::TRUNKS).unwrap();
+    let entries: Vec<u32> = trunks.keys().map(Result::unwrap).collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one trunk entry, not one per ifindex it had: {entries:?}"
+    );
+}
+
+fn log_count(lab: &Lab, what: &str) -> usize {
+    lab.daemon.as_ref().unwrap().log().matches(what).count()
 }
 
 #[test]
