@@ -22,9 +22,33 @@ pub struct Container {
     child: Child,
     /// The guest's PID 1 (systemd), as this machine sees it.
     leader: u32,
-    root: PathBuf,
-    mounted: bool,
     pub name: String,
+    /// Dropped after the guest has stopped (fields drop in order).
+    _root: BoundRoot,
+}
+
+/// This machine's root bound (non-recursively) at a fresh directory: the
+/// image the guest boots, read through a tmpfs overlay. Unbound on drop.
+struct BoundRoot(PathBuf);
+
+impl BoundRoot {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{name}-root"));
+        std::fs::create_dir_all(&dir)?;
+        if let Err(e) = run(Command::new("mount").arg("--bind").arg("/").arg(&dir)) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for BoundRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        // Empty once unbound; never a recursive removal of a bound root.
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 impl Container {
@@ -34,25 +58,15 @@ impl Container {
     pub fn boot(net: &Netns, binds: &[(&Path, &str)]) -> anyhow::Result<Self> {
         require_root();
         let name = unique("iotf");
-        let root = std::env::temp_dir().join(format!("{name}-root"));
-        std::fs::create_dir_all(&root)?;
-        let mut c = Self {
-            child: Command::new("true").spawn()?,
-            leader: 0,
-            root,
-            mounted: false,
-            name,
-        };
-        run(Command::new("mount").arg("--bind").arg("/").arg(&c.root))?;
-        c.mounted = true;
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("{}.console", c.name)))?;
+        let root = BoundRoot::new(&name)?;
+        let log = std::fs::File::create(console_path(&name))?;
         let mut cmd = Command::new("systemd-nspawn");
         cmd.arg("--quiet")
             .arg("--volatile=overlay")
             .arg("-D")
-            .arg(&c.root)
+            .arg(&root.0)
             .arg("--boot")
-            .arg(format!("--machine={}", c.name))
+            .arg(format!("--machine={name}"))
             // No machined on this host, and the guest is this host's image.
             .args(["--register=no", "--keep-unit", "--link-journal=no"])
             .arg(format!("--network-namespace-path={}", net.path().display()))
@@ -62,12 +76,18 @@ impl Container {
         for (host, guest) in binds {
             cmd.arg(format!("--bind-ro={}:{guest}", host.display()));
         }
-        c.child = cmd
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting systemd-nspawn (package systemd-container)")?;
+        let mut c = Self {
+            child,
+            leader: 0,
+            name,
+            _root: root,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while c.leader == 0 {
             if Instant::now() > deadline {
@@ -128,9 +148,12 @@ impl Container {
 
     /// What the guest's console printed so far.
     pub fn console(&self) -> String {
-        std::fs::read_to_string(std::env::temp_dir().join(format!("{}.console", self.name)))
-            .unwrap_or_default()
+        std::fs::read_to_string(console_path(&self.name)).unwrap_or_default()
     }
+}
+
+fn console_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{name}.console"))
 }
 
 /// The first child of `pid` (nspawn's child is the guest's PID 1).
@@ -165,10 +188,7 @@ impl Drop for Container {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.root).status();
-        }
-        let _ = std::fs::remove_dir(&self.root);
-        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.console", self.name)));
+        let _ = std::fs::remove_file(console_path(&self.name));
+        // Then `_root` is unbound.
     }
 }
