@@ -290,8 +290,13 @@ impl Engine {
         for w in writes {
             let r = match &w {
                 Write::Put(k, v) => self.learned.insert(k, v, 0),
+                // Already gone (the kernel reports ENOENT, not KeyNotFound).
                 Write::Delete(k) => match self.learned.remove(k) {
-                    Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                    Err(aya::maps::MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                    {
+                        Ok(())
+                    }
                     other => other,
                 },
             };
