@@ -59,6 +59,27 @@ impl DeviceSpec {
     }
 }
 
+/// The one-device site of tests about attachment rather than policy: a
+/// camera (device id 1) allowed TCP 443 to 198.51.100.0/24, nothing else.
+pub const CAMERA: DeviceSpec = DeviceSpec {
+    name: "cam-1",
+    mac: "02:00:5e:10:00:01",
+    host: 10,
+};
+pub const CAMERA_POLICY: &str = r#"
+profiles:
+  camera:
+    use: [dhcp, dns]
+    egress:
+      - to: 198.51.100.0/24
+        proto: tcp
+        ports: 443
+devices:
+  - name: cam-1
+    mac: 02:00:5e:10:00:01
+    profile: camera
+"#;
+
 pub struct Lab {
     pub router: Netns,
     pub switch: Netns,
@@ -75,18 +96,7 @@ pub struct Lab {
 /// earlier iot0 had, so the devices' neighbour caches stay right); returns
 /// when iot0 came to exist.
 fn add_iot0(router: &Netns, switch: &Netns, mac: Option<&str>) -> anyhow::Result<Instant> {
-    router.ip(&[
-        "link",
-        "add",
-        "iot0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "uplink",
-        "netns",
-        &switch.name,
-    ])?;
+    router.veth("iot0", "uplink", switch)?;
     let created = Instant::now();
     if let Some(mac) = mac {
         router.ip(&["link", "set", "iot0", "address", mac])?;
@@ -131,18 +141,7 @@ impl Lab {
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
         add_iot0(&router, &switch, None)?;
-        router.ip(&[
-            "link",
-            "add",
-            "wan0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &internet.name,
-        ])?;
+        router.veth("wan0", "eth0", &internet)?;
         router.ip(&["addr", "add", "198.51.100.1/24", "dev", "wan0"])?;
         router.ip(&["addr", "add", "203.0.113.1/24", "dev", "wan0"])?;
         router.ip(&["addr", "add", "2001:db8:ff::1/64", "dev", "wan0", "nodad"])?;
@@ -179,18 +178,7 @@ impl Lab {
         for (i, d) in devices.iter().enumerate() {
             let ns = Netns::new("iotf-d")?;
             let port = format!("port{i}");
-            ns.ip(&[
-                "link",
-                "add",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &switch.name,
-            ])?;
+            ns.veth("eth0", &port, &switch)?;
             switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
             ns.ip(&["link", "set", "eth0", "address", d.mac])?;
             ns.ip(&["addr", "add", &format!("{}/24", d.ip()), "dev", "eth0"])?;

@@ -53,6 +53,22 @@ impl Netns {
         ip(&a)
     }
 
+    /// A veth pair: `name` here, `peer` in `other`.
+    pub fn veth(&self, name: &str, peer: &str, other: &Netns) -> anyhow::Result<()> {
+        self.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer,
+            "netns",
+            &other.name,
+        ])
+    }
+
     /// `ip` commands in order, each a line of space-separated words
     /// (`"link set eth0 up"`): a topology read top to bottom.
     pub fn ips(&self, cmds: &[&str]) -> anyhow::Result<()> {

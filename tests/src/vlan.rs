@@ -34,30 +34,8 @@ pub fn run(attach: &str) -> anyhow::Result<()> {
     let router = Netns::new("vlr")?;
     let device = Netns::new("vld")?;
     let internet = Netns::new("vli")?;
-    router.ip(&[
-        "link",
-        "add",
-        "eth1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &device.name,
-    ])?;
-    router.ip(&[
-        "link",
-        "add",
-        "wan",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &internet.name,
-    ])?;
+    router.veth("eth1", "eth0", &device)?;
+    router.veth("wan", "eth0", &internet)?;
     router.ips(&[
         "link set eth1 up",
         "link add link eth1 name eth1.20 type vlan id 20",

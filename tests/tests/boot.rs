@@ -16,35 +16,15 @@ use std::{
 };
 
 use iotfence_common::{Reason, Verdict};
-use iotfence_tests::lab::{DeviceSpec, Lab, SERVER_A, SERVER_B};
-
-const POLICY: &str = r#"
-profiles:
-  camera:
-    use: [dhcp, dns]
-    egress:
-      - to: 198.51.100.0/24
-        proto: tcp
-        ports: 443
-devices:
-  - name: cam-1
-    mac: 02:00:5e:10:00:01
-    profile: camera
-"#;
-
-const CAM: DeviceSpec = DeviceSpec {
-    name: "cam-1",
-    mac: "02:00:5e:10:00:01",
-    host: 10,
-};
+use iotfence_tests::lab::{Lab, CAMERA, CAMERA_POLICY, SERVER_A, SERVER_B};
 
 /// Where the flood goes: a port of the internet host the profile forbids.
 const FLOOD_PORT: u16 = 9999;
 
 fn boots_before_its_interface(attach: &str) {
-    let mut lab = Lab::build(&[CAM], &[443]).unwrap();
+    let mut lab = Lab::build(&[CAMERA], &[443]).unwrap();
     lab.remove_iot0().unwrap();
-    let cfg = lab.write_config(attach, POLICY).unwrap();
+    let cfg = lab.write_config(attach, CAMERA_POLICY).unwrap();
     lab.start_daemon(&cfg).unwrap();
     let log = || lab.daemon.as_ref().unwrap().log();
     assert!(

@@ -10,27 +10,8 @@
 use std::{os::unix::process::CommandExt, process::Command, time::Duration};
 
 use iotfence_common::{consts::prog_names, Reason, Verdict};
-use iotfence_tests::lab::{daemon_binary, enter_ns, DeviceSpec, Lab, SERVER_A};
+use iotfence_tests::lab::{daemon_binary, enter_ns, Lab, CAMERA, CAMERA_POLICY, SERVER_A};
 
-const POLICY: &str = r#"
-profiles:
-  camera:
-    use: [dhcp, dns]
-    egress:
-      - to: 198.51.100.0/24
-        proto: tcp
-        ports: 443
-devices:
-  - name: cam-1
-    mac: 02:00:5e:10:00:01
-    profile: camera
-"#;
-
-const DEVICES: &[DeviceSpec] = &[DeviceSpec {
-    name: "cam-1",
-    mac: "02:00:5e:10:00:01",
-    host: 10,
-}];
 const CAM: u32 = 1;
 const T: Duration = Duration::from_millis(1500);
 
@@ -82,7 +63,7 @@ fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
         iotfence::kernel::probe::PRETEND_MISSING_ENV,
         "tcx,xdp_load_bytes,coarse_clock",
     );
-    let mut lab = Lab::build(DEVICES, &[443, 22]).expect("building the lab");
+    let mut lab = Lab::build(&[CAMERA], &[443, 22]).expect("building the lab");
     // Another user's clsact and filter, which must be left alone: classic
     // BPF returning 0 (no match, so packets go on to later filters).
     lab.router
@@ -110,7 +91,7 @@ fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
     let foreign = filters(&lab, "egress");
     assert_eq!(foreign.len(), 1, "{foreign:?}");
 
-    let cfg = lab.write_config("xdp", POLICY).unwrap();
+    let cfg = lab.write_config("xdp", CAMERA_POLICY).unwrap();
     lab.start_daemon(&cfg).expect("starting iotfence");
     let eg = filters(&lab, "egress");
     let ing = filters(&lab, "ingress");

@@ -8,35 +8,15 @@ use std::net::Ipv4Addr;
 use iotfence_common::{consts, Reason, Verdict};
 use iotfence_tests::{
     dns::{mac_of, send_frame},
-    lab::{DeviceSpec, Lab, SERVER_B},
+    lab::{Lab, CAMERA, CAMERA_POLICY, SERVER_B},
     packet::Packet,
-};
-
-const POLICY: &str = r#"
-profiles:
-  camera:
-    use: [dhcp, dns]
-    egress:
-      - to: 198.51.100.0/24
-        proto: tcp
-        ports: 443
-devices:
-  - name: cam-1
-    mac: 02:00:5e:10:00:01
-    profile: camera
-"#;
-
-const CAM: DeviceSpec = DeviceSpec {
-    name: "cam-1",
-    mac: "02:00:5e:10:00:01",
-    host: 10,
 };
 
 /// (what, tags outermost first as (802.1ad?, VLAN ID), judged).
 type Case = (&'static str, &'static [(bool, u16)], bool);
 
 fn judges_only_its_vlans(attach: &str) {
-    let mut lab = Lab::build(&[CAM], &[]).unwrap();
+    let mut lab = Lab::build(&[CAMERA], &[]).unwrap();
     // As a NIC without VLAN offloads: the switch side writes tags into the
     // frames and iot0 leaves them there, where XDP reads them (with
     // rx-vlan-offload on, XDP sees no tag: the daemon warns, and judges).
@@ -63,7 +43,7 @@ fn judges_only_its_vlans(attach: &str) {
         ])
         .unwrap();
     let cfg = lab
-        .write_config_with(attach, POLICY, "vlans:\n  iot0: [20, 21]\n")
+        .write_config_with(attach, CAMERA_POLICY, "vlans:\n  iot0: [20, 21]\n")
         .unwrap();
     lab.start_daemon(&cfg).unwrap();
     let cam = lab.device("cam-1");

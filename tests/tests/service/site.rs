@@ -33,34 +33,8 @@ pub fn site() -> Site {
     let router = Netns::new("svr").unwrap();
     let device = Netns::new("svd").unwrap();
     let internet = Netns::new("svi").unwrap();
-    router
-        .ip(&[
-            "link",
-            "add",
-            "eth1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &device.name,
-        ])
-        .unwrap();
-    router
-        .ip(&[
-            "link",
-            "add",
-            "wan",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &internet.name,
-        ])
-        .unwrap();
+    router.veth("eth1", "eth0", &device).unwrap();
+    router.veth("wan", "eth0", &internet).unwrap();
     for (ns, cmds) in [
         (
             &router,
