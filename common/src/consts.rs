@@ -44,6 +44,10 @@ pub const ROUTER_ADDR_ENTRIES: u32 = 256;
 /// DNS-over-TCP answer segments released by the daemon, remembered so the
 /// stack's retransmission of one passes (least recently used forgotten).
 pub const TCP_RESENT_ENTRIES: u32 = 4096;
+/// Redirected DNS queries whose answers are awaited (`dns.redirect`); the
+/// least recently used is forgotten, its answer then delivered from the
+/// configured resolver's address (which the device ignores, and retries).
+pub const DNS_REDIRECT_ENTRIES: u32 = 8192;
 /// Unknown devices (by source MAC) with a violation-event budget of their
 /// own; the least recently seen is forgotten (and starts with a full one).
 pub const RATE_MACS: u32 = 4096;
@@ -89,9 +93,12 @@ pub mod map_names {
     pub const DENIED: &str = "iotf1_denied";
     pub const GRANTS: &str = "iotf1_grants";
     pub const TRUNKS: &str = "iotf1_trunks";
+    pub const REDIRECT_TO: &str = "iotf1_dns_to";
+    pub const REDIRECTS: &str = "iotf1_dnat";
+    pub const REDIRECTED: &str = "iotf1_redirects";
 
     /// Every map, for pinning checks and `iotfence detach`.
-    pub const ALL: [&str; 28] = [
+    pub const ALL: [&str; 31] = [
         CONFIG,
         DEFAULT_DEVICE,
         DEVICE_BY_MAC,
@@ -120,6 +127,9 @@ pub mod map_names {
         DENIED,
         GRANTS,
         TRUNKS,
+        REDIRECT_TO,
+        REDIRECTS,
+        REDIRECTED,
     ];
 }
 
@@ -134,7 +144,8 @@ pub mod prog_names {
     pub const TC_INGRESS: &str = "from_device_tc";
     /// The observer at TC egress: inbound flows, held DNS answers.
     pub const TC_EGRESS: &str = "to_device_tc";
-    /// DNS query copier at TC ingress for XDP on kernels before 5.18.
+    /// TC ingress beside the XDP judge: copies DNS queries on kernels
+    /// before 5.18, and rewrites redirected ones (`dns.redirect`).
     pub const TC_QUERIES: &str = "from_device_dns";
     /// Every program of the object.
     pub const ALL: [&str; 4] = [XDP, TC_INGRESS, TC_EGRESS, TC_QUERIES];
@@ -172,6 +183,9 @@ pub const CONFIG_READY: u32 = 1;
 /// `Config::flags`: some interface is a trunk (`iotf1_trunks` has entries):
 /// only then is the interface looked up per packet.
 pub const CONFIG_TRUNKS: u32 = 2;
+/// `Config::flags`: `dns.redirect` is on: DNS queries to other resolvers
+/// go to the configured one (`ebpf/src/redirect.rs`).
+pub const CONFIG_DNS_REDIRECT: u32 = 4;
 
 /// Trunk interfaces with a VLAN filter (`vlans:` in the configuration).
 pub const MAX_TRUNKS: u32 = 64;

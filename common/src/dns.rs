@@ -26,7 +26,13 @@ pub struct DnsFrame {
     /// The device that sent the query or receives the answer.
     pub device: u32,
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// 1: an answer to a redirected query (`dns.redirect`), still with the
+    /// configured resolver's address: the daemon writes `asked` in as its
+    /// source before it releases the frame.
+    pub redirected: u8,
+    pub _pad: [u8; 2],
+    /// The resolver the device asked (v4-mapped for IPv4), when redirected.
+    pub asked: [u8; 16],
     pub frame: [u8; DNS_FRAME_MAX],
 }
 
@@ -47,3 +53,39 @@ pub struct DnsControl {
     /// skb mark of re-injected answers, so the egress program lets them go.
     pub reinject_mark: u32,
 }
+
+/// `dns.redirect`: a device's query to a resolver other than the
+/// configured ones was sent to `resolver` instead (`iotf1_dnat`), keyed as
+/// the answer finds it. Addresses v4-mapped for IPv4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RedirectKey {
+    /// The device's address and source port.
+    pub device: [u8; 16],
+    /// The configured resolver the query went to.
+    pub resolver: [u8; 16],
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// What a redirected query's answer is rewritten back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedirectValue {
+    /// The resolver the device asked: the answer's source address.
+    pub asked: [u8; 16],
+    /// The MAC the query came from: an answer is rewritten only towards
+    /// it, so a host spoofing a device's address cannot have the device's
+    /// own answers rewritten.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `iotf1_dns_to` slots: the resolver IPv4 (IPv6) queries are redirected
+/// to; all-zero: none for that family.
+pub const REDIRECT_TO_V4: u32 = 0;
+pub const REDIRECT_TO_V6: u32 = 1;
+/// `iotf1_redirects` slots (per-CPU counters).
+pub const REDIRECTED_QUERIES: u32 = 0;
+pub const REDIRECTED_ANSWERS: u32 = 1;

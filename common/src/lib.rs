@@ -52,4 +52,6 @@ mod pod {
     unsafe impl aya::Pod for values::FlowValue {}
     unsafe impl aya::Pod for ViolationEvent {}
     unsafe impl aya::Pod for dns::DnsControl {}
+    unsafe impl aya::Pod for dns::RedirectKey {}
+    unsafe impl aya::Pod for dns::RedirectValue {}
 }

@@ -251,7 +251,7 @@ fn attach(dp: &mut Datapath, cfg: &Config, iface: &str) -> anyhow::Result<&'stat
             tracing::warn!(interface = %iface, "the NIC strips VLAN tags before XDP sees them: every frame looks untagged and is judged, other VLANs' hosts included; fix: `ethtool -K {iface} rxvlan off`, or `attach: tc` (TC reads the tag the NIC stripped)");
         }
     }
-    dp.attach(iface, cfg.attach)
+    dp.attach(iface, cfg.attach, cfg.dns.redirect)
 }
 
 /// Re-attaches to a configured interface that appeared with a new index (or

@@ -164,11 +164,14 @@ fn resent(s: &mut Scratch) -> bool {
 /// Holds an answer: returns true when the frame is now the daemon's (drop
 /// it here) and false when it must be delivered as is.
 #[inline(always)]
+/// `asked`: the answer is to a redirected query, to be released with this
+/// source address (see `DnsFrame::asked`).
 pub fn hold(
     device: u32,
     ifindex: u32,
     len: u32,
     gso_segs: u32,
+    asked: Option<&[u8; 16]>,
     load: impl Fn(*mut u8, u32) -> i64,
 ) -> bool {
     let Some(ctl) = DNS_CONTROL.get(0) else {
@@ -188,7 +191,7 @@ pub fn hold(
         global_add(Global::DnsUnheld);
         return false;
     }
-    if !copy(DNS_KIND_ANSWER, device, ifindex, len, now, load) {
+    if !copy(DNS_KIND_ANSWER, device, ifindex, len, now, asked, load) {
         // Dropped: the resolver's client retries, and delivering it
         // unlearned would break the no-first-packet-drop promise.
         global_add(Global::DnsRingFull);
@@ -206,7 +209,7 @@ pub fn copy_query(device: u32, ifindex: u32, len: u32, load: impl Fn(*mut u8, u3
         return;
     }
     let now = unsafe { bpf_ktime_get_ns() };
-    if copy(DNS_KIND_QUERY, device, ifindex, len, now, load) {
+    if copy(DNS_KIND_QUERY, device, ifindex, len, now, None, load) {
         global_add(Global::DnsQueries);
     } else {
         global_add(Global::DnsQueryRingFull);
@@ -223,6 +226,7 @@ fn copy(
     ifindex: u32,
     len: u32,
     now: u64,
+    asked: Option<&[u8; 16]>,
     load: impl Fn(*mut u8, u32) -> i64,
 ) -> bool {
     let Some(mut entry) = DNS_FRAMES.reserve::<DnsFrame>(0) else {
@@ -243,7 +247,17 @@ fn copy(
         (*p).len = n;
         (*p).device = device;
         (*p).kind = kind;
-        (*p)._pad = [0, 0, 0];
+        (*p)._pad = [0, 0];
+        match asked {
+            Some(a) => {
+                (*p).redirected = 1;
+                (*p).asked = *a;
+            }
+            None => {
+                (*p).redirected = 0;
+                (*p).asked = [0; 16];
+            }
+        }
         if load((*p).frame.as_mut_ptr(), n) != 0 {
             entry.discard(0);
             return false;

@@ -12,12 +12,13 @@ use iotfence_common::{
 use crate::{
     clock,
     count::{add_violations, count, violation_key},
-    denied, dns, events,
+    denied, dns, events, features,
     flow::{flow_alive, flow_key, fragment_key, open_flow, remember_fragments},
     identity::identify,
     link::is_link_icmpv6,
     maps::{CONFIG, EGRESS4, EGRESS6, LEARNED, ROUTER_ADDRS, SCRATCH},
     parse::{parse, Bytes, Frag},
+    redirect,
     scratch::Scratch,
     trunk::{other_vlan, Wire},
 };
@@ -26,12 +27,24 @@ pub enum Action {
     Pass,
     /// Pass, and copy the frame to the daemon: a DNS query by this device.
     PassQuery(u32),
+    /// Pass a DNS query redirected to the configured resolver
+    /// (`redirect.rs`), once TC has rewritten it; `Some(device)`: then
+    /// copy it to the daemon.
+    PassRedirected(Option<u32>),
     Drop,
+}
+
+/// Which program judges: XDP can neither rewrite a redirected query nor,
+/// before 5.18, copy one (`from_device_dns` at TC ingress does both).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    Tc,
 }
 
 /// Judges one device-originated packet, counts it, and reports violations.
 #[inline(always)]
-pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
+pub fn judge(b: &Bytes, len: u64, wire: Wire, hook: Hook) -> Action {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return Action::Drop;
     };
@@ -52,6 +65,9 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
     if other_vlan(cfg.flags, wire, s.h.vlan) {
         return Action::Pass;
     }
+    if parsed.is_ok() {
+        redirect::query(cfg.flags, &mut s.h);
+    }
     // One clock read per packet, for every deadline this packet meets.
     let now = clock::now();
     // Most packets belong to a live flow: one lookup settles them, and the
@@ -59,7 +75,7 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
     if parsed.is_ok() && s.h.family != 0 {
         if let Some((device, reason)) = established(cfg, s, now) {
             count(device, Verdict::Allowed, reason, len);
-            return pass(s, device, now);
+            return pass(s, device, now, hook);
         }
     }
     // Read before the lookups it guards (see `denied::epoch`).
@@ -71,7 +87,7 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
             let d = unsafe { &mut *p };
             if let Some(c) = denied::hit(d, &s.denied, cfg.generation, epoch, len) {
                 events::global_add(Global::DeniedCached);
-                return denied_packet(cfg, s, &c.device, c.verdict, c.reason, len, now);
+                return denied_packet(cfg, s, &c.device, c.verdict, c.reason, len, now, hook);
             }
             slot = Some(d);
         }
@@ -90,7 +106,7 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
     };
     if verdict == Verdict::Allowed {
         count(dev.device, verdict, reason, len);
-        return pass(s, dev.device, now);
+        return pass(s, dev.device, now, hook);
     }
     match slot {
         Some(d) => denied::claim(
@@ -106,12 +122,13 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire) -> Action {
         ),
         None => add_violations(violation_key(dev.device, verdict, &s.h), 1, len),
     }
-    denied_packet(cfg, s, &dev, verdict, reason, len, now)
+    denied_packet(cfg, s, &dev, verdict, reason, len, now, hook)
 }
 
 /// A packet denied (or audited), its violation already counted: the
 /// counter, the rate-limited event, the action.
 #[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "inlined; each is read once")]
 fn denied_packet(
     cfg: &Config,
     s: &mut Scratch,
@@ -120,6 +137,7 @@ fn denied_packet(
     reason: Reason,
     len: u64,
     now: u64,
+    hook: Hook,
 ) -> Action {
     count(dev.device, verdict, reason, len);
     s.mac.generation = 0;
@@ -128,32 +146,57 @@ fn denied_packet(
     events::report(cfg, dev, &s.h, &s.mac, verdict, reason, now);
     match verdict {
         Verdict::Dropped => Action::Drop,
-        _ => pass(s, dev.device, now),
+        _ => pass(s, dev.device, now, hook),
     }
 }
 
-/// The device that sent `b` when it is a DNS query to a resolver (for
-/// `iotfence_tc_q`, after the XDP judge passed it): identified as the judge
-/// identifies it.
+/// What `from_device_dns` (TC ingress beside the XDP judge, which passed
+/// the packet) has to do: the headers of `b` in scratch slot 0 as the judge
+/// saw them (a redirected query's destination already the configured
+/// resolver), or `None` for a packet it leaves alone.
 #[inline(always)]
-pub fn query_sender(b: &Bytes, wire: Wire) -> Option<u32> {
+pub fn beside_xdp(b: &Bytes, wire: Wire) -> Option<&'static mut Scratch> {
     let cfg = CONFIG.get(0)?;
     if cfg.flags & CONFIG_READY == 0 {
         return None;
     }
     let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     s.h.reset();
-    if parse(b, &mut s.h).is_err() || other_vlan(cfg.flags, wire, s.h.vlan) || !dns::is_query(&s.h)
-    {
+    if parse(b, &mut s.h).is_err() || other_vlan(cfg.flags, wire, s.h.vlan) {
         return None;
     }
+    redirect::query(cfg.flags, &mut s.h);
+    Some(s)
+}
+
+/// The device that sent the packet in `s` (see `beside_xdp`) when it is a
+/// DNS query to a resolver the XDP judge could not copy (a redirected one,
+/// or any before 5.18), identified as the judge identifies it, within its
+/// query budget.
+#[inline(always)]
+pub fn query_beside_xdp(s: &mut Scratch) -> Option<u32> {
+    if !(s.h.redirected || !features::xdp_load_bytes()) || !dns::is_query(&s.h) {
+        return None;
+    }
+    let cfg = CONFIG.get(0)?;
     let device = identify((cfg.generation & 1) as u8, s, false).device;
     query_budget(s, device, clock::now()).then_some(device)
 }
 
+/// An allowed packet, and whether its program copies it as a DNS query
+/// (within the sender's budget, which only a copy spends): TC always can;
+/// XDP only with `bpf_xdp_load_bytes` and not a redirected query, which
+/// TC rewrites first (`from_device_dns` copies those).
 #[inline(always)]
-fn pass(s: &mut Scratch, device: u32, now: u64) -> Action {
-    if dns::is_query(&s.h) && query_budget(s, device, now) {
+fn pass(s: &mut Scratch, device: u32, now: u64, hook: Hook) -> Action {
+    let copies = match hook {
+        Hook::Tc => true,
+        Hook::Xdp => features::xdp_load_bytes() && !s.h.redirected,
+    };
+    let query = copies && dns::is_query(&s.h) && query_budget(s, device, now);
+    if s.h.redirected {
+        Action::PassRedirected(query.then_some(device))
+    } else if query {
         Action::PassQuery(device)
     } else {
         Action::Pass

@@ -3,8 +3,9 @@
 //! `to_device` (the observer), on `identity`, `flow`, `count`, `dns`.
 //! - `from_device_xdp` / `from_device_tc`: judge packets devices send (XDP or
 //!   TC ingress on the IoT-facing interface; same decision code).
-//! - `from_device_dns`: TC ingress beside the XDP judge where XDP cannot copy
-//!   DNS queries (kernels before 5.18).
+//! - `from_device_dns`: TC ingress beside the XDP judge, where XDP cannot
+//!   copy DNS queries (kernels before 5.18) or rewrite redirected ones
+//!   (`dns.redirect`, see `redirect`).
 //! - `to_device_tc`: TC egress on the same interface (towards devices):
 //!   records inbound flows the device's profile allows and holds DNS
 //!   answers from trusted resolvers for the daemon to learn from.
@@ -31,6 +32,7 @@ mod identity;
 mod link;
 mod maps;
 mod parse;
+mod redirect;
 mod scratch;
 mod to_device;
 mod trunk;
@@ -42,7 +44,12 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-use crate::{dns::Answer, from_device::Action, parse::Bytes, trunk::Wire};
+use crate::{
+    dns::Answer,
+    from_device::{Action, Hook},
+    parse::Bytes,
+    trunk::Wire,
+};
 
 /// Bytes of headers a TC program needs in the linear part of the skb.
 const TC_PULL_BYTES: u32 = 256;
@@ -60,16 +67,15 @@ pub fn from_device_xdp(ctx: XdpContext) -> u32 {
         ifindex,
         skb_vlan: None,
     };
-    match from_device::judge(&b, b.len() as u64, wire) {
-        Action::Pass => xdp_action::XDP_PASS,
+    match from_device::judge(&b, b.len() as u64, wire, Hook::Xdp) {
+        // A redirected query is rewritten (and copied) by `from_device_dns`.
+        Action::Pass | Action::PassRedirected(_) => xdp_action::XDP_PASS,
+        // Only with the helper (5.18): before, `from_device_dns` copies at
+        // TC ingress instead, and the judge asks for no copy.
         Action::PassQuery(device) => {
-            // Without the helper (before 5.18), `from_device_dns` copies it
-            // at TC ingress instead.
-            if features::xdp_load_bytes() {
-                dns::copy_query(device, ifindex, b.len() as u32, |dst, n| unsafe {
-                    bpf_xdp_load_bytes(md, 0, dst.cast(), n)
-                });
-            }
+            dns::copy_query(device, ifindex, b.len() as u32, |dst, n| unsafe {
+                bpf_xdp_load_bytes(md, 0, dst.cast(), n)
+            });
             xdp_action::XDP_PASS
         }
         Action::Drop => xdp_action::XDP_DROP,
@@ -77,49 +83,65 @@ pub fn from_device_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[classifier]
-pub fn from_device_tc(ctx: TcContext) -> i32 {
+pub fn from_device_tc(mut ctx: TcContext) -> i32 {
     linearize(&ctx);
     let b = Bytes {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    let skb = ctx.skb.skb;
-    let ifindex = unsafe { (*skb).ifindex };
-    match from_device::judge(&b, ctx.len() as u64, tc_wire(&ctx)) {
+    let copy = match from_device::judge(&b, ctx.len() as u64, tc_wire(&ctx), Hook::Tc) {
         // UNSPEC lets later TC programs on the hook run too.
-        Action::Pass => TC_ACT_UNSPEC,
-        Action::PassQuery(device) => {
-            dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
-                bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
-            });
-            TC_ACT_UNSPEC
+        Action::Pass => return TC_ACT_UNSPEC,
+        Action::Drop => return TC_ACT_SHOT,
+        Action::PassQuery(device) => Some(device),
+        Action::PassRedirected(copy) => {
+            if !redirect::rewrite_query(&mut ctx) {
+                return TC_ACT_SHOT;
+            }
+            copy
         }
-        Action::Drop => TC_ACT_SHOT,
-    }
-}
-
-/// TC ingress beside the XDP judge on kernels without `bpf_xdp_load_bytes`
-/// (before 5.18): copies the DNS queries the judge passed, which it cannot
-/// copy itself. Judges nothing; everything goes on.
-#[classifier]
-pub fn from_device_dns(ctx: TcContext) -> i32 {
-    linearize(&ctx);
-    let b = Bytes {
-        start: ctx.data(),
-        end: ctx.data_end(),
     };
-    if let Some(device) = from_device::query_sender(&b, tc_wire(&ctx)) {
-        let skb = ctx.skb.skb;
-        let ifindex = unsafe { (*skb).ifindex };
-        dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
-            bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
-        });
+    if let Some(device) = copy {
+        copy_query(&ctx, device);
     }
     TC_ACT_UNSPEC
 }
 
+/// TC ingress beside the XDP judge, for what XDP cannot do with a packet
+/// it passed: rewrite a redirected DNS query (`dns.redirect`), and copy
+/// DNS queries on kernels without `bpf_xdp_load_bytes` (before 5.18).
+/// Judges nothing; everything goes on.
 #[classifier]
-pub fn to_device_tc(ctx: TcContext) -> i32 {
+pub fn from_device_dns(mut ctx: TcContext) -> i32 {
+    linearize(&ctx);
+    let b = Bytes {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let Some(s) = from_device::beside_xdp(&b, tc_wire(&ctx)) else {
+        return TC_ACT_UNSPEC;
+    };
+    if s.h.redirected && !redirect::rewrite_query(&mut ctx) {
+        return TC_ACT_SHOT;
+    }
+    if let Some(device) = from_device::query_beside_xdp(s) {
+        copy_query(&ctx, device);
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Copies the (possibly rewritten) frame as device `device`'s DNS query.
+#[inline(always)]
+fn copy_query(ctx: &TcContext, device: u32) {
+    let skb = ctx.skb.skb;
+    let ifindex = unsafe { (*skb).ifindex };
+    dns::copy_query(device, ifindex, ctx.len(), |dst, n| unsafe {
+        bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
+    });
+}
+
+#[classifier]
+pub fn to_device_tc(mut ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
     if dns::reinjected(unsafe { (*skb).mark }) {
         return TC_ACT_UNSPEC;
@@ -128,7 +150,7 @@ pub fn to_device_tc(ctx: TcContext) -> i32 {
     // A frame the router forwards keeps the index of the interface it came
     // in on; one the router's own stack sent has none.
     let from_stack = unsafe { (*skb).ingress_ifindex } == 0;
-    let answer = to_device::observe(
+    let (answer, redirected) = to_device::observe(
         &Bytes {
             start: ctx.data(),
             end: ctx.data_end(),
@@ -139,17 +161,34 @@ pub fn to_device_tc(ctx: TcContext) -> i32 {
     let device = match answer {
         Answer::Hold(device) => device,
         Answer::Forged => return TC_ACT_SHOT,
-        Answer::Pass | Answer::Unheld => return TC_ACT_UNSPEC,
+        Answer::Pass | Answer::Unheld => return deliver(&mut ctx, redirected),
     };
     let (ifindex, gso_segs) = unsafe { ((*skb).ifindex, (*skb).gso_segs) };
-    let held = dns::hold(device, ifindex, ctx.len(), gso_segs, |dst, n| unsafe {
+    // A held answer to a redirected query goes to the daemon as the
+    // resolver sent it (what learning matches); the daemon rewrites it.
+    let asked = if redirected {
+        to_device::asked()
+    } else {
+        None
+    };
+    let held = dns::hold(device, ifindex, ctx.len(), gso_segs, asked, |dst, n| unsafe {
         bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
     });
     if held {
         TC_ACT_SHOT
     } else {
-        TC_ACT_UNSPEC
+        deliver(&mut ctx, redirected)
     }
+}
+
+/// Lets a frame towards a device go, an answer to a redirected query with
+/// the source address the device asked.
+#[inline(always)]
+fn deliver(ctx: &mut TcContext, redirected: bool) -> i32 {
+    if redirected && !redirect::rewrite_answer(ctx) {
+        return TC_ACT_SHOT;
+    }
+    TC_ACT_UNSPEC
 }
 
 /// Where a TC program sees the frame: the kernel has moved the outer VLAN

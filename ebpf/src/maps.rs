@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use iotfence_common::{
-    consts::*, dns::DnsControl, values::FlowValue, BindKey, Config, Counter, DeniedSlot,
+    consts::*,
+    dns::{DnsControl, RedirectKey, RedirectValue}, values::FlowValue, BindKey, Config, Counter, DeniedSlot,
     DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, ResentKey,
     RuleSet, ViolationKey, VlanSet,
 };
@@ -137,3 +138,18 @@ pub static GRANTS: Array<u32> = Array::pinned(1, 0);
 /// other VLANs pass untouched (`trunk.rs`).
 #[map(name = "iotf1_trunks")]
 pub static TRUNKS: HashMap<u32, VlanSet> = HashMap::pinned(MAX_TRUNKS, 0);
+
+/// Where redirected DNS queries go (`dns.redirect`): the configured
+/// resolver for IPv4 (slot 0) and IPv6 (slot 1); all-zero for none.
+#[map(name = "iotf1_dns_to")]
+pub static REDIRECT_TO: Array<[u8; 16]> = Array::pinned(2, 0);
+
+/// Redirected queries awaiting their answers, by (device address and port,
+/// resolver, protocol) -> the resolver the device asked.
+#[map(name = "iotf1_dnat")]
+pub static REDIRECTS: LruHashMap<RedirectKey, RedirectValue> =
+    LruHashMap::pinned(DNS_REDIRECT_ENTRIES, 0);
+
+/// Redirected queries and answers rewritten back, per CPU.
+#[map(name = "iotf1_redirects")]
+pub static REDIRECTED: PerCpuArray<u64> = PerCpuArray::pinned(2, 0);

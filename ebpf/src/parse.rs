@@ -65,6 +65,14 @@ pub struct Headers {
     pub tcp_seq: u32,
     /// Set by the judge: a query to a resolver the daemon should see.
     pub dns_query: bool,
+    /// Offsets of the IP and (when parsed) the L4 header in the frame.
+    pub l3: u16,
+    pub l4: u16,
+    /// `dns.redirect` (`redirect.rs`): `dst` (a query) or `src` (its
+    /// answer) stands for the configured resolver, and the packet still
+    /// carries `asked`, the resolver the device asked, in its place.
+    pub redirected: bool,
+    pub asked: [u8; 16],
 }
 
 impl Headers {
@@ -87,6 +95,9 @@ impl Headers {
         self.tcp_flags = 0;
         self.tcp_seq = 0;
         self.dns_query = false;
+        self.l3 = 0;
+        self.l4 = 0;
+        self.redirected = false;
         self.src = [0; 16];
         self.dst = [0; 16];
     }
@@ -175,6 +186,7 @@ fn parse_l2(b: &Bytes, h: &mut Headers) -> Result<(u16, usize), Reason> {
 #[inline(always)]
 pub fn parse(b: &Bytes, h: &mut Headers) -> Result<(), Reason> {
     let (ethertype, l3) = parse_l2(b, h)?;
+    h.l3 = l3 as u16;
     let (l4, ip_end) = match ethertype {
         ETH_P_IP => parse_ipv4(b, l3, h)?,
         ETH_P_IPV6 => parse_ipv6(b, l3, h)?,
@@ -183,6 +195,7 @@ pub fn parse(b: &Bytes, h: &mut Headers) -> Result<(), Reason> {
     if h.frag == Frag::Later {
         return Ok(());
     }
+    h.l4 = l4 as u16;
     parse_l4(b, l4, ip_end, h)
 }
 

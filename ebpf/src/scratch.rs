@@ -2,6 +2,7 @@
 
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use iotfence_common::{
+    dns::{RedirectKey, RedirectValue},
     keys::SCOPE_BITS, values::FlowValue, BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey,
     ResentKey,
 };
@@ -25,6 +26,9 @@ pub struct Scratch {
     pub lpm6: Key<Lpm6>,
     /// The denial cache's key (`denied::key`).
     pub denied: [u64; 6],
+    /// `redirect.rs`: a redirected query's key and value.
+    pub redirect: RedirectKey,
+    pub redirect_value: RedirectValue,
 }
 
 impl Scratch {

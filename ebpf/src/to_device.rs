@@ -15,22 +15,24 @@ use crate::{
     identity::identify,
     maps::{CONFIG, FLOWS, INBOUND4, INBOUND6, SCRATCH},
     parse::{parse, Bytes, Frag, Headers},
+    redirect,
     scratch::Scratch,
     trunk::{other_vlan, Wire},
 };
 
 /// `from_stack`: the router's own stack sent the frame (it was not routed
-/// in from another interface).
+/// in from another interface). Also says whether the frame answers a
+/// redirected query (`redirect::answer`; scratch slot 1 holds its headers).
 #[inline(always)]
-pub fn observe(b: &Bytes, from_stack: bool, wire: Wire) -> Answer {
+pub fn observe(b: &Bytes, from_stack: bool, wire: Wire) -> (Answer, bool) {
     let Some(cfg) = CONFIG.get(0) else {
-        return Answer::Pass;
+        return (Answer::Pass, false);
     };
     if cfg.flags & CONFIG_READY == 0 {
-        return Answer::Pass;
+        return (Answer::Pass, false);
     }
     let Some(s) = SCRATCH.get_ptr_mut(1) else {
-        return Answer::Pass;
+        return (Answer::Pass, false);
     };
     let s = unsafe { &mut *s };
     s.h.reset();
@@ -39,19 +41,29 @@ pub fn observe(b: &Bytes, from_stack: bool, wire: Wire) -> Answer {
         || s.h.family == 0
         || !s.h.flow
     {
-        return Answer::Pass;
+        return (Answer::Pass, false);
     }
+    redirect::answer(cfg.flags, s);
+    let redirected = s.h.redirected;
     let generation = (cfg.generation & 1) as u8;
     let dev = identify(generation, s, true);
     match dns::classify_answer(s, dev.device, from_stack) {
         Answer::Pass => {}
-        other => return other,
+        other => return (other, redirected),
     }
     if s.h.frag == Frag::Later {
-        return Answer::Pass;
+        return (Answer::Pass, redirected);
     }
     record_inbound(generation, &dev, s);
-    Answer::Pass
+    (Answer::Pass, redirected)
+}
+
+/// The address an answer `observe` found redirected must carry as its
+/// source (scratch slot 1).
+#[inline(always)]
+pub fn asked() -> Option<&'static [u8; 16]> {
+    let s = SCRATCH.get_ptr_mut(1)?;
+    Some(unsafe { &(*s).h.asked })
 }
 
 #[inline(always)]

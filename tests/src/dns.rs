@@ -55,6 +55,26 @@ impl Dnsmasq {
         Self::spawn(router, &args, (ROUTER_IOT_IP, 53))
     }
 
+    /// A resolver elsewhere (a device's hard-coded one, say) in `ns`,
+    /// listening on `v4` and `v6`, answering `hosts` from its own hosts
+    /// file.
+    pub fn at(
+        ns: &Netns,
+        dir: &Path,
+        (v4, v6): (&'static str, &str),
+        hosts: &[(String, IpAddr)],
+    ) -> anyhow::Result<Self> {
+        let args = [
+            format!("--listen-address={v4}"),
+            format!("--listen-address={v6}"),
+            format!(
+                "--addn-hosts={}",
+                write_hosts(dir, &format!("at-{v4}.hosts"), hosts)?.display()
+            ),
+        ];
+        Self::spawn(ns, &args, (v4, 53))
+    }
+
     /// An authoritative-like server for `hosts` on [`UPSTREAM`], for a
     /// resolver that forwards to it ([`Dnsmasq::forwarder`]).
     pub fn upstream(

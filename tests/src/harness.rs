@@ -153,6 +153,25 @@ impl Harness {
         Ok(r?.return_value)
     }
 
+    /// Runs `packet` through program `name` (XDP or TC): the return value
+    /// and the packet as the program left it.
+    pub fn run_out(&self, name: &str, packet: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0u8; packet.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
+        let r = if name == prog_names::XDP {
+            self.dp.xdp().unwrap().test_run(opts)
+        } else {
+            self.dp.tc(name).unwrap().test_run(opts)
+        }
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {name}: {e}"));
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
     /// Average nanoseconds per run of `packet` on `hook` over `repeat`
     /// in-kernel repetitions (BPF_PROG_TEST_RUN's own clock), and the
     /// program's return value.

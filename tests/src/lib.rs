@@ -20,6 +20,7 @@ pub mod netns;
 pub mod observe;
 pub mod packet;
 pub mod privileged;
+pub mod redirect;
 pub mod reference;
 pub mod scenario;
 pub mod servers;

@@ -1,8 +1,9 @@
 //! arm64 routers: the daemon and the kernel-matrix suite cross-built for
 //! aarch64 (`cargo xtask build --target aarch64`), Debian 12's arm64 kernel
 //! booted under qemu-system-aarch64 (TCG), and inside it: the kernel probe
-//! and the datapath fixture table on XDP and TC ingress, the same table the
-//! x86 kernel matrix runs (the same eBPF object, an arm64 verifier and JIT).
+//! and the datapath fixture table on XDP and TC ingress and the DNS
+//! redirect's rewrites, the same checks the x86 kernel matrix runs (the
+//! same eBPF object, an arm64 verifier and JIT).
 //! And the arm64 Debian package: built, lintian-clean, an aarch64 binary.
 
 use std::{
@@ -84,7 +85,7 @@ fn the_datapath_runs_on_debians_arm64_kernel() {
         out.output
     );
     assert!(
-        out.output.contains("vm-suite: 2 passed, 0 failed"),
+        out.output.contains("vm-suite: 3 passed, 0 failed"),
         "{}",
         out.console
     );

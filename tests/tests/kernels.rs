@@ -67,9 +67,9 @@ fn boots_debian_13_6_12() {
 }
 
 /// The kernel matrix: inside the booted kernel, the datapath fixture table
-/// on XDP and TC ingress, the lab smoke check and a VLAN sub-interface on
-/// both attach modes (`iotfence-vm-suite`), with the real daemon, ip, tc
-/// and dnsmasq.
+/// on XDP and TC ingress and the DNS redirect's, the lab smoke check, the
+/// DNS redirect and a VLAN sub-interface on both attach modes
+/// (`iotfence-vm-suite`), with the real daemon, ip, tc, ethtool and dnsmasq.
 fn matrix(kernel: Kernel) {
     let fetched = kernel.fetch().unwrap_or_else(|e| panic!("{e:#}"));
     let suite = env!("CARGO_BIN_EXE_iotfence-vm-suite");
@@ -80,6 +80,7 @@ fn matrix(kernel: Kernel) {
         .exe("/usr/sbin/ip")
         .exe("/usr/sbin/tc")
         .exe("/usr/sbin/dnsmasq")
+        .exe("/usr/sbin/ethtool")
         .module("bridge")
         .module("8021q")
         // dnsmasq looks its user up.
@@ -110,7 +111,7 @@ fn matrix(kernel: Kernel) {
         out.output
     );
     assert!(
-        out.output.contains("vm-suite: 6 passed, 0 failed"),
+        out.output.contains("vm-suite: 9 passed, 0 failed"),
         "{}",
         out.output
     );

@@ -29,6 +29,9 @@ pub struct DnsSettings {
     /// Deliver answers unlearned while the daemon is down (default: drop).
     pub fail_open: bool,
     pub reinject_mark: u32,
+    /// Queries to other resolvers (UDP/TCP 53) go to the first configured
+    /// resolver of their family, answers come back rewritten.
+    pub redirect: bool,
 }
 
 impl DnsSettings {
@@ -121,6 +124,7 @@ pub(super) fn dns_settings(d: &mut Diags<'_>, doc: &DnsDoc) -> DnsSettings {
         query_burst,
         fail_open: doc.fail_open.unwrap_or(false),
         reinject_mark,
+        redirect: doc.redirect.as_ref().is_some_and(|s| s.value),
     }
 }
 

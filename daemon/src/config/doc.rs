@@ -54,6 +54,7 @@ pub(super) struct DnsDoc {
     pub(super) query_burst: Option<Spanned<u64>>,
     pub(super) fail_open: Option<bool>,
     pub(super) reinject_mark: Option<Spanned<u32>>,
+    pub(super) redirect: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,6 +133,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
     let dns = dns_settings(&mut d, &doc.dns);
+    if let Some(r) = doc.dns.redirect.as_ref().filter(|r| r.value) {
+        if resolvers.is_empty() {
+            d.on(
+                r,
+                "dns.redirect needs a resolver to send the queries to, and `resolvers` lists none",
+                Some("list the router's resolver, e.g. resolvers: [192.0.2.1]"),
+            );
+        }
+    }
     let metrics_listen = match (&doc.metrics.listen, doc.metrics.enabled) {
         (_, Some(false)) => None,
         (None, _) => Some(DEFAULT_METRICS_LISTEN.parse().expect("a valid default")),

@@ -107,3 +107,17 @@ fn trunk_vlans_are_validated_where_they_are() {
         ["3:9: vlans: no VLAN for `eth1`"]
     );
 }
+
+#[test]
+fn dns_redirect_is_off_by_default_and_needs_a_resolver() {
+    assert!(!parse_with("").unwrap().dns.redirect);
+    assert!(parse_with("dns:\n  redirect: true\n").unwrap().dns.redirect);
+    let e = parse(
+        Path::new("c.yaml"),
+        "interfaces: [iot0]\npolicy: p.yaml\ndns:\n  redirect: true\n",
+    )
+    .unwrap_err();
+    let text = e[0].to_string();
+    assert!(text.contains("c.yaml:4:13"), "{text}");
+    assert!(text.contains("dns.redirect needs a resolver"), "{text}");
+}

@@ -22,7 +22,8 @@ pub struct Frame {
     pub proto: u8,
     pub sport: u16,
     pub dport: u16,
-    /// Offset of the L4 header and end of the IP packet.
+    /// Offsets of the IP and the L4 header, and the end of the IP packet.
+    pub l3: usize,
     pub l4: usize,
     pub ip_end: usize,
     pub payload: Range<usize>,
@@ -92,6 +93,7 @@ pub fn parse(b: &[u8]) -> Option<Frame> {
         proto,
         sport,
         dport,
+        l3: off,
         l4,
         ip_end,
         payload: start..ip_end,
@@ -137,6 +139,27 @@ pub fn finalize_checksum(buf: &mut [u8], f: &Frame) {
         c = 0xffff; // 0 would mean "no checksum"
     }
     buf[field..field + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Gives the frame in `buf` (parsed as `f`) the source address `src`, of
+/// `f`'s family, and a correct IPv4 header checksum; returns the frame as
+/// it is now. The L4 checksum is left to `finalize_checksum`.
+pub fn set_source(buf: &mut [u8], f: &Frame, src: IpAddr) -> Option<Frame> {
+    match (f.src, src) {
+        (IpAddr::V4(_), IpAddr::V4(a)) => {
+            buf[f.l3 + 12..f.l3 + 16].copy_from_slice(&a.octets());
+            let ihl = (buf[f.l3] & 0x0f) as usize * 4;
+            buf[f.l3 + 10] = 0;
+            buf[f.l3 + 11] = 0;
+            let c = fold(sum16(&buf[f.l3..f.l3 + ihl], 0));
+            buf[f.l3 + 10..f.l3 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(_), IpAddr::V6(a)) => {
+            buf[f.l3 + 8..f.l3 + 24].copy_from_slice(&a.octets());
+        }
+        _ => return None,
+    }
+    Some(Frame { src, ..f.clone() })
 }
 
 /// The DNS messages a payload carries: one for UDP; for TCP every complete
@@ -187,6 +210,22 @@ mod tests {
         let again = b.clone();
         finalize_checksum(&mut b, &f);
         assert_eq!(b, again, "finalizing twice changes nothing");
+    }
+
+    #[test]
+    fn a_new_source_keeps_both_checksums_right() {
+        let mut b = udp4();
+        let f = parse(&b).unwrap();
+        let asked: IpAddr = "203.0.113.5".parse().unwrap();
+        let g = set_source(&mut b, &f, asked).unwrap();
+        finalize_checksum(&mut b, &g);
+        assert_eq!(parse(&b).unwrap().src, asked);
+        assert_eq!(fold(sum16(&b[14..34], 0)), 0, "IPv4 header checksum");
+        let mut acc = sum16(&[203, 0, 113, 5, 192, 0, 2, 10], 0) + 17 + 12;
+        acc = sum16(&b[g.l4..g.ip_end], acc);
+        assert_eq!(fold(acc), 0, "UDP checksum");
+        let v6: IpAddr = "2001:db8:ff::53".parse().unwrap();
+        assert!(set_source(&mut b, &g, v6).is_none(), "another family");
     }
 
     #[test]

@@ -22,8 +22,14 @@ use crate::config::AttachMode;
 impl Datapath {
     /// Attaches (or swaps into existing pinned links) the egress judge in
     /// `mode` and the TC egress observer on `iface`, and pins links and
-    /// programs. Returns the XDP mode used, if XDP.
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> anyhow::Result<&'static str> {
+    /// programs; `redirect`: `dns.redirect` is on. Returns the XDP mode
+    /// used, if XDP.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        redirect: bool,
+    ) -> anyhow::Result<&'static str> {
         let links = self.pin_dir.join("links");
         let progs = self.pin_dir.join("progs");
         std::fs::create_dir_all(&links)?;
@@ -54,9 +60,10 @@ impl Datapath {
             remove_link(&tc_q_pin)?;
             "tc"
         } else {
-            // Where XDP cannot copy DNS queries, a TC program beside it does;
-            // it goes in first, so no query slips past uncopied.
-            if self.kernel.xdp_load_bytes {
+            // Where XDP cannot copy DNS queries, or rewrite redirected ones,
+            // a TC program beside it does; it goes in first, so no query
+            // slips past uncopied or unrewritten.
+            if self.kernel.xdp_load_bytes && !redirect {
                 remove_link(&tc_q_pin)?;
             } else {
                 self.attach_tc(

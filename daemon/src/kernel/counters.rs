@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, path::Path};
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
     consts::{map_names, DENIED_SLOTS, GLOBAL_COUNTERS},
+    dns::{REDIRECTED_ANSWERS, REDIRECTED_QUERIES},
     reason::counter_index,
     Counter, DeniedSlot, Global, Reason, Verdict, ViolationKey,
 };
@@ -34,6 +35,7 @@ pub struct Counters {
     global: PerCpuArray<MapData, u64>,
     violations: PerCpuHashMap<MapData, ViolationKey, Counter>,
     denied: PerCpuArray<MapData, DeniedSlot>,
+    redirected: PerCpuArray<MapData, u64>,
 }
 
 impl Counters {
@@ -43,6 +45,7 @@ impl Counters {
             global: open_pinned(pin_dir, map_names::GLOBAL)?,
             violations: open_pinned(pin_dir, map_names::VIOLATIONS)?,
             denied: open_pinned(pin_dir, map_names::DENIED)?,
+            redirected: open_pinned(pin_dir, map_names::REDIRECTED)?,
         })
     }
 
@@ -86,6 +89,16 @@ impl Counters {
     pub fn global(&self, g: Global) -> anyhow::Result<u64> {
         debug_assert!(g.index() < GLOBAL_COUNTERS);
         Ok(self.global.get(&g.index(), 0)?.iter().sum())
+    }
+}
+
+impl Counters {
+    /// `dns.redirect`: queries redirected to the configured resolver and
+    /// answers to them, summed over CPUs.
+    pub fn redirected(&self) -> anyhow::Result<(u64, u64)> {
+        let n =
+            |slot: u32| -> anyhow::Result<u64> { Ok(self.redirected.get(&slot, 0)?.iter().sum()) };
+        Ok((n(REDIRECTED_QUERIES)?, n(REDIRECTED_ANSWERS)?))
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Maps {
     pub router_addrs: HashMap<MapData, [u8; 16], u32>,
     /// Trunk interfaces (ifindex) and the VLANs judged on them.
     pub trunks: HashMap<MapData, u32, VlanSet>,
+    /// Where redirected DNS queries go, by family (`dns.redirect`).
+    pub redirect_to: Array<MapData, [u8; 16]>,
     /// Bumped after writes that allow more (see `grants`).
     pub grants: Grants,
 }
@@ -87,6 +89,7 @@ impl Maps {
             resolvers: take(ebpf, names::RESOLVERS)?,
             router_addrs: take(ebpf, names::ROUTER_ADDRS)?,
             trunks: take(ebpf, names::TRUNKS)?,
+            redirect_to: take(ebpf, names::REDIRECT_TO)?,
             grants,
         })
     }

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use iotfence_common::{
     consts::{RESOLVER_ON_ROUTER, RESOLVER_TRUSTED},
+    dns::{REDIRECT_TO_V4, REDIRECT_TO_V6},
     keys::addr_key,
 };
 
@@ -65,6 +66,7 @@ impl RouterAddrs {
             })
             .collect();
         sync(&mut dp.maps.resolvers, want)?;
+        write_redirect_targets(dp, cfg)?;
         // The start is covered by the configuration's warnings; later,
         // each change is logged once.
         if let Some(before) = &self.remote {
@@ -80,7 +82,22 @@ impl RouterAddrs {
     }
 }
 
-/// Makes `map` hold exactly `want`.
+/// `dns.redirect`: queries of each family go to the first configured
+/// resolver of that family (none: not redirected, judged as they are).
+fn write_redirect_targets(dp: &mut Datapath, cfg: &Config) -> anyhow::Result<()> {
+    for (slot, v4) in [(REDIRECT_TO_V4, true), (REDIRECT_TO_V6, false)] {
+        let to = cfg
+            .resolvers
+            .iter()
+            .find(|r| cfg.dns.redirect && r.is_ipv4() == v4)
+            .map_or([0; 16], |r| addr_key(*r));
+        if dp.maps.redirect_to.get(&slot, 0)? != to {
+            dp.maps.redirect_to.set(slot, to, 0)?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes `map` hold exactly `want`; whether anything changed.
 fn sync(
     map: &mut aya::maps::HashMap<aya::maps::MapData, [u8; 16], u32>,

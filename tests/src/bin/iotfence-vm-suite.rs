@@ -1,13 +1,14 @@
 //! What the kernel matrix (`tests/tests/kernels.rs`) runs inside every
-//! booted kernel: the datapath fixture table on XDP and on TC ingress, the
-//! lab smoke check on both attach modes, and the IoT network on a VLAN
-//! sub-interface (which the host's own kernel cannot run: no 802.1Q). One line per check, then
+//! booted kernel: the datapath fixture table on XDP and on TC ingress and
+//! the DNS redirect's rewrites, the lab smoke check and the DNS redirect
+//! on both attach modes, and the IoT network on a VLAN sub-interface
+//! (which the host's own kernel cannot run: no 802.1Q). One line per check, then
 //! `N passed, M failed`; exit 1 on any failure. Runs on any kernel: the
 //! host's test suite runs the same checks directly.
 
 use std::{panic, process::ExitCode, time::Instant};
 
-use iotfence_tests::{fixtures::run::run_table, harness::Hook, smoke, vlan};
+use iotfence_tests::{fixtures::run::run_table, harness::Hook, redirect, smoke, vlan};
 
 type Check = (&'static str, fn() -> anyhow::Result<()>);
 
@@ -20,8 +21,14 @@ const CHECKS: &[Check] = &[
         run_table(Hook::TcIngress);
         Ok(())
     }),
+    ("fixture table, DNS redirect", || {
+        redirect::datapath::all();
+        Ok(())
+    }),
     ("lab smoke, attach: xdp", || smoke::run("xdp")),
     ("lab smoke, attach: tc", || smoke::run("tc")),
+    ("DNS redirect, attach: xdp", || redirect::lab::run("xdp")),
+    ("DNS redirect, attach: tc", || redirect::lab::run("tc")),
     ("VLAN sub-interface, attach: xdp", || vlan::run("xdp")),
     ("VLAN sub-interface, attach: tc", || vlan::run("tc")),
 ];

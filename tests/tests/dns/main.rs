@@ -13,6 +13,7 @@ mod crash;
 mod first_packet;
 mod flood;
 mod lifetime;
+mod redirect;
 mod state;
 
 pub(crate) fn ip(s: &str) -> IpAddr {

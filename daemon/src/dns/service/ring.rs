@@ -1,7 +1,10 @@
 //! Records from the kernel's DNS ring: queries are remembered, held
 //! answers learned from and released.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    sync::atomic::Ordering::Relaxed,
+};
 
 use iotfence_common::dns::{DnsFrame, DNS_KIND_ANSWER, DNS_KIND_QUERY};
 
@@ -28,12 +31,18 @@ impl Engine {
         let len = u32_at(std::mem::offset_of!(DnsFrame, len)) as usize;
         let device = u32_at(std::mem::offset_of!(DnsFrame, device));
         let kind = rec[std::mem::offset_of!(DnsFrame, kind)];
+        let asked = (rec[std::mem::offset_of!(DnsFrame, redirected)] == 1).then(|| {
+            let at = std::mem::offset_of!(DnsFrame, asked);
+            let a: [u8; 16] = rec[at..at + 16].try_into().unwrap();
+            let a = Ipv6Addr::from(a);
+            a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
+        });
         let Some(frame_bytes) = rec.get(hdr..hdr + len) else {
             return;
         };
         match kind {
             DNS_KIND_QUERY => self.query(frame_bytes, device),
-            DNS_KIND_ANSWER => self.answer(frame_bytes, device, ifindex, stamp),
+            DNS_KIND_ANSWER => self.answer(frame_bytes, device, ifindex, stamp, asked),
             _ => {}
         }
     }
@@ -61,7 +70,16 @@ impl Engine {
         }
     }
 
-    fn answer(&mut self, bytes: &[u8], device: u32, ifindex: u32, stamp: u64) {
+    /// `asked`: the answer is to a redirected query (`dns.redirect`), and
+    /// is released with this source address, the resolver the device asked.
+    fn answer(
+        &mut self,
+        bytes: &[u8],
+        device: u32,
+        ifindex: u32,
+        stamp: u64,
+        asked: Option<IpAddr>,
+    ) {
         self.stats.answers.fetch_add(1, Relaxed);
         let mut out = bytes.to_vec();
         match frame::parse(bytes) {
@@ -83,7 +101,19 @@ impl Engine {
                         }
                     }
                 }
-                frame::finalize_checksum(&mut out, &f);
+                // Learned from as the resolver sent it (the query was seen
+                // going to it); released as from the resolver the device asked.
+                let released = match asked {
+                    None => Some(f.clone()),
+                    Some(a) => frame::set_source(&mut out, &f, a),
+                };
+                match released {
+                    Some(r) => frame::finalize_checksum(&mut out, &r),
+                    None => {
+                        tracing::warn!(asked = %asked.unwrap_or(f.src), resolver = %f.src, "a redirected answer of another family than its query: dropped");
+                        return;
+                    }
+                }
                 if let Err(e) = self.released.record(bytes, &f) {
                     tracing::warn!(error = %e, "recording a released DNS-over-TCP segment failed: the stack's re-send will be held again");
                 }

@@ -1,4 +1,5 @@
-//! The kernel's global counters (`Global`), each in its family.
+//! The kernel's global counters (`Global`), each in its family, and the
+//! DNS redirect's.
 
 use iotfence_common::Global;
 use prometheus::proto::MetricFamily;
@@ -27,5 +28,13 @@ pub(super) fn families(kernel: &Counters, out: &mut Vec<MetricFamily>) -> anyhow
     for (_, f) in families {
         f.done(out);
     }
+    let (queries, answers) = kernel.redirected()?;
+    let mut f = Family::counter(
+        "iotfence_dns_redirected_total",
+        "dns.redirect: DNS queries to other resolvers sent to the configured one (query), and the answers to them given the asked resolver's address back (answer).",
+    );
+    f.add(&[("direction", "query")], queries as f64);
+    f.add(&[("direction", "answer")], answers as f64);
+    f.done(out);
     Ok(())
 }
