@@ -13,7 +13,7 @@ pub const NEEDED: [(u32, &str, &str); 4] = [
     (
         12,
         "CAP_NET_ADMIN",
-        "attaching XDP and TC, marking released DNS answers",
+        "loading and attaching XDP and TC programs (network program types), marking released DNS answers",
     ),
     (13, "CAP_NET_RAW", "releasing held DNS answers (AF_PACKET)"),
 ];

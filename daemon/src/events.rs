@@ -16,7 +16,10 @@ use iotfence_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{dns::names::Names, policy::compile::Compiled};
+use crate::{
+    dns::{names::Names, refused::RefusedEvent},
+    policy::compile::Compiled,
+};
 
 /// A protocol as events and metric labels show it: its name, or the
 /// number (see `consts::protocol_name`).
@@ -24,8 +27,21 @@ pub fn protocol_label(proto: u8) -> String {
     protocol_name(proto).map_or_else(|| proto.to_string(), str::to_owned)
 }
 
+/// `event` of a violation's line.
+pub const VIOLATION: &str = "violation";
+/// `event` of a DNS refusal's line.
+pub const DNS_REFUSED: &str = "dns_refused";
+
+fn violation_kind() -> String {
+    VIOLATION.into()
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Violation {
+    /// What the line reports: `violation` (a packet), or `dns_refused`
+    /// (`DnsRefused`), in the same stream.
+    #[serde(default = "violation_kind")]
+    pub event: String,
     /// Wall-clock time of the packet (RFC 3339, UTC).
     pub time: String,
     /// CLOCK_MONOTONIC nanoseconds (the kernel's clock for the event).
@@ -95,6 +111,7 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
     }
     summary += &format!(": {verdict} ({reason})");
     Violation {
+        event: VIOLATION.into(),
         time: humantime::format_rfc3339_millis(crate::clock::wall_of_mono(e.time_ns)).to_string(),
         monotonic_ns: e.time_ns,
         device,
@@ -115,6 +132,65 @@ pub fn describe(e: &ViolationEvent, policy: &Compiled, names: &Names) -> Violati
         domain,
         suppressed: e.suppressed,
         summary,
+    }
+}
+
+/// A device asked for a name its profile does not allow: the answer was
+/// delivered and taught nothing (see `dns::refused`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsRefused {
+    /// Always `dns_refused`.
+    pub event: String,
+    pub time: String,
+    pub monotonic_ns: u64,
+    pub device: String,
+    pub device_id: u32,
+    pub profile: String,
+    pub mode: String,
+    /// The question's name, as the device asked it.
+    pub name: String,
+    pub src_mac: Option<String>,
+    /// This device's refusals not reported since its last such event.
+    pub suppressed: u32,
+    pub summary: String,
+}
+
+pub fn describe_refusal(r: &RefusedEvent, policy: &Compiled) -> DnsRefused {
+    let device = policy.device_name(r.device).to_string();
+    let profile = policy
+        .devices
+        .iter()
+        .find(|d| d.id == r.device)
+        .map_or(policy.default_profile, |d| d.profile) as usize;
+    let profile = policy.profiles.get(profile);
+    let profile_name = profile.map(|p| p.name.clone()).unwrap_or("unknown".into());
+    DnsRefused {
+        event: DNS_REFUSED.into(),
+        time: humantime::format_rfc3339_millis(crate::clock::wall_of_mono(r.monotonic_ns))
+            .to_string(),
+        monotonic_ns: r.monotonic_ns,
+        summary: format!(
+            "{device} asked for {}, which profile {profile_name} does not allow: a new dependency, or a compromise? (nothing learned)",
+            r.name
+        ),
+        device,
+        device_id: r.device,
+        profile: profile_name,
+        mode: Mode::from_u8(profile.map_or(0, |p| p.mode))
+            .unwrap_or(Mode::Enforce)
+            .name()
+            .into(),
+        name: r.name.clone(),
+        src_mac: r.mac.map(|m| Mac(m).to_string()),
+        suppressed: r.suppressed,
+    }
+}
+
+/// Writes a DNS refusal as a JSON line; false when the file refused it.
+pub fn refused(r: &RefusedEvent, policy: &Compiled, out: &mut EventSink) -> bool {
+    match serde_json::to_string(&describe_refusal(r, policy)) {
+        Ok(line) => out.write(&line),
+        Err(_) => true,
     }
 }
 

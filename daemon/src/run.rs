@@ -82,6 +82,7 @@ fn enforce(
         cfg.pin_dir.clone(),
         dns.stats.clone(),
         dns.names.clone(),
+        dns.refused.clone(),
     ));
     shared.applied(policy);
     for iface in &cfg.interfaces {
@@ -125,7 +126,7 @@ pub struct Running {
 pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyhow::Result<()> {
     let Running {
         mut dp,
-        dns,
+        mut dns,
         mut router_addrs,
         mut ids,
         lock: _lock,
@@ -176,6 +177,10 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // or a dead DNS thread gets the daemon restarted (the VLAN's DNS
     // answers wait for it).
     let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
+    let mut refusals = dns
+        .refusals
+        .take()
+        .context("DNS refusal events already taken")?;
     loop {
         tokio::select! {
             _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
@@ -217,6 +222,11 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             _ = addr_check.tick() => {
                 if let Err(e) = router_addrs.update(&mut dp, &cfg) {
                     tracing::warn!(error = %format!("{e:#}"), "updating the router's addresses in the kernel");
+                }
+            }
+            Some(r) = refusals.recv() => {
+                if !events::refused(&r, &policy, &mut events_out) {
+                    events::Record::write_errors(&*shared, 1);
                 }
             }
             guard = ring.readable_mut() => {

@@ -70,12 +70,17 @@ pub fn from_device_xdp(ctx: XdpContext) -> u32 {
     match from_device::judge(&b, b.len() as u64, wire, Hook::Xdp) {
         // A redirected query is rewritten (and copied) by `from_device_dns`.
         Action::Pass | Action::PassRedirected(_) => xdp_action::XDP_PASS,
-        // Only with the helper (5.18): before, `from_device_dns` copies at
-        // TC ingress instead, and the judge asks for no copy.
         Action::PassQuery(device) => {
-            dns::copy_query(device, ifindex, b.len() as u32, |dst, n| unsafe {
-                bpf_xdp_load_bytes(md, 0, dst.cast(), n)
-            });
+            // Without the helper (before 5.18) the judge asks for no copy
+            // (`from_device_dns` copies at TC ingress instead), but the
+            // verifier must see the call guarded by the frozen feature bit
+            // itself to prune it: 5.10 refuses an unknown helper even on a
+            // path that never runs.
+            if features::xdp_load_bytes() {
+                dns::copy_query(device, ifindex, b.len() as u32, |dst, n| unsafe {
+                    bpf_xdp_load_bytes(md, 0, dst.cast(), n)
+                });
+            }
             xdp_action::XDP_PASS
         }
         Action::Drop => xdp_action::XDP_DROP,

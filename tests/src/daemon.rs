@@ -59,6 +59,17 @@ fn collect(
     })
 }
 
+/// How long a start may take: inside the kernel matrix's guests (qemu
+/// TCG, `IOTFENCE_TCG` set) everything runs 10-30x slower, and 5.10's
+/// verifier alone takes seconds per program there.
+fn ready_timeout() -> Duration {
+    if std::env::var_os("IOTFENCE_TCG").is_some() {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(20)
+    }
+}
+
 impl Daemon {
     pub fn spawn(router: &Netns, config: &Path) -> anyhow::Result<Self> {
         let ns = File::open(router.path())?;
@@ -98,7 +109,8 @@ impl Daemon {
 
     pub fn start(router: &Netns, config: &Path) -> anyhow::Result<Self> {
         let mut d = Self::spawn(router, config)?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let timeout = ready_timeout();
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if d.stderr.lock().unwrap().iter().any(|l| l.contains("ready")) {
                 return Ok(d);
@@ -113,7 +125,7 @@ impl Daemon {
         }
         d.kill();
         bail!(
-            "iotfence not ready within 20 s:\n{}",
+            "iotfence not ready within {timeout:?}:\n{}",
             d.stderr.lock().unwrap().join("\n")
         )
     }

@@ -4,6 +4,7 @@
 //! with its userspace `model` of the datapath), so the committed corpora
 //! replay as plain tests too.
 
+pub mod caps;
 pub mod container;
 pub mod daemon;
 pub mod differential;

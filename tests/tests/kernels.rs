@@ -68,8 +68,9 @@ fn boots_debian_13_6_12() {
 
 /// The kernel matrix: inside the booted kernel, the datapath fixture table
 /// on XDP and TC ingress and the DNS redirect's, the lab smoke check, the
-/// DNS redirect and a VLAN sub-interface on both attach modes
-/// (`iotfence-vm-suite`), with the real daemon, ip, tc, ethtool and dnsmasq.
+/// DNS redirect, a VLAN sub-interface and a VLAN-filtering bridge on both
+/// attach modes (`iotfence-vm-suite`), with the real daemon, ip, bridge,
+/// tc, ethtool and dnsmasq.
 fn matrix(kernel: Kernel) {
     let fetched = kernel.fetch().unwrap_or_else(|e| panic!("{e:#}"));
     let suite = env!("CARGO_BIN_EXE_iotfence-vm-suite");
@@ -81,6 +82,7 @@ fn matrix(kernel: Kernel) {
         .exe("/usr/sbin/tc")
         .exe("/usr/sbin/dnsmasq")
         .exe("/usr/sbin/ethtool")
+        .exe("/usr/sbin/bridge")
         .module("bridge")
         .module("8021q")
         // dnsmasq looks its user up.
@@ -88,7 +90,7 @@ fn matrix(kernel: Kernel) {
         .bytes("/etc/group", 0o644, GROUP)
         .run(
             &format!(
-                "IOTFENCE_BIN={} {}",
+                "IOTFENCE_TCG=1 IOTFENCE_BIN={} {}",
                 Guest::stripped_path(&daemon).display(),
                 Guest::stripped_path(suite.as_ref()).display()
             ),
@@ -111,7 +113,7 @@ fn matrix(kernel: Kernel) {
         out.output
     );
     assert!(
-        out.output.contains("vm-suite: 9 passed, 0 failed"),
+        out.output.contains("vm-suite: 13 passed, 0 failed"),
         "{}",
         out.output
     );

@@ -167,6 +167,23 @@ fn metrics_events_and_status_tell_what_devices_did() {
         )
     );
     assert!(evil["time"].as_str().unwrap().ends_with('Z'), "{evil}");
+    assert_eq!(evil["event"], "violation");
+    // Asking for the name outside the profile was an event of its own,
+    // before any packet went there.
+    let asked = events
+        .iter()
+        .find(|e| e["event"] == "dns_refused")
+        .unwrap_or_else(|| panic!("no dns_refused event: {events:#?}"));
+    assert_eq!(asked["device"], SENSOR.name);
+    assert_eq!(asked["name"], EVIL_NAME);
+    assert_eq!(asked["suppressed"], 0);
+    assert!(
+        asked["summary"].as_str().unwrap().starts_with(&format!(
+            "{} asked for {EVIL_NAME}, which profile",
+            SENSOR.name
+        )),
+        "{asked}"
+    );
     let raw = events.iter().find(|e| e["dst"] == RAW_ADDR).unwrap();
     assert_eq!(raw["domain"], serde_json::Value::Null);
     assert!(raw["summary"]
@@ -201,6 +218,8 @@ fn metrics_events_and_status_tell_what_devices_did() {
     assert_eq!(dev["learned"][0]["address"], scenario::ALLOWED_ADDR);
     assert_eq!(dev["learned"][0]["name"], scenario::ALLOWED_NAME);
     assert!(dev["dropped"]["packets"].as_u64().unwrap() >= 2);
+    assert_eq!(dev["refused_names"][0]["name"], EVIL_NAME, "{dev}");
+    assert!(dev["refused_names"][0]["count"].as_u64().unwrap() >= 1);
     assert!(doc["recent_violations"]
         .as_array()
         .unwrap()
@@ -216,6 +235,7 @@ fn metrics_events_and_status_tell_what_devices_did() {
         "{text}"
     );
     assert!(text.contains("which it got from evil.example"), "{text}");
+    assert!(text.contains("REFUSED evil.example (asked"), "{text}");
 
     // Reloads: a broken policy is counted and changes nothing; a good one
     // bumps the generation and the success time.

@@ -8,6 +8,7 @@ pub mod inject;
 pub mod learn;
 pub mod names;
 pub mod pending;
+pub mod refused;
 pub mod resent;
 pub mod service;
 pub mod state;

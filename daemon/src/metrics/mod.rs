@@ -17,7 +17,7 @@ use std::{
 use iotfence_common::ViolationKey;
 
 use crate::{
-    dns::{names::Names, stats::DnsStats},
+    dns::{names::Names, refused::Refused, stats::DnsStats},
     events::Violation,
     policy::compile::Compiled,
 };
@@ -82,6 +82,8 @@ pub struct Shared {
     pub pin_dir: std::path::PathBuf,
     pub dns: Arc<DnsStats>,
     pub names: Arc<Names>,
+    /// The names each device was refused (`not_allowed`).
+    pub refused: Arc<Refused>,
     pub started: SystemTime,
     status: Mutex<Status>,
 }
@@ -98,11 +100,17 @@ fn mode_name(mode: u8) -> &'static str {
 }
 
 impl Shared {
-    pub fn new(pin_dir: std::path::PathBuf, dns: Arc<DnsStats>, names: Arc<Names>) -> Self {
+    pub fn new(
+        pin_dir: std::path::PathBuf,
+        dns: Arc<DnsStats>,
+        names: Arc<Names>,
+        refused: Arc<Refused>,
+    ) -> Self {
         Self {
             pin_dir,
             dns,
             names,
+            refused,
             started: SystemTime::now(),
             status: Mutex::new(Status::default()),
         }

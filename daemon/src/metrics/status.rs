@@ -69,6 +69,17 @@ pub struct DeviceState {
     /// Learned destinations, soonest expiry last; at most LEARNED_LISTED.
     pub learned: Vec<LearnedState>,
     pub learned_total: usize,
+    /// Names the device asked for that its profile does not allow, most
+    /// recent first (at most `dns::refused::NAMES_PER_DEVICE`).
+    #[serde(default)]
+    pub refused_names: Vec<RefusedName>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefusedName {
+    pub name: String,
+    pub count: u64,
+    pub last_seconds_ago: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -144,6 +155,16 @@ pub fn build(
                 })
                 .collect(),
             learned_total,
+            refused_names: shared
+                .refused
+                .of(d.id)
+                .into_iter()
+                .map(|s| RefusedName {
+                    name: s.name,
+                    count: s.count,
+                    last_seconds_ago: now.saturating_sub(s.last_ns) / 1_000_000_000,
+                })
+                .collect(),
             name: d.name,
             profile: d.profile,
             mode: d.mode.to_string(),
@@ -224,6 +245,13 @@ pub fn text(doc: &StatusDoc) -> String {
                 l.address,
                 l.name.as_deref().unwrap_or("?"),
                 l.expires_in_seconds
+            );
+        }
+        for r in d.refused_names.iter().take(5) {
+            let _ = writeln!(
+                s,
+                "    REFUSED {} (asked {} times, last {}s ago): not in the profile",
+                r.name, r.count, r.last_seconds_ago
             );
         }
     }

@@ -31,6 +31,7 @@ use crate::{
         learn::Refusal,
         names::Names,
         pending::Pending,
+        refused::{Refused, RefusedEvent},
         resent::Released,
         stats::DnsStats,
         table::{Limits, Table, Write},
@@ -45,6 +46,8 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 const QUERY_LIFETIME: Duration = Duration::from_secs(15);
 const MAX_PENDING: usize = 65_536;
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// Refusal events waiting for the main loop.
+const REFUSAL_QUEUE: usize = 1024;
 /// Answers still in the ring at shutdown are released within this time.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -66,6 +69,11 @@ pub struct Service {
     pub stats: Arc<DnsStats>,
     /// The name each device last resolved to each address.
     pub names: Arc<Names>,
+    /// The names each device was refused (`not_allowed`).
+    pub refused: Arc<Refused>,
+    /// Refusals to report as events (within each device's budget), until
+    /// the daemon's main loop takes it.
+    pub refusals: Option<tokio::sync::mpsc::Receiver<RefusedEvent>>,
 }
 
 struct Engine {
@@ -82,6 +90,10 @@ struct Engine {
     policy: DnsPolicy,
     stats: Arc<DnsStats>,
     names: Arc<Names>,
+    refused: Arc<Refused>,
+    /// Full (the main loop is behind): the event is dropped, the name
+    /// still listed in `refused`.
+    refusal_tx: tokio::sync::mpsc::Sender<RefusedEvent>,
     state_file: PathBuf,
     /// Queries in flight, for a successor after a crash.
     journal: inflight::Journal,
@@ -105,6 +117,11 @@ impl Service {
     ) -> anyhow::Result<Self> {
         let stats = Arc::new(DnsStats::default());
         let names = Arc::new(Names::default());
+        let refused = Arc::new(Refused::new(
+            cfg.event_interval.as_nanos() as u64,
+            cfg.event_burst,
+        ));
+        let (refusal_tx, refusals) = tokio::sync::mpsc::channel(REFUSAL_QUEUE);
         // The table never outgrows the map it mirrors.
         let capacity = maps.learned_capacity;
         if capacity < cfg.dns.max_entries {
@@ -137,6 +154,8 @@ impl Service {
             policy,
             stats: stats.clone(),
             names: names.clone(),
+            refused: refused.clone(),
+            refusal_tx,
             state_file: cfg.state_dir.join("learned.json"),
             journal: inflight::Journal::new(
                 crate::lock::path_for(&cfg.pin_dir).with_extension("pending"),
@@ -164,6 +183,8 @@ impl Service {
             thread: Some(thread),
             stats,
             names,
+            refused,
+            refusals: Some(refusals),
         })
     }
 

@@ -136,7 +136,9 @@ impl Engine {
         let now = mono_ns();
         let rules = self.policy.rules(route.device).unwrap_or(&[]);
         let names = &mut self.names;
+        let mut asked = None;
         let lesson = match learn::examine_with(msg, route, rules, &mut self.pending, now, |a| {
+            asked = Some(a.name.clone());
             for (addr, _) in &a.addrs {
                 names.record(route.device, *addr, &a.name);
             }
@@ -144,6 +146,11 @@ impl Engine {
             Ok(l) => l,
             Err(r) => {
                 self.stats.refuse(r);
+                if let (Refusal::NotAllowed, Some(name)) = (r, asked) {
+                    if let Some(e) = self.refused.record(route.device, &name, mac, now) {
+                        let _ = self.refusal_tx.try_send(e);
+                    }
+                }
                 return;
             }
         };

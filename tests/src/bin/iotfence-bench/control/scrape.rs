@@ -67,6 +67,7 @@ fn breakdown(pin_dir: &Path, policy: &str, n: usize) -> anyhow::Result<[f64; 4]>
         pin_dir.to_path_buf(),
         Default::default(),
         Default::default(),
+        Default::default(),
     );
     shared.applied(&compiled);
     let kernel = Counters::open(pin_dir)?;
