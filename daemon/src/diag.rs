@@ -73,6 +73,11 @@ impl<'a> Diags<'a> {
         }
     }
 
+    /// The file these diagnostics are about.
+    pub fn path(&self) -> &Path {
+        self.file
+    }
+
     fn push(&mut self, severity: Severity, loc: Location, message: String, hint: Option<&str>) {
         self.list.push(Diagnostic {
             severity,

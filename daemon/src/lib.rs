@@ -8,6 +8,7 @@ pub mod diag;
 pub mod dns;
 pub mod events;
 pub mod exit;
+pub mod explain;
 pub mod host;
 pub mod kernel;
 pub mod links;

@@ -59,6 +59,32 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Why DEVICE may or may not reach DESTINATION: the verdict of its
+    /// first packet and the path of the decision (which device entry
+    /// matched and how, live flows, learned addresses and the names they
+    /// came from, the static rules with file:line and the vendor document's
+    /// section). Against the running daemon's datapath, or offline with
+    /// --policy.
+    ///
+    /// DEVICE: a device name, MAC or address. DESTINATION:
+    /// ADDRESS|NAME[:PORT][/PROTO], e.g. 198.51.100.7:443 (tcp),
+    /// [2001:db8:ff::7]:123/udp, 203.0.113.9/icmp (echo request),
+    /// api.vendor.example:8883 (which patterns name it, and each address
+    /// learned for it).
+    Explain {
+        device: String,
+        destination: String,
+        /// Configuration file; default /etc/iotfence/iotfence.yaml.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Explain offline against this policy (file or directory), without
+        /// the running daemon's state.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Output format: text or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// Print the JSON Schema of policy files (shipped as
     /// policies/policy.schema.json, for editors).
     Schema,
@@ -338,6 +364,19 @@ fn main() -> ExitCode {
             address,
             format,
         } => status(config, address, format == "json"),
+        Command::Explain {
+            device,
+            destination,
+            config,
+            policy,
+            format,
+        } => iotfence::explain::cli::run(iotfence::explain::cli::Args {
+            device: &device,
+            destination: &destination,
+            config: config.as_deref(),
+            policy: policy.as_deref(),
+            json: format == "json",
+        }),
         Command::Prepare { config, owner } => match config::load(&config) {
             Err(diags) => {
                 print_diags(&diags, false);

@@ -175,7 +175,7 @@ pub fn beside_xdp(b: &Bytes, wire: Wire) -> Option<&'static mut Scratch> {
 /// query budget.
 #[inline(always)]
 pub fn query_beside_xdp(s: &mut Scratch) -> Option<u32> {
-    if !(s.h.redirected || !features::xdp_load_bytes()) || !dns::is_query(&s.h) {
+    if (!s.h.redirected && features::xdp_load_bytes()) || !dns::is_query(&s.h) {
         return None;
     }
     let cfg = CONFIG.get(0)?;

@@ -171,14 +171,15 @@ pub fn to_device_tc(mut ctx: TcContext) -> i32 {
     let (ifindex, gso_segs) = unsafe { ((*skb).ifindex, (*skb).gso_segs) };
     // A held answer to a redirected query goes to the daemon as the
     // resolver sent it (what learning matches); the daemon rewrites it.
-    let asked = if redirected {
-        to_device::asked()
-    } else {
-        None
-    };
-    let held = dns::hold(device, ifindex, ctx.len(), gso_segs, asked, |dst, n| unsafe {
-        bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n)
-    });
+    let asked = if redirected { to_device::asked() } else { None };
+    let held = dns::hold(
+        device,
+        ifindex,
+        ctx.len(),
+        gso_segs,
+        asked,
+        |dst, n| unsafe { bpf_skb_load_bytes(skb as *const _, 0, dst.cast(), n) },
+    );
     if held {
         TC_ACT_SHOT
     } else {

@@ -8,9 +8,10 @@ use aya_ebpf::{
 };
 use iotfence_common::{
     consts::*,
-    dns::{DnsControl, RedirectKey, RedirectValue}, values::FlowValue, BindKey, Config, Counter, DeniedSlot,
-    DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, RateState, ResentKey,
-    RuleSet, ViolationKey, VlanSet,
+    dns::{DnsControl, RedirectKey, RedirectValue},
+    values::FlowValue,
+    BindKey, Config, Counter, DeniedSlot, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4,
+    Lpm6, MacKey, RateState, ResentKey, RuleSet, ViolationKey, VlanSet,
 };
 
 /// Global settings and the active policy generation (one entry).

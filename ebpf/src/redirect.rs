@@ -166,7 +166,9 @@ fn set_addr(ctx: &mut TcContext, h: &Headers, dst: bool, old: &[u8; 16], new: &[
             BPF_F_PSEUDO_HDR as u64 | mangled | 4,
         )
         .is_ok()
-            && ctx.l3_csum_replace(l3 + 10, from as u64, to as u64, 4).is_ok()
+            && ctx
+                .l3_csum_replace(l3 + 10, from as u64, to as u64, 4)
+                .is_ok()
             && ctx.store(at, &to, 0).is_ok()
     } else {
         let diff = unsafe {

@@ -3,8 +3,9 @@
 use aya_ebpf::maps::{lpm_trie::Key, LpmTrie};
 use iotfence_common::{
     dns::{RedirectKey, RedirectValue},
-    keys::SCOPE_BITS, values::FlowValue, BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey,
-    ResentKey,
+    keys::SCOPE_BITS,
+    values::FlowValue,
+    BindKey, FlowKey, LearnedKey, Lpm4, Lpm6, MacKey, ResentKey,
 };
 
 use crate::parse::Headers;

@@ -122,7 +122,7 @@ impl Differential {
     /// The fixture policy, nothing learned.
     pub fn bare() -> Self {
         let h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
-        let model = Model::new(&h.policy);
+        let model = Model::new(&h.policy, vec![fixtures::ROUTER_IP6.parse().unwrap()]);
         Self {
             h,
             model,

@@ -62,6 +62,22 @@ impl DeviceIds {
         self.trusted
     }
 
+    /// The ids a running daemon gave `policy`'s devices, read only (for
+    /// `explain`): a name the table does not hold gets an id no device
+    /// has, so it matches no kernel state.
+    pub fn apply_known(&self, policy: &mut Compiled) {
+        let mut spare = self.saved.by_name.values().max().copied().unwrap_or(0) + 1;
+        for d in &mut policy.devices {
+            d.id = match self.saved.by_name.get(&d.name) {
+                Some(id) => *id,
+                None => {
+                    spare += 1;
+                    spare - 1
+                }
+            };
+        }
+    }
+
     /// Rewrites the ids of `policy`'s devices: known names keep theirs, new
     /// ones get fresh ids. Saves the table when it changed.
     pub fn assign(&mut self, policy: &mut Compiled) -> anyhow::Result<()> {

@@ -152,7 +152,7 @@ pub fn tc_judge_rewrites_a_hard_coded_resolver_query_and_its_answer(h: &Harness)
         assert_eq!(dst, ip(resolver), "{what}: sent to the configured resolver");
         assert_checksums(&out, what);
         let f = frame::parse(&packet).unwrap();
-        let entry = redirect_entry(&h, &src.to_string(), resolver, f.sport, proto)
+        let entry = redirect_entry(h, &src.to_string(), resolver, f.sport, proto)
             .unwrap_or_else(|| panic!("{what}: no redirect entry"));
         assert_eq!(
             entry.asked,
@@ -203,7 +203,7 @@ pub fn xdp_passes_the_query_for_tc_beside_it_to_rewrite(h: &Harness) {
     assert_eq!(rv, TC_ACT_UNSPEC);
     assert_eq!(src_dst(&out).1, ip(RESOLVER), "rewritten beside XDP");
     assert_checksums(&out, "beside XDP");
-    assert!(redirect_entry(&h, "192.0.2.10", RESOLVER, 40010, 17).is_some());
+    assert!(redirect_entry(h, "192.0.2.10", RESOLVER, 40010, 17).is_some());
 }
 
 pub fn only_port_53_to_other_resolvers_of_allowed_devices_is_redirected(h: &Harness) {
@@ -229,7 +229,7 @@ pub fn only_port_53_to_other_resolvers_of_allowed_devices_is_redirected(h: &Harn
             .data(&[0; 12]),
     );
     assert_eq!(h.run_out(prog_names::TC_INGRESS, &stranger).0, TC_ACT_SHOT);
-    assert!(redirect_entry(&h, "192.0.2.99", RESOLVER, 40022, 17).is_none());
+    assert!(redirect_entry(h, "192.0.2.99", RESOLVER, 40022, 17).is_none());
     // UDP over IPv4 without a checksum keeps none.
     let q = query4(40023, HARD_CODED).header_checksum().build();
     let (rv, out) = h.run_out(prog_names::TC_INGRESS, &q);

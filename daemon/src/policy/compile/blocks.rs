@@ -55,6 +55,7 @@ pub(super) fn use_blocks(
     out: &mut Draft,
 ) {
     for u in &p.value.uses {
+        let since = super::origin::mark(out);
         match u.value.as_str() {
             "dhcp" => out.egress.extend(dhcp_rules(cfg)),
             "dns" => {
@@ -86,5 +87,7 @@ pub(super) fn use_blocks(
                 Some("available: dhcp, dns, ntp"),
             ),
         }
+        let kind = format!("use: {}", u.value);
+        super::origin::record(d, out, since, &kind, Some(u.referenced), None, None);
     }
 }

@@ -26,9 +26,12 @@ mod addr;
 mod blocks;
 mod device;
 mod fold;
+mod origin;
 mod rule;
 mod steps;
 mod vars;
+
+pub use origin::RuleOrigin;
 
 /// Name of the profile built in for unknown devices.
 pub const BUILTIN_DEFAULT: &str = "default";
@@ -62,6 +65,8 @@ pub struct CompiledProfile {
     pub description: Option<String>,
     pub source: Option<String>,
     pub limitations: Vec<String>,
+    /// Each rule as written, with what it expanded to (for `explain`).
+    pub origins: Vec<RuleOrigin>,
 }
 
 /// A domain pattern and what it allows for the addresses it resolves to.
@@ -135,6 +140,7 @@ struct Draft {
     egress: Vec<(IpNet, PortRule)>,
     inbound: Vec<(IpNet, PortRule)>,
     domains: Vec<DomainRule>,
+    origins: Vec<RuleOrigin>,
 }
 
 /// Validates and compiles a policy read from `sources` (the entry file

@@ -21,7 +21,7 @@ use super::addr::parse_net;
 use super::blocks::use_blocks;
 use super::vars::expand;
 use super::vars::Vars;
-use super::Draft;
+use super::{origin, Draft};
 
 pub(super) fn parse_mode(d: &mut Diags<'_>, m: &Spanned<String>) -> u8 {
     match Mode::from_name(&m.value) {
@@ -66,12 +66,24 @@ pub(super) fn draft(
     };
     use_blocks(d, p, cfg, vars, &mut out);
     for r in &p.value.egress {
+        let since = origin::mark(&out);
         egress_rule(d, r, cfg, vars, &mut out);
+        let (section, comment) = (r.value.section.as_ref(), r.value.comment.as_ref());
+        origin::record(
+            d,
+            &mut out,
+            since,
+            "egress",
+            Some(r.referenced),
+            section,
+            comment,
+        );
     }
     for r in &p.value.inbound {
         let Some((from, services)) = rule_parts(d, r, Direction::Inbound) else {
             continue;
         };
+        let since = origin::mark(&out);
         for (loc, text) in expand(d, from, vars) {
             if is_name(text) {
                 d.at(
@@ -84,6 +96,16 @@ pub(super) fn draft(
                 out.inbound.extend(services.iter().map(|s| (net, *s)));
             }
         }
+        let (section, comment) = (r.value.section.as_ref(), r.value.comment.as_ref());
+        origin::record(
+            d,
+            &mut out,
+            since,
+            "inbound",
+            Some(r.referenced),
+            section,
+            comment,
+        );
     }
     out
 }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use iotfence_common::{
@@ -218,16 +218,18 @@ impl<'a> Build<'a> {
             return;
         }
         self.names.push(BUILTIN_DEFAULT.into());
-        let mut egress = dhcp_rules(self.cfg);
-        egress.extend(dns_rules(self.cfg));
-        self.drafts.insert(
-            BUILTIN_DEFAULT.into(),
-            Draft {
-                mode: Mode::Enforce as u8,
-                egress,
-                ..Default::default()
-            },
-        );
+        let mut draft = Draft {
+            mode: Mode::Enforce as u8,
+            ..Default::default()
+        };
+        let d = Diags::new(Path::new("<builtin>"));
+        for (block, rules) in [("dhcp", dhcp_rules(self.cfg)), ("dns", dns_rules(self.cfg))] {
+            let since = super::origin::mark(&draft);
+            draft.egress.extend(rules);
+            let kind = format!("use: {block} (built-in default profile)");
+            super::origin::record(&d, &mut draft, since, &kind, None, None, None);
+        }
+        self.drafts.insert(BUILTIN_DEFAULT.into(), draft);
         self.profiles.insert(
             BUILTIN_DEFAULT.into(),
             CompiledProfile {
@@ -280,6 +282,7 @@ impl<'a> Build<'a> {
             cp.egress = fold(&mut d, loc, name, draft.egress);
             cp.inbound = fold(&mut d, loc, name, draft.inbound);
             cp.domains = draft.domains;
+            cp.origins = draft.origins;
             self.all.extend(d.list);
             out.push(cp);
         }

@@ -1,9 +1,9 @@
 //! A userspace model of the kernel's egress judge and inbound observer
 //! (`ebpf/src/`: `parse`, `identity`, `flow`, `from_device`, `to_device`),
-//! written from reading
-//! them but sharing none of their code: the differential fuzz target and
-//! `tests/tests/model.rs` run frames through both and fail on any
-//! disagreement in verdict, reason or device.
+//! written from reading them but sharing none of their code: `iotfence
+//! explain` decides with it, and the differential fuzz target and
+//! `tests/tests/model.rs` run frames through it and the kernel and fail on
+//! any disagreement in verdict, reason or device.
 //!
 //! The policy comes from the daemon's compiler (`Compiled`), matched here
 //! by plain scans: a rule allows when any rule of any covering prefix does,
@@ -14,63 +14,62 @@
 //! and no answer held.
 //!
 //! `parse.rs` reads a frame as the kernel's parser does, `judge.rs` judges
-//! and observes it; this file holds the policy and the state.
+//! and observes it; this file holds the policy and the state. Redirected
+//! DNS (`dns.redirect`) is not modelled.
 
 use std::{collections::HashMap, net::IpAddr};
 
-use iotfence::policy::compile::Compiled;
+use crate::policy::compile::Compiled;
 use iotfence_common::PortRule;
 use ipnet::IpNet;
 
-mod judge;
-mod parse;
-
-pub use judge::Judgement;
-pub use parse::{parse, Frag, Frame};
+pub use super::judge::Judgement;
+pub use super::parse::{parse, Frag, Frame};
 
 /// A flow as the kernel keys it, from the device's side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum FlowId {
+pub(super) enum FlowId {
     Conn(IpAddr, IpAddr, u16, u16, u8),
     Train(IpAddr, IpAddr, u32, u8),
 }
 
 /// A flow's device and the MAC that opened it.
-type Owner = (u32, [u8; 6]);
+pub(super) type Owner = (u32, [u8; 6]);
 
 /// A snapshot of the model's flows.
 pub struct Flows(HashMap<FlowId, Owner>);
 
 #[derive(Clone, Debug)]
-struct Device {
-    id: u32,
-    profile: u16,
-    mac: Option<[u8; 6]>,
-    nets: Vec<IpNet>,
+pub(super) struct Device {
+    pub(super) id: u32,
+    pub(super) profile: u16,
+    pub(super) mac: Option<[u8; 6]>,
+    pub(super) nets: Vec<IpNet>,
     /// MAC and address must both match for this family (`match:
     /// mac-and-ip` with addresses of it).
-    bound: [bool; 2],
+    pub(super) bound: [bool; 2],
 }
 
-struct Profile {
-    audit: bool,
-    egress: Vec<(IpNet, Vec<PortRule>)>,
-    inbound: Vec<(IpNet, Vec<PortRule>)>,
+pub(super) struct Profile {
+    pub(super) audit: bool,
+    pub(super) egress: Vec<(IpNet, Vec<PortRule>)>,
+    pub(super) inbound: Vec<(IpNet, Vec<PortRule>)>,
 }
 
 /// The model's verdict on one device-originated frame.
 pub struct Model {
-    devices: Vec<Device>,
-    profiles: Vec<Profile>,
-    default_profile: u16,
-    flows: HashMap<FlowId, Owner>,
-    /// The router's own IPv6 addresses (as `Harness::new` writes them).
-    router_addrs: Vec<IpAddr>,
+    pub(super) devices: Vec<Device>,
+    pub(super) profiles: Vec<Profile>,
+    pub(super) default_profile: u16,
+    pub(super) flows: HashMap<FlowId, Owner>,
+    /// The router's own IPv6 addresses (neighbour discovery to them is
+    /// link traffic).
+    pub(super) router_addrs: Vec<IpAddr>,
     /// (device, address) -> learned rules, each alive or expired.
-    learned: HashMap<(u32, IpAddr), Vec<(PortRule, bool)>>,
+    pub(super) learned: HashMap<(u32, IpAddr), Vec<(PortRule, bool)>>,
 }
 
-fn family_index(a: &IpAddr) -> usize {
+pub(super) fn family_index(a: &IpAddr) -> usize {
     if a.is_ipv4() {
         0
     } else {
@@ -85,7 +84,8 @@ fn rules(list: &[(IpNet, iotfence_common::RuleSet)]) -> Vec<(IpNet, Vec<PortRule
 }
 
 impl Model {
-    pub fn new(policy: &Compiled) -> Self {
+    /// `router_addrs`: the router's own IPv6 addresses.
+    pub fn new(policy: &Compiled, router_addrs: Vec<IpAddr>) -> Self {
         let devices = policy
             .devices
             .iter()
@@ -119,7 +119,7 @@ impl Model {
             profiles,
             default_profile: policy.default_profile,
             flows: HashMap::new(),
-            router_addrs: vec![crate::fixtures::ROUTER_IP6.parse().unwrap()],
+            router_addrs,
             learned: HashMap::new(),
         }
     }

@@ -9,7 +9,10 @@ use iotfence_common::{
 };
 use ipnet::IpNet;
 
-use super::{family_index, parse, FlowId, Frag, Frame, Model, Owner};
+use super::{
+    model::{family_index, FlowId, Model, Owner},
+    parse::{parse, Frag, Frame},
+};
 
 /// The model's verdict on one device-originated frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,9 +22,33 @@ pub struct Judgement {
     pub reason: Reason,
 }
 
+/// How the sender was identified (`Model::identify_why`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identified {
+    ByMac,
+    /// By the device's address or prefix covering the source address.
+    ByAddress(IpNet),
+    /// By MAC, and the source address is one of the device's own
+    /// (MAC and address must both match for this family).
+    ByMacAndAddress,
+    /// The MAC is device `.0`'s, but the source address is not one of its
+    /// addresses: judged as an unknown device.
+    AddressMismatch(u32),
+    /// The address is in device `.0`'s prefix, which is bound to its MAC,
+    /// and another MAC sent it.
+    MacMismatch(u32),
+    Unknown,
+}
+
 impl Model {
     /// The device record of the sender (`towards`: of the receiver).
     fn identify(&self, f: &Frame, towards: bool) -> (u32, u16) {
+        let (id, profile, _) = self.identify_why(f, towards);
+        (id, profile)
+    }
+
+    /// `identify`, and how.
+    pub(super) fn identify_why(&self, f: &Frame, towards: bool) -> (u32, u16, Identified) {
         let mac = if towards { f.dst_mac } else { f.src_mac };
         let addr = if f.family == 0 {
             None
@@ -30,7 +57,7 @@ impl Model {
         } else {
             f.src
         };
-        let unknown = (0, self.default_profile);
+        let unknown = |why| (0, self.default_profile, why);
         let by_mac = self.devices.iter().find(|d| d.mac == Some(mac));
         // The device whose address or prefix covers `addr` most narrowly.
         let by_addr = addr.and_then(|a| {
@@ -39,27 +66,31 @@ impl Model {
                 .flat_map(|d| d.nets.iter().map(move |n| (d, n)))
                 .filter(|(_, n)| n.contains(&a))
                 .max_by_key(|(_, n)| n.prefix_len())
-                .map(|(d, _)| d)
         });
         match (by_mac, addr) {
-            (Some(d), None) => (d.id, d.profile),
-            (Some(d), Some(a)) if !d.bound[family_index(&a)] => (d.id, d.profile),
+            (Some(d), None) => (d.id, d.profile, Identified::ByMac),
+            (Some(d), Some(a)) if !d.bound[family_index(&a)] => {
+                (d.id, d.profile, Identified::ByMac)
+            }
             (Some(d), Some(a)) => {
                 let host = d
                     .nets
                     .iter()
                     .any(|n| n.contains(&a) && n.prefix_len() == n.max_prefix_len());
-                if host || by_addr.is_some_and(|o| o.id == d.id) {
-                    (d.id, d.profile)
+                if host || by_addr.is_some_and(|(o, _)| o.id == d.id) {
+                    (d.id, d.profile, Identified::ByMacAndAddress)
                 } else {
-                    unknown
+                    unknown(Identified::AddressMismatch(d.id))
                 }
             }
             (None, Some(a)) => match by_addr {
-                Some(d) if !d.bound[family_index(&a)] => (d.id, d.profile),
-                _ => unknown,
+                Some((d, n)) if !d.bound[family_index(&a)] => {
+                    (d.id, d.profile, Identified::ByAddress(*n))
+                }
+                Some((d, _)) => unknown(Identified::MacMismatch(d.id)),
+                None => unknown(Identified::Unknown),
             },
-            (None, None) => unknown,
+            (None, None) => unknown(Identified::Unknown),
         }
     }
 
@@ -78,37 +109,61 @@ impl Model {
     /// Judges a frame a device sent; updates the flows as the kernel would.
     pub fn judge(&mut self, bytes: &[u8]) -> Judgement {
         let (f, parsed) = parse(bytes);
+        let (j, _) = self.assess(&f, parsed);
+        match j.reason {
+            Reason::Flow | Reason::Fragment if f.frag == Frag::First => {
+                self.flows.insert(Self::train(&f), (j.device, f.src_mac));
+            }
+            Reason::Rule | Reason::Learned => {
+                if f.trackable {
+                    self.flows.insert(Self::conn(&f), (j.device, f.src_mac));
+                }
+                if f.frag == Frag::First {
+                    self.flows.insert(Self::train(&f), (j.device, f.src_mac));
+                }
+            }
+            _ => {}
+        }
+        j
+    }
+
+    /// The judgement on a parsed frame, and how its sender was identified
+    /// (none for a frame of a live flow, which names its device), without
+    /// changing any state.
+    pub(super) fn assess(
+        &self,
+        f: &Frame,
+        parsed: Result<(), Reason>,
+    ) -> (Judgement, Option<Identified>) {
         if parsed.is_ok() && f.family != 0 {
             // A flow counts only from the MAC that opened it.
             let ours = |o: &&Owner| o.1 == f.src_mac;
             let live = match f.frag {
                 Frag::Later => self
                     .flows
-                    .get(&Self::train(&f))
+                    .get(&Self::train(f))
                     .filter(ours)
                     .map(|o| (o.0, Reason::Fragment)),
                 _ if f.trackable => self
                     .flows
-                    .get(&Self::conn(&f))
+                    .get(&Self::conn(f))
                     .filter(ours)
                     .map(|o| (o.0, Reason::Flow)),
                 _ => None,
             };
             if let Some((device, reason)) = live {
-                if f.frag == Frag::First {
-                    self.flows.insert(Self::train(&f), (device, f.src_mac));
-                }
-                return Judgement {
+                let j = Judgement {
                     device,
                     verdict: Verdict::Allowed,
                     reason,
                 };
+                return (j, None);
             }
         }
-        let (device, profile) = self.identify(&f, false);
+        let (device, profile, how) = self.identify_why(f, false);
         let reason = match parsed {
             Err(r) => r,
-            Ok(()) => self.decide(&f, device, profile),
+            Ok(()) => self.decide(f, device, profile),
         };
         let verdict = if reason.allows() {
             Verdict::Allowed
@@ -117,19 +172,12 @@ impl Model {
         } else {
             Verdict::Dropped
         };
-        if matches!(reason, Reason::Rule | Reason::Learned) {
-            if f.trackable {
-                self.flows.insert(Self::conn(&f), (device, f.src_mac));
-            }
-            if f.frag == Frag::First {
-                self.flows.insert(Self::train(&f), (device, f.src_mac));
-            }
-        }
-        Judgement {
+        let j = Judgement {
             device,
             verdict,
             reason,
-        }
+        };
+        (j, Some(how))
     }
 
     fn decide(&self, f: &Frame, device: u32, profile: u16) -> Reason {
