@@ -1,9 +1,11 @@
 //! arm64 routers: the daemon and the kernel-matrix suite cross-built for
 //! aarch64 (`cargo xtask build --target aarch64`), Debian 12's arm64 kernel
-//! booted under qemu-system-aarch64 (TCG), and inside it: the kernel probe
-//! and the datapath fixture table on XDP and TC ingress and the DNS
-//! redirect's rewrites, the same checks the x86 kernel matrix runs (the
-//! same eBPF object, an arm64 verifier and JIT).
+//! booted under qemu-system-aarch64 (TCG), and inside it: the kernel probe,
+//! the datapath fixture table on XDP and TC ingress and the DNS redirect's
+//! rewrites, and the lab smoke check on both attach modes (namespaces, a
+//! bridge, dnsmasq, the real daemon; with bookworm's arm64 iproute2 and
+//! dnsmasq and their libraries), the same checks the x86 kernel matrix runs
+//! (the same eBPF object, an arm64 verifier and JIT).
 //! And the arm64 Debian package: built, lintian-clean, an aarch64 binary.
 
 use std::{
@@ -59,23 +61,37 @@ fn the_datapath_runs_on_debians_arm64_kernel() {
     let build = t.elapsed();
     let (suite, daemon) = (bin.join("iotfence-vm-suite"), bin.join("iotfence"));
     assert_eq!(machine(&suite), "AArch64");
+    let t = Instant::now();
     let kernel = Kernel::BookwormArm64
         .fetch()
         .unwrap_or_else(|e| panic!("{e:#}"));
+    // The lab's own programs: the host's x86 ones cannot run in the guest.
+    let userland = Kernel::BookwormArm64
+        .userland(&["iproute2", "dnsmasq-base"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let fetch = t.elapsed();
+    let (daemon_at, suite_at) = (Guest::stripped_path(&daemon), Guest::stripped_path(&suite));
     let out = Guest::new(&kernel)
         .static_exe(&suite)
         .static_exe(&daemon)
+        .userland_exe(&userland, "/sbin/ip")
+        .userland_exe(&userland, "/usr/sbin/dnsmasq")
+        .module("bridge")
+        // dnsmasq looks its user up.
+        .bytes("/etc/passwd", 0o644, PASSWD)
+        .bytes("/etc/group", 0o644, GROUP)
         .run(
             &format!(
-                "set -e\nuname -m\n{} check --kernel\n{} 'fixture table'\n",
-                Guest::stripped_path(&daemon).display(),
-                Guest::stripped_path(&suite).display()
+                "set -e\nuname -m\n/sbin/ip -V\n{daemon} check --kernel\n{suite} 'fixture table'\n\
+                 IOTFENCE_BIN={daemon} {suite} 'lab smoke'\n",
+                daemon = daemon_at.display(),
+                suite = suite_at.display()
             ),
-            Duration::from_secs(600),
+            Duration::from_secs(900),
         )
         .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!(
-        "arm64: cross-build {build:.1?}; {} ({}): boot + checks {:.1?}\n{}",
+        "arm64: cross-build {build:.1?}; kernel and packages {fetch:.1?}; {} ({}): boot + checks {:.1?}\n{}",
         kernel.package, kernel.version, out.elapsed, out.output
     );
     assert_eq!(out.status, 0, "{}", out.console);
@@ -84,12 +100,19 @@ fn the_datapath_runs_on_debians_arm64_kernel() {
         "{}",
         out.output
     );
-    assert!(
-        out.output.contains("vm-suite: 3 passed, 0 failed"),
-        "{}",
-        out.console
-    );
+    // The fixture table's three checks, then the lab smoke's two.
+    for summary in [
+        "vm-suite: 3 passed, 0 failed",
+        "vm-suite: 2 passed, 0 failed",
+    ] {
+        assert!(out.output.contains(summary), "{}", out.console);
+    }
 }
+
+/// The accounts dnsmasq needs, as the x86 kernel matrix gives its guests.
+const PASSWD: &str =
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 
 #[test]
 fn the_arm64_package_is_lintian_clean() {

@@ -260,6 +260,46 @@ impl PrivateApt {
             })
             .with_context(|| format!("apt-get download {name} left no .deb in {}", into.display()))
     }
+
+    /// Downloads `packages` and everything they depend on into `into`, as
+    /// apt resolves them for a system with nothing installed (an empty
+    /// dpkg status of our own, no recommends); returns the `.deb`s. The
+    /// state, dpkg lock and logs are ours too: the system's stay untouched.
+    pub fn download_with_dependencies(
+        &self,
+        packages: &[&str],
+        into: &Path,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let (state, log) = (self.dir.join("state"), self.dir.join("log"));
+        for d in [&state, &log, &into.join("partial")] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let status = state.join("status");
+        fs::write(&status, "")?;
+        output(
+            self.command("apt-get")
+                .arg(format!("-oDir::State={}", state.display()))
+                .arg(format!("-oDir::State::status={}", status.display()))
+                .arg(format!("-oDir::Log={}", log.display()))
+                .arg(format!("-oDir::Cache::Archives={}", into.display()))
+                .args([
+                    "-y",
+                    "--download-only",
+                    "--no-install-recommends",
+                    "install",
+                ])
+                .args(packages),
+        )?;
+        let debs: Vec<PathBuf> = fs::read_dir(into)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+            .collect();
+        if debs.is_empty() {
+            bail!("apt-get install --download-only {packages:?} left no .deb");
+        }
+        Ok(debs)
+    }
 }
 
 /// Runs `cmd`, returning its stdout; a failure carries the command and stderr.

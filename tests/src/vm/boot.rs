@@ -18,7 +18,9 @@ use super::{
     cpio::Tree,
     initramfs::{self, BUSYBOX, SHELL},
     kernels::{cache_root, Lock},
-    modules, Fetched,
+    modules,
+    userland::Userland,
+    Fetched,
 };
 use crate::privileged::{unique, TempDir};
 
@@ -42,6 +44,9 @@ enum Item {
     /// neither `ldd` nor the host's `objcopy` can read it).
     Static(PathBuf),
     Bytes(PathBuf, u32, Vec<u8>),
+    /// A guest path in another architecture's packages, with the loader
+    /// and libraries it needs from there.
+    Userland(Userland, PathBuf),
 }
 
 /// A guest to boot: a kernel plus the files and modules it needs.
@@ -113,6 +118,15 @@ impl Guest {
         PathBuf::from("/iotfence-vm/bin").join(host.file_name().unwrap_or_default())
     }
 
+    /// An executable of `userland` (the guest architecture's packages,
+    /// `Kernel::userland`) at its packaged path, e.g. `/sbin/ip`, with its
+    /// loader and libraries at theirs.
+    pub fn userland_exe(mut self, userland: &Userland, path: impl Into<PathBuf>) -> Self {
+        self.items
+            .push(Item::Userland(userland.clone(), path.into()));
+        self
+    }
+
     /// A file made up by the test (e.g. a config), at `guest` path.
     pub fn bytes(mut self, guest: impl Into<PathBuf>, mode: u32, data: impl Into<Vec<u8>>) -> Self {
         self.items
@@ -179,6 +193,11 @@ impl Guest {
                     tree.file(&at, 0o755, std::fs::read(p)?);
                 }
                 Item::Bytes(p, mode, data) => tree.file(p, *mode, data.clone()),
+                Item::Userland(u, p) => {
+                    for file in u.closure(p)? {
+                        initramfs::add_rooted(&mut tree, &u.root, &file)?;
+                    }
+                }
             }
         }
         let foreign = self.kernel.busybox.is_some();

@@ -28,11 +28,29 @@ const MODULE_DIR: &str = "/lib/modules/iotfence-vm";
 /// and followed, so the guest resolves paths exactly as the host does.
 /// Directories are copied recursively.
 pub fn add_host(tree: &mut Tree, path: &Path) -> anyhow::Result<()> {
-    add_host_depth(tree, path, 0)
+    add_depth(tree, Path::new("/"), path, 0)
         .with_context(|| format!("adding {} to the initramfs", path.display()))
 }
 
-fn add_host_depth(tree: &mut Tree, path: &Path, depth: usize) -> anyhow::Result<()> {
+/// Like `add_host`, for a guest tree kept in host directory `root` (another
+/// architecture's extracted packages): `path` is the guest path, and
+/// symlinks, absolute ones too, are followed inside `root`.
+pub fn add_rooted(tree: &mut Tree, root: &Path, path: &Path) -> anyhow::Result<()> {
+    add_depth(tree, root, path, 0).with_context(|| {
+        format!(
+            "adding {} (from {}) to the initramfs",
+            path.display(),
+            root.display()
+        )
+    })
+}
+
+/// Where guest path `guest` lies on the host, under `root`.
+fn on_host(root: &Path, guest: &Path) -> PathBuf {
+    root.join(guest.strip_prefix("/").unwrap_or(guest))
+}
+
+fn add_depth(tree: &mut Tree, root: &Path, path: &Path, depth: usize) -> anyhow::Result<()> {
     if depth > 40 {
         bail!("too many symlinks");
     }
@@ -47,24 +65,26 @@ fn add_host_depth(tree: &mut Tree, path: &Path, depth: usize) -> anyhow::Result<
             Component::Normal(n) => cur.push(n),
             _ => continue,
         }
-        let meta = fs::symlink_metadata(&cur).with_context(|| format!("{}", cur.display()))?;
+        let host = on_host(root, &cur);
+        let meta = fs::symlink_metadata(&host).with_context(|| format!("{}", host.display()))?;
         if meta.is_symlink() {
-            let target = fs::read_link(&cur)?;
+            let target = fs::read_link(&host)?;
             if !tree.has_entry(&cur) {
                 tree.symlink(&cur, &target);
             }
             let mut next = cur.parent().unwrap_or(Path::new("/")).join(&target);
             next.extend(&comps[i + 1..]);
-            return add_host_depth(tree, &next, depth + 1);
+            return add_depth(tree, root, &next, depth + 1);
         }
     }
-    let meta = fs::metadata(&cur)?;
+    let host = on_host(root, &cur);
+    let meta = fs::metadata(&host)?;
     if meta.is_dir() {
-        for e in fs::read_dir(&cur)? {
-            add_host_depth(tree, &e?.path(), depth)?;
+        for e in fs::read_dir(&host)? {
+            add_depth(tree, root, &cur.join(e?.file_name()), depth)?;
         }
     } else if !tree.contains(&cur) {
-        let data = fs::read(&cur).with_context(|| format!("reading {}", cur.display()))?;
+        let data = fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
         tree.file(&cur, meta.permissions().mode() & 0o7777, data);
     }
     Ok(())

@@ -79,6 +79,26 @@ impl Kernel {
         }
     }
 
+    /// `target/kernels/<release>[-<arch>]/`: the kernel, its apt state and
+    /// packages for the guest; `lock` there serializes their fetches.
+    pub(super) fn cache_dir(self) -> PathBuf {
+        cache_root().join(self.cache_name())
+    }
+
+    /// The release's private apt state, for the kernel's architecture, with
+    /// fresh package lists (call with the `cache_dir` lock held).
+    pub(super) fn apt(self) -> anyhow::Result<PrivateApt> {
+        let mut apt = PrivateApt::new(
+            &self.cache_dir().join("apt"),
+            &Mirrors::from_system()?.source_list(self.codename()),
+        )?;
+        if self.arch() != "amd64" {
+            apt = apt.for_arch(self.arch());
+        }
+        apt.update().context("apt-get update (private state)")?;
+        Ok(apt)
+    }
+
     /// The upstream series the release ships, checked against what apt finds.
     pub fn series(self) -> &'static str {
         match self {
@@ -100,7 +120,7 @@ impl Kernel {
     }
 
     fn fetch_inner(self) -> anyhow::Result<Fetched> {
-        let dir = cache_root().join(self.cache_name());
+        let dir = self.cache_dir();
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // One fetch per release at a time, across test threads and processes.
         let _lock = Lock::new(&dir.join("lock"))?;
@@ -113,14 +133,7 @@ impl Kernel {
                 }
             }
         }
-        let mut apt = PrivateApt::new(
-            &dir.join("apt"),
-            &Mirrors::from_system()?.source_list(self.codename()),
-        )?;
-        if self.arch() != "amd64" {
-            apt = apt.for_arch(self.arch());
-        }
-        apt.update().context("apt-get update (private state)")?;
+        let apt = self.apt()?;
         let meta = format!("linux-image-cloud-{}", self.arch());
         let (package, version) = apt
             .resolve_dependency(&meta, "linux-image-")

@@ -13,6 +13,8 @@
 //!   state into `target/kernels/` (cached, locked);
 //! - `modules`: the modules `/init` loads, with their dependencies;
 //! - `initramfs` and `cpio`: busybox, `/init`, host files and libraries;
+//! - `userland`: another architecture's programs (its Debian packages) and
+//!   the libraries they load, for a guest that cannot run the host's;
 //! - `boot`: qemu with a timeout, the exit status from a console marker;
 //!   one guest at a time per machine (a lock in `target/kernels/`).
 
@@ -22,6 +24,8 @@ mod cpio;
 mod initramfs;
 mod kernels;
 mod modules;
+mod userland;
 
 pub use boot::{Guest, Outcome, DEFAULT_TIMEOUT, MODULES, QEMU, QEMU_ARM64};
 pub use kernels::{cache_root, Fetched, Kernel};
+pub use userland::Userland;
