@@ -83,7 +83,7 @@ fn the_datapath_runs_on_debians_arm64_kernel() {
         .run(
             &format!(
                 "set -e\nuname -m\n/sbin/ip -V\n{daemon} check --kernel\n{suite} 'fixture table'\n\
-                 IOTFENCE_BIN={daemon} {suite} 'lab smoke'\n",
+                 IOTFENCE_TCG=1 IOTFENCE_BIN={daemon} {suite} 'lab smoke'\n",
                 daemon = daemon_at.display(),
                 suite = suite_at.display()
             ),

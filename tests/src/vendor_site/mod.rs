@@ -78,7 +78,6 @@ pub const VARS: &str = r#"
 vars:
   ntp_servers: [192.0.2.1]
   printer_networks: [203.0.113.240/29]
-  kis_ping_sources: [192.0.2.2]
   weiss_azure_endpoints: [203.0.113.250, "2001:db8:ff::1:250", iotf-weiss-hub.azure-devices.net]
   sensorberg_backend_hosts: [203.0.113.251]
   sensorberg_access_hubs: [192.0.2.51]
