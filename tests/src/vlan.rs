@@ -56,15 +56,7 @@ pub fn run(attach: &str) -> anyhow::Result<()> {
         "link set eth0.20 up",
         "route add default via 192.0.2.1",
     ])?;
-    internet.ips(&[
-        "addr add 198.51.100.7/24 dev eth0",
-        "addr add 198.51.100.8/24 dev eth0",
-        "link set eth0 up",
-        "route add default via 198.51.100.1",
-    ])?;
-    router.sysctl("net.ipv4.ip_forward", "1")?;
-    let _allowed = Server::start(&internet, "198.51.100.7", 443)?;
-    let _other = Server::start(&internet, "198.51.100.8", 443)?;
+    let _servers = internet_side(&router, &internet)?;
     let t = Duration::from_millis(1500);
     ensure!(
         device.connect("198.51.100.8", 443, t),
@@ -145,15 +137,7 @@ pub fn run_bridge(at: BridgeAttach) -> anyhow::Result<()> {
         "link set eth0 up",
         "route add default via 203.0.113.1",
     ])?;
-    internet.ips(&[
-        "addr add 198.51.100.7/24 dev eth0",
-        "addr add 198.51.100.8/24 dev eth0",
-        "link set eth0 up",
-        "route add default via 198.51.100.1",
-    ])?;
-    router.sysctl("net.ipv4.ip_forward", "1")?;
-    let _allowed = Server::start(&internet, "198.51.100.7", 443)?;
-    let _other = Server::start(&internet, "198.51.100.8", 443)?;
+    let _servers = internet_side(&router, &internet)?;
     let t = Duration::from_millis(1500);
     ensure!(
         device.connect("198.51.100.8", 443, t) && other.connect("198.51.100.8", 443, t),
@@ -177,6 +161,22 @@ pub fn run_bridge(at: BridgeAttach) -> anyhow::Result<()> {
         daemon.log()
     );
     Ok(())
+}
+
+/// The internet: 198.51.100.7 (which the sensor may reach) and .8 (which
+/// it may not), each serving 443, behind the router's `wan`.
+fn internet_side(router: &Netns, internet: &Netns) -> anyhow::Result<[Server; 2]> {
+    internet.ips(&[
+        "addr add 198.51.100.7/24 dev eth0",
+        "addr add 198.51.100.8/24 dev eth0",
+        "link set eth0 up",
+        "route add default via 198.51.100.1",
+    ])?;
+    router.sysctl("net.ipv4.ip_forward", "1")?;
+    Ok([
+        Server::start(internet, "198.51.100.7", 443)?,
+        Server::start(internet, "198.51.100.8", 443)?,
+    ])
 }
 
 /// Starts the daemon in `router` with `config` (interfaces, attach mode)

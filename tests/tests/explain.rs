@@ -1,9 +1,10 @@
 //! `iotfence explain` agrees with the kernel: the whole datapath fixture
 //! table replayed through the kernel (BPF_PROG_TEST_RUN, both judging
 //! hooks) and through the explainer side by side; on every judged row the
-//! explanation gives the kernel's device, verdict and reason, and cites
-//! what decided (the rule's file:line, the learned entry, how the device
-//! was identified).
+//! explanation gives the kernel's device, verdict and reason (which are
+//! the table's), and cites what decided (the rule's file:line, the learned
+//! entry, how the device was identified). The differential harness checks
+//! the kernel's counters and events against the model on each row too.
 
 use iotfence::explain::{Explainer, Learned, Live};
 use iotfence_common::{Reason, Verdict};
@@ -43,7 +44,12 @@ fn table_through(hook: Hook) {
                 });
             }
             Step::Judge { xdp_only: true, .. } if hook != Hook::Xdp => {}
-            Step::Judge { name, packet, .. } => {
+            Step::Judge {
+                name,
+                packet,
+                expect,
+                ..
+            } => {
                 let e = ex.frame(&packet);
                 let kernel = d
                     .judge(hook, &packet)
@@ -54,6 +60,13 @@ fn table_through(hook: Hook) {
                     (e.device.id, e.verdict.as_str(), e.reason.as_str()),
                     (kernel.device, kernel.verdict.name(), kernel.reason.name()),
                     "`{name}`: explain disagrees with the kernel: {e:#?}"
+                );
+                // And with the table's expectation.
+                let want = (d.h.device_id(expect.device), expect.verdict, expect.reason);
+                assert_eq!(
+                    (kernel.device, kernel.verdict, kernel.reason),
+                    want,
+                    "`{name}`: the fixture table expects otherwise"
                 );
                 cites_what_decided(name, &e, kernel.reason, kernel.verdict);
                 judged += 1;

@@ -26,8 +26,8 @@ pub mod model;
 mod parse;
 mod query;
 
-pub use judge::Identified;
-pub use model::{Judgement, Model};
+pub use judge::{Identified, Judgement};
+pub use model::Model;
 pub use query::{parse_destination, Destination, Target};
 
 /// A learned address as the running daemon holds it.

@@ -23,7 +23,6 @@ use crate::policy::compile::Compiled;
 use iotfence_common::PortRule;
 use ipnet::IpNet;
 
-pub use super::judge::Judgement;
 pub use super::parse::{parse, Frag, Frame};
 
 /// A flow as the kernel keys it, from the device's side.
