@@ -183,9 +183,6 @@ pub const CONFIG_READY: u32 = 1;
 /// `Config::flags`: some interface is a trunk (`iotf1_trunks` has entries):
 /// only then is the interface looked up per packet.
 pub const CONFIG_TRUNKS: u32 = 2;
-/// `Config::flags`: `dns.redirect` is on: DNS queries to other resolvers
-/// go to the configured one (`ebpf/src/redirect.rs`).
-pub const CONFIG_DNS_REDIRECT: u32 = 4;
 
 /// Trunk interfaces with a VLAN filter (`vlans:` in the configuration).
 pub const MAX_TRUNKS: u32 = 64;
@@ -232,6 +229,10 @@ pub mod features {
     /// `bpf_xdp_load_bytes` (5.18): the XDP program copies DNS queries;
     /// else `iotfence_tc_q` copies them at TC ingress.
     pub const XDP_LOAD_BYTES: u32 = 1 << 1;
+    /// `dns.redirect` is on (`ebpf/src/redirect.rs`): a load-time bit, so
+    /// that with it off (the default) the verifier prunes the redirect's
+    /// paths and no packet pays for them.
+    pub const DNS_REDIRECT: u32 = 1 << 2;
     /// Globals with each device's DNS query budget (GCRA emission interval
     /// and burst tolerance, ns), from `dns.queries_per_second` and
     /// `dns.query_burst`.

@@ -27,6 +27,11 @@ pub fn xdp_load_bytes() -> bool {
     has(features::XDP_LOAD_BYTES)
 }
 
+#[inline(always)]
+pub fn dns_redirect() -> bool {
+    has(features::DNS_REDIRECT)
+}
+
 /// Each device's DNS query budget (`consts::features::QUERY_*`); the
 /// defaults match the daemon's (20 per second, bursts of 100).
 #[unsafe(no_mangle)]

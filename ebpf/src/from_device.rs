@@ -66,7 +66,7 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire, hook: Hook) -> Action {
         return Action::Pass;
     }
     if parsed.is_ok() {
-        redirect::query(cfg.flags, &mut s.h);
+        redirect::query(&mut s.h);
     }
     // One clock read per packet, for every deadline this packet meets.
     let now = clock::now();
@@ -165,7 +165,7 @@ pub fn beside_xdp(b: &Bytes, wire: Wire) -> Option<&'static mut Scratch> {
     if parse(b, &mut s.h).is_err() || other_vlan(cfg.flags, wire, s.h.vlan) {
         return None;
     }
-    redirect::query(cfg.flags, &mut s.h);
+    redirect::query(&mut s.h);
     Some(s)
 }
 
@@ -175,7 +175,7 @@ pub fn beside_xdp(b: &Bytes, wire: Wire) -> Option<&'static mut Scratch> {
 /// query budget.
 #[inline(always)]
 pub fn query_beside_xdp(s: &mut Scratch) -> Option<u32> {
-    if (!s.h.redirected && features::xdp_load_bytes()) || !dns::is_query(&s.h) {
+    if (!redirect::redirected(s) && features::xdp_load_bytes()) || !dns::is_query(&s.h) {
         return None;
     }
     let cfg = CONFIG.get(0)?;
@@ -189,12 +189,13 @@ pub fn query_beside_xdp(s: &mut Scratch) -> Option<u32> {
 /// TC rewrites first (`from_device_dns` copies those).
 #[inline(always)]
 fn pass(s: &mut Scratch, device: u32, now: u64, hook: Hook) -> Action {
+    let redirected = redirect::redirected(s);
     let copies = match hook {
         Hook::Tc => true,
-        Hook::Xdp => features::xdp_load_bytes() && !s.h.redirected,
+        Hook::Xdp => features::xdp_load_bytes() && !redirected,
     };
     let query = copies && dns::is_query(&s.h) && query_budget(s, device, now);
-    if s.h.redirected {
+    if redirected {
         Action::PassRedirected(query.then_some(device))
     } else if query {
         Action::PassQuery(device)

@@ -126,7 +126,7 @@ pub fn from_device_dns(mut ctx: TcContext) -> i32 {
     let Some(s) = from_device::beside_xdp(&b, tc_wire(&ctx)) else {
         return TC_ACT_UNSPEC;
     };
-    if s.h.redirected && !redirect::rewrite_query(&mut ctx) {
+    if redirect::redirected(s) && !redirect::rewrite_query(&mut ctx) {
         return TC_ACT_SHOT;
     }
     if let Some(device) = from_device::query_beside_xdp(s) {

@@ -24,11 +24,12 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use iotfence_common::{
-    consts::{CONFIG_DNS_REDIRECT, PROTO_TCP, PROTO_UDP},
+    consts::{PROTO_TCP, PROTO_UDP},
     dns::{REDIRECTED_ANSWERS, REDIRECTED_QUERIES, REDIRECT_TO_V4, REDIRECT_TO_V6},
 };
 
 use crate::{
+    features,
     flow::same_mac,
     maps::{REDIRECTED, REDIRECTS, REDIRECT_TO, RESOLVERS, SCRATCH},
     parse::{Frag, Headers},
@@ -37,10 +38,11 @@ use crate::{
 
 const DNS_PORT: u16 = 53;
 
-/// Unfragmented TCP or UDP with DNS's port on the resolver's side (`port`).
+/// With the redirect on: unfragmented TCP or UDP with DNS's port on the
+/// resolver's side (`port`).
 #[inline(always)]
-fn dns_shaped(flags: u32, h: &Headers, port: u16) -> bool {
-    flags & CONFIG_DNS_REDIRECT != 0
+fn dns_shaped(h: &Headers, port: u16) -> bool {
+    features::dns_redirect()
         && h.family != 0
         && h.frag == Frag::None
         && port == DNS_PORT
@@ -57,8 +59,8 @@ fn is_zero(a: &[u8; 16]) -> bool {
 /// configured one is judged, copied and tracked as a query to the
 /// configured resolver of its family (if there is one).
 #[inline(always)]
-pub fn query(flags: u32, h: &mut Headers) {
-    if !dns_shaped(flags, h, h.dport) || unsafe { RESOLVERS.get(&h.dst) }.is_some() {
+pub fn query(h: &mut Headers) {
+    if !dns_shaped(h, h.dport) || unsafe { RESOLVERS.get(&h.dst) }.is_some() {
         return;
     }
     let slot = if h.family == 4 {
@@ -81,9 +83,9 @@ pub fn query(flags: u32, h: &mut Headers) {
 /// that was redirected, towards the MAC that sent the query, is marked
 /// for rewriting back (`Headers::asked`).
 #[inline(always)]
-pub fn answer(flags: u32, s: &mut Scratch) {
+pub fn answer(s: &mut Scratch) {
     let h = &s.h;
-    if !dns_shaped(flags, h, h.sport) {
+    if !dns_shaped(h, h.sport) {
         return;
     }
     let k = &mut s.redirect;
@@ -101,6 +103,14 @@ pub fn answer(flags: u32, s: &mut Scratch) {
     s.h.asked = v.asked;
     s.h.redirected = true;
     count(REDIRECTED_ANSWERS);
+}
+
+/// Whether the headers in `s` are a redirected query's or its answer's:
+/// with the redirect off this is a constant false for the verifier (the
+/// flag in the scratch is not), which prunes every path that follows.
+#[inline(always)]
+pub fn redirected(s: &Scratch) -> bool {
+    features::dns_redirect() && s.h.redirected
 }
 
 /// Sends the query the judge redirected (scratch slot 0) to the configured

@@ -43,8 +43,8 @@ pub fn observe(b: &Bytes, from_stack: bool, wire: Wire) -> (Answer, bool) {
     {
         return (Answer::Pass, false);
     }
-    redirect::answer(cfg.flags, s);
-    let redirected = s.h.redirected;
+    redirect::answer(s);
+    let redirected = redirect::redirected(s);
     let generation = (cfg.generation & 1) as u8;
     let dev = identify(generation, s, true);
     match dns::classify_answer(s, dev.device, from_stack) {

@@ -12,7 +12,7 @@ use aya::{
     Pod,
 };
 use iotfence_common::{
-    consts::{CONFIG_DNS_REDIRECT, CONFIG_READY, CONFIG_TRUNKS},
+    consts::{CONFIG_READY, CONFIG_TRUNKS},
     keys::{device_scope, rule_scope, SCOPE_BITS},
     BindKey, Config as KConfig, DeviceInfo, Lpm4, Lpm6, MacKey, RuleSet,
 };
@@ -31,17 +31,11 @@ pub fn kernel_config(cfg: &Config, generation: u8) -> KConfig {
     let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
     KConfig {
         generation: generation as u32,
-        flags: CONFIG_READY
-            | if cfg.vlans.is_empty() {
-                0
-            } else {
-                CONFIG_TRUNKS
-            }
-            | if cfg.dns.redirect {
-                CONFIG_DNS_REDIRECT
-            } else {
-                0
-            },
+        flags: if cfg.vlans.is_empty() {
+            CONFIG_READY
+        } else {
+            CONFIG_READY | CONFIG_TRUNKS
+        },
         tcp_idle_ns: ns(cfg.idle.tcp),
         udp_idle_ns: ns(cfg.idle.udp),
         icmp_idle_ns: ns(cfg.idle.icmp),

@@ -56,6 +56,10 @@ impl Datapath {
             anyhow::bail!("this build embeds no eBPF object (built with IOTFENCE_SKIP_EBPF=1); build it without that variable");
         }
         let learned_entries = dns.max_entries as u32;
+        let mut feature_bits = kernel.feature_bits();
+        if dns.redirect {
+            feature_bits |= features::DNS_REDIRECT;
+        }
         let interval_ns = 1_000_000_000 / dns.queries_per_second.max(1);
         let burst_ns = interval_ns * dns.query_burst;
         let map_dir = super::pins::map_dir(pin_dir);
@@ -64,7 +68,7 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)
-            .override_global(features::GLOBAL, &kernel.feature_bits(), true)
+            .override_global(features::GLOBAL, &feature_bits, true)
             .override_global(features::QUERY_INTERVAL, &interval_ns, true)
             .override_global(features::QUERY_BURST, &burst_ns, true)
             .load(BPF_OBJECT)

