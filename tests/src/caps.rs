@@ -56,7 +56,10 @@ pub fn try_with(exe: &Path, caps: &[u32]) -> anyhow::Result<Result<(), String>> 
     let cfg_path = dir.join("iotfence.yaml");
     std::fs::write(&cfg_path, config_text(&pins.path, &state))?;
     let cfg = config::load(&cfg_path).map_err(|d| anyhow::anyhow!("config: {d:?}"))?;
-    // What `ExecStartPre=+iotfence prepare --owner` does for the unit.
+    // What `ExecStartPre=+iotfence prepare --owner` does for the unit. It
+    // also hands the host's shared lock directory to the user: given back
+    // on return, whatever happens.
+    let _lock_dir = Restore::of(iotfence::lock::path_for(&pins.path).parent().unwrap())?;
     iotfence::prepare::prepare(&cfg, Some("nobody")).context("iotfence prepare")?;
     chown(&dir, 65534)?;
     let ns_file = File::open(ns.path())?;
@@ -76,6 +79,36 @@ pub fn try_with(exe: &Path, caps: &[u32]) -> anyhow::Result<Result<(), String>> 
         bail!("the probe failed without a word ({})", out.status)
     } else {
         Ok(Err(text))
+    }
+}
+
+/// A directory's owner and mode, put back on drop.
+struct Restore {
+    path: std::path::PathBuf,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Restore {
+    fn of(path: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(path)?;
+        let m = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+        })
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::os::unix::fs::chown(&self.path, Some(self.uid), Some(self.gid));
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode));
     }
 }
 

@@ -73,8 +73,11 @@ impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = iotfence::kernel::attach::detach(&self.path);
         let _ = std::fs::remove_dir(self.path.parent().unwrap());
-        // A daemon the test killed could not remove its lock file.
-        let _ = std::fs::remove_file(iotfence::lock::path_for(&self.path));
+        // A daemon the test killed could not remove its lock file, nor
+        // its journal of queries in flight beside it.
+        let lock = iotfence::lock::path_for(&self.path);
+        let _ = std::fs::remove_file(lock.with_extension("pending"));
+        let _ = std::fs::remove_file(lock);
     }
 }
 
