@@ -79,7 +79,7 @@ fn explain(a: &Args<'_>) -> Result<String, Failure> {
         Live::default()
     } else {
         DeviceIds::load(&cfg.state_dir).apply_known(&mut policy);
-        live_state(&cfg).map_err(Failure::Os)?
+        live_state(&cfg, &policy).map_err(Failure::Os)?
     };
     let target = Target::parse(&policy, a.device).map_err(Failure::Usage)?;
     let router = crate::host::router_addresses()
@@ -169,7 +169,7 @@ pub fn text(e: &super::Explanation) -> String {
 
 /// Learned addresses and live flows from the pinned maps, with the names
 /// the daemon reports for them (`/status`) when it answers.
-fn live_state(cfg: &Config) -> anyhow::Result<Live> {
+fn live_state(cfg: &Config, policy: &compile::Compiled) -> anyhow::Result<Live> {
     let learned_map: BpfHashMap<MapData, LearnedKey, LearnedRules> =
         open_pinned(&cfg.pin_dir, map_names::LEARNED).with_context(|| {
             format!(
@@ -177,7 +177,7 @@ fn live_state(cfg: &Config) -> anyhow::Result<Live> {
                 cfg.pin_dir.display()
             )
         })?;
-    let names = names_from_status(cfg);
+    let names = names_from_status(cfg, policy);
     let now = mono_ns();
     let mut live = Live::default();
     for item in learned_map.iter() {
@@ -222,8 +222,8 @@ fn live_state(cfg: &Config) -> anyhow::Result<Live> {
 }
 
 /// (device id, address) -> the name the daemon learned it from, as far as
-/// `/status` lists them.
-fn names_from_status(cfg: &Config) -> BTreeMap<(u32, IpAddr), String> {
+/// `/status` lists them; `policy` carries the daemon's device ids.
+fn names_from_status(cfg: &Config, policy: &compile::Compiled) -> BTreeMap<(u32, IpAddr), String> {
     let mut out = BTreeMap::new();
     let Some(addr) = cfg.metrics_listen else {
         return out;
@@ -231,11 +231,6 @@ fn names_from_status(cfg: &Config) -> BTreeMap<(u32, IpAddr), String> {
     let Ok(doc) = crate::metrics::status::fetch(loopback(addr)) else {
         return out;
     };
-    let ids = DeviceIds::load(&cfg.state_dir);
-    let Ok(mut policy) = compile::load(cfg) else {
-        return out;
-    };
-    ids.apply_known(&mut policy);
     for d in doc.devices {
         let id = policy
             .devices
