@@ -1,7 +1,8 @@
 //! The lab smoke check the kernel matrix runs on every kernel (and the
 //! host runs too): on one attach mode, a device allowed by a name learned
 //! from a held DNS answer, denied elsewhere, an audited device passing;
-//! SIGKILL keeps enforcement; a restart adopts the pins and enforces again.
+//! SIGKILL keeps enforcement; a restart adopts the pins (the verified
+//! programs too) and enforces again.
 
 use anyhow::{ensure, Context};
 use iotfence_common::{Reason, Verdict};
@@ -75,6 +76,12 @@ pub fn run(attach: &str) -> anyhow::Result<()> {
     ensure!(
         restarted.contains("adopted=true"),
         "not adopted:\n{restarted}"
+    );
+    // ... and the programs this kernel verified for the first start, as
+    // they are (issue 17, item 3: no verifier run on a restart).
+    ensure!(
+        restarted.contains("adopting the pinned programs"),
+        "programs verified again:\n{restarted}"
     );
     let o = scenario::traffic(&site)?;
     expect_enforced(&o).with_context(|| log(&site))?;

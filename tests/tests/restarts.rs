@@ -1,6 +1,7 @@
 //! Restarts: state carried across them (lifetimes clamped, counted from the
 //! save by the best clock there is), and a hundred restarts under traffic
-//! that open nothing, lose nothing and leak nothing.
+//! that open nothing, lose nothing and leak nothing; which restarts adopt
+//! the programs the kernel verified already.
 
 use std::{
     collections::BTreeSet,
@@ -13,7 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    ProgramInfo,
+};
 use hickory_proto::rr::RecordType;
+use iotfence_common::consts::{map_names, prog_names};
 use iotfence_tests::{
     dns::{Dnsmasq, Stub},
     lab::{Lab, Server, ROUTER_IOT_IP},
@@ -251,4 +257,122 @@ fn a_hundred_restarts_under_traffic_open_nothing_and_lose_nothing() {
         lab.learned(1, allowed).is_some(),
         "the learned address survived"
     );
+}
+
+/// The kernel's ids of the four pinned programs and of the program the
+/// XDP link runs.
+fn program_ids(lab: &Lab) -> ([u32; 4], u32) {
+    let progs = iotfence::kernel::pins::prog_dir(&lab.pins.path);
+    let ids = [
+        prog_names::XDP,
+        prog_names::TC_INGRESS,
+        prog_names::TC_EGRESS,
+        prog_names::TC_QUERIES,
+    ]
+    .map(|n| ProgramInfo::from_pin(progs.join(n)).unwrap().id());
+    let link = lab.pins.path.join("links").join("iot0_xdp");
+    let link = FdLink::from(PinnedLink::from_pin(&link).unwrap());
+    (ids, link.info().unwrap().program_id())
+}
+
+/// Restarts the lab's daemon (SIGKILL, as a crash) with `cfg`; its log.
+fn crash_and_start(lab: &mut Lab, cfg: &Path) -> String {
+    lab.daemon.take().unwrap().kill();
+    lab.start_daemon(cfg).unwrap();
+    lab.daemon.as_ref().unwrap().log()
+}
+
+const ADOPTING: &str = "adopting the pinned programs";
+const ANEW: &str = "loading the programs anew";
+
+/// Issue 17, item 3: a restart adopts the programs the kernel verified for
+/// the last start instead of verifying them again (most of a start's time)
+/// — but only when they are what a load would make: the same build, the
+/// same load-time settings, and the very maps now pinned. Each of those
+/// changed makes it verify anew, and enforcement holds throughout.
+#[test]
+fn a_restart_adopts_the_verified_programs_unless_what_they_depend_on_changed() {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let (allowed, forbidden) = (ip("203.0.113.167"), ip("203.0.113.168"));
+    let _dns = Dnsmasq::start(
+        &lab.router,
+        &lab.dir,
+        &[("a.vendor.example".into(), allowed)],
+        &[],
+        86_400,
+    )
+    .unwrap();
+    let cfg = lab.write_config("xdp", POLICY).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    assert!(!lab.daemon.as_ref().unwrap().log().contains(ADOPTING));
+    let (first, link) = program_ids(&lab);
+    assert_eq!(link, first[0], "the XDP link runs the pinned judge");
+
+    let log = crash_and_start(&mut lab, &cfg);
+    assert!(log.contains(ADOPTING), "same build and settings:\n{log}");
+    assert_eq!(program_ids(&lab), (first, first[0]), "programs adopted");
+
+    // Another load-time global: the pinned programs hold the old one.
+    let cfg = lab
+        .write_config_with("xdp", POLICY, "dns:\n  queries_per_second: 7\n")
+        .unwrap();
+    let log = crash_and_start(&mut lab, &cfg);
+    assert!(log.contains(ANEW) && !log.contains(ADOPTING), "{log}");
+    let (second, link) = program_ids(&lab);
+    assert!(second.iter().all(|id| !first.contains(id)), "verified anew");
+    assert_eq!(link, second[0], "the XDP link runs the new judge");
+
+    // A map pinned anew (its pin removed): the pinned programs still use
+    // the old one, which nothing would read or write any more.
+    let counters = iotfence::kernel::pins::map_path(&lab.pins.path, map_names::COUNTERS);
+    std::fs::remove_file(&counters).unwrap();
+    let log = crash_and_start(&mut lab, &cfg);
+    assert!(log.contains(ANEW) && !log.contains(ADOPTING), "{log}");
+    let (third, link) = program_ids(&lab);
+    assert!(third.iter().all(|id| !second.contains(id)), "verified anew");
+    assert_eq!(link, third[0]);
+    let new_counters = iotfence::kernel::pins::map_data(&lab.pins.path, map_names::COUNTERS)
+        .unwrap()
+        .info()
+        .unwrap()
+        .id();
+    let progs = iotfence::kernel::pins::prog_dir(&lab.pins.path);
+    let uses = ProgramInfo::from_pin(progs.join(prog_names::XDP))
+        .unwrap()
+        .map_ids()
+        .unwrap()
+        .unwrap();
+    assert!(
+        uses.contains(&new_counters),
+        "the judge counts in the new map"
+    );
+
+    // Nothing changed since: adopted again, and it enforces.
+    let log = crash_and_start(&mut lab, &cfg);
+    assert!(log.contains(ADOPTING), "{log}");
+    assert_eq!(program_ids(&lab), (third, third[0]));
+    let got = lab
+        .device("dev-1")
+        .run(|| {
+            Stub::new(ROUTER_IOT_IP)
+                .unwrap()
+                .resolve("a.vendor.example", RecordType::A)
+        })
+        .unwrap();
+    assert_eq!(got, Some(vec![allowed]));
+    let connect = |addr: IpAddr| {
+        lab.device("dev-1")
+            .run(move || {
+                std::net::TcpStream::connect_timeout(
+                    &(addr, 443).into(),
+                    Duration::from_millis(500),
+                )
+                .is_ok()
+            })
+            .unwrap()
+    };
+    assert!(connect(allowed), "learned after the adopted restart");
+    assert!(!connect(forbidden), "forbidden after the adopted restart");
+    assert!(lab.dropped(1) > 0, "drops counted in the pinned counters");
 }

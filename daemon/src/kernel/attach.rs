@@ -16,7 +16,7 @@ use aya::programs::{
 };
 use iotfence_common::consts::prog_names;
 
-use super::{load::Datapath, tc_legacy};
+use super::{load::Datapath, tc_legacy, verified};
 use crate::config::AttachMode;
 
 impl Datapath {
@@ -31,7 +31,7 @@ impl Datapath {
         redirect: bool,
     ) -> anyhow::Result<&'static str> {
         let links = self.pin_dir.join("links");
-        let progs = self.pin_dir.join("progs");
+        let progs = super::pins::prog_dir(&self.pin_dir);
         std::fs::create_dir_all(&links)?;
         std::fs::create_dir_all(&progs)?;
         let xdp_pin = links.join(link_pin_name(iface, "xdp"));
@@ -79,15 +79,19 @@ impl Datapath {
         };
         // Pins of programs this build does not have (an earlier build's
         // names) go: the links above already run this build's programs.
-        prune_programs(&progs)?;
-        for name in prog_names::ALL {
-            let path = progs.join(name);
-            remove_pin(&path)?;
-            self.ebpf
-                .program_mut(name)
-                .context("program missing")?
-                .pin(&path)
-                .with_context(|| format!("pinning {name}"))?;
+        prune_programs(&progs, self.fingerprint)?;
+        if self.adopted.is_none() {
+            for name in prog_names::ALL {
+                let path = progs.join(name);
+                remove_pin(&path)?;
+                self.ebpf
+                    .program_mut(name)
+                    .context("program missing")?
+                    .pin(&path)
+                    .with_context(|| format!("pinning {name}"))?;
+            }
+            // Only now: a start that finds the record adopts these pins.
+            verified::remember(&progs, self.fingerprint)?;
         }
         Ok(how)
     }
@@ -98,11 +102,7 @@ impl Datapath {
         mode: AttachMode,
         pin: &Path,
     ) -> anyhow::Result<&'static str> {
-        let p: &mut Xdp = self
-            .ebpf
-            .program_mut(prog_names::XDP)
-            .context("program missing")?
-            .try_into()?;
+        let p: &mut Xdp = self.xdp_mut()?;
         if let Some(old) = open_pinned_link(pin)? {
             let link = XdpLink::try_from(FdLink::from(old)).context("pinned XDP link")?;
             match p.attach_to_link(link) {
@@ -158,12 +158,9 @@ impl Datapath {
         hook: TcAttachType,
         pin: &Path,
     ) -> anyhow::Result<()> {
-        let p: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .context("program missing")?
-            .try_into()?;
-        if !self.kernel.tcx {
+        let tcx = self.kernel.tcx;
+        let p: &mut SchedClassifier = self.tc_mut(name)?;
+        if !tcx {
             // No TCX (before 6.6): a cls_bpf filter, recorded by a marker.
             let marker = marker_path(pin);
             tc_legacy::attach(p, name, iface, hook)?;
@@ -251,10 +248,18 @@ fn remove_pin(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes the pins under `progs` that name no program of this build.
-fn prune_programs(progs: &Path) -> anyhow::Result<()> {
+/// Removes the pins under `progs` that name no program of this build, and
+/// records of other builds' programs (`verified`) but `fingerprint`'s.
+fn prune_programs(progs: &Path, fingerprint: u64) -> anyhow::Result<()> {
     for e in std::fs::read_dir(progs).with_context(|| format!("reading {}", progs.display()))? {
         let path = e?.path();
+        if verified::is_record(&path) {
+            if !verified::is_record_of(&path, fingerprint) {
+                std::fs::remove_dir(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+            continue;
+        }
         let ours = path
             .file_name()
             .and_then(|f| f.to_str())
@@ -285,6 +290,9 @@ pub fn detach(pin_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                     .is_some_and(|p| p.ends_with(tc_legacy::MARKER_SUFFIX));
             if is_marker {
                 tc_legacy::remove_marked(&path)?;
+            } else if sub == "progs" && verified::is_record(&path) {
+                std::fs::remove_dir(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
             } else {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;

@@ -6,14 +6,16 @@
 //! and `progs/<program>`. A pinned link keeps its program attached after the
 //! daemon exits; a restarted daemon loads the new programs against the same
 //! maps and swaps them into the existing links with one `bpf_link_update`
-//! each, so there is no moment without enforcement.
+//! each, so there is no moment without enforcement. When the pinned
+//! programs are this build's, loaded with the same settings against these
+//! very maps, it adopts them instead of verifying them again (`verified`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use aya::{
     maps::{MapData, RingBuf},
-    programs::{SchedClassifier, Xdp},
+    programs::{ProgramInfo, SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use iotfence_common::consts::{features, map_names as names, prog_names};
@@ -24,11 +26,17 @@ use super::{
     maps::{check_adopted, DnsMaps, Maps},
     object::{take, BPF_OBJECT},
     probe::Kernel,
+    verified::{self, Adopted, Refused},
 };
 use crate::config::DnsSettings;
 
 pub struct Datapath {
+    /// The object with its maps; its programs are loaded unless `adopted`.
     pub ebpf: Ebpf,
+    /// The pinned programs, when adopted instead of loaded.
+    pub adopted: Option<Adopted>,
+    /// What the loaded programs are, for the record beside their pins.
+    pub fingerprint: u64,
     pub maps: Maps,
     /// The policy entries this process wrote last (see `apply`).
     pub written: Written,
@@ -65,6 +73,11 @@ impl Datapath {
         let map_dir = super::pins::map_dir(pin_dir);
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
+        let fingerprint = verified::fingerprint(
+            BPF_OBJECT,
+            &[u64::from(feature_bits), interval_ns, burst_ns],
+        );
+        let created = verified::missing_map(&map_dir)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)
@@ -74,30 +87,36 @@ impl Datapath {
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
         check_adopted(&ebpf)?;
-        let xdp: &mut Xdp = ebpf
-            .program_mut(prog_names::XDP)
-            .context("program missing")?
-            .try_into()?;
-        xdp.load()
-            .with_context(|| format!("verifier rejected {}", prog_names::XDP))?;
-        for name in [
-            prog_names::TC_INGRESS,
-            prog_names::TC_EGRESS,
-            prog_names::TC_QUERIES,
-        ] {
-            let p: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .context("program missing")?
-                .try_into()?;
-            p.load()
-                .with_context(|| format!("verifier rejected {name}"))?;
-        }
+        let progs = super::pins::prog_dir(pin_dir);
+        let adopted = match created {
+            Some(map) => Err(Refused::MapCreated(map)),
+            None => verified::adopt(&progs, fingerprint, &ebpf),
+        };
+        let adopted = match adopted {
+            Ok(a) => {
+                tracing::info!(
+                    fingerprint = format_args!("{fingerprint:016x}"),
+                    "adopting the pinned programs: this kernel verified them for this build and these maps"
+                );
+                Some(a)
+            }
+            Err(why) => {
+                if why != Refused::NoRecord || progs.exists() {
+                    tracing::info!(reason = ?why, "loading the programs anew");
+                }
+                verified::forget(&progs)?;
+                load_programs(&mut ebpf)?;
+                None
+            }
+        };
         let grants = Grants::take(&mut ebpf)?;
         let maps = Maps::take(&mut ebpf, grants.clone())?;
         let events = Some(take(&mut ebpf, names::EVENTS)?);
         let dns = Some(DnsMaps::take(&mut ebpf, grants)?);
         Ok(Self {
             ebpf,
+            adopted,
+            fingerprint,
             maps,
             written: Default::default(),
             events,
@@ -117,8 +136,12 @@ impl Datapath {
         apply::apply(&mut self.maps, &mut self.written, cfg, policy)
     }
 
-    /// The program for tests and benchmarks (BPF_PROG_TEST_RUN).
+    /// The XDP judge, loaded or adopted (attaching; BPF_PROG_TEST_RUN in
+    /// tests and benchmarks).
     pub fn xdp(&self) -> anyhow::Result<&Xdp> {
+        if let Some(a) = &self.adopted {
+            return Ok(&a.xdp);
+        }
         Ok(self
             .ebpf
             .program(prog_names::XDP)
@@ -126,11 +149,69 @@ impl Datapath {
             .try_into()?)
     }
 
+    pub fn xdp_mut(&mut self) -> anyhow::Result<&mut Xdp> {
+        if let Some(a) = &mut self.adopted {
+            return Ok(&mut a.xdp);
+        }
+        Ok(self
+            .ebpf
+            .program_mut(prog_names::XDP)
+            .context("program missing")?
+            .try_into()?)
+    }
+
+    /// The TC program `name`, loaded or adopted.
     pub fn tc(&self, name: &str) -> anyhow::Result<&SchedClassifier> {
+        if let Some(a) = &self.adopted {
+            return a.tc(name).context("program missing");
+        }
         Ok(self
             .ebpf
             .program(name)
             .context("program missing")?
             .try_into()?)
     }
+
+    pub fn tc_mut(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {
+        if let Some(a) = &mut self.adopted {
+            return a.tc_mut(name).context("program missing");
+        }
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .context("program missing")?
+            .try_into()?)
+    }
+
+    /// The kernel's view of program `name` (`prog_names`).
+    pub fn program_info(&self, name: &str) -> anyhow::Result<ProgramInfo> {
+        Ok(if name == prog_names::XDP {
+            self.xdp()?.info()?
+        } else {
+            self.tc(name)?.info()?
+        })
+    }
+}
+
+/// Loads (verifies) every program of the object.
+fn load_programs(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let xdp: &mut Xdp = ebpf
+        .program_mut(prog_names::XDP)
+        .context("program missing")?
+        .try_into()?;
+    xdp.load()
+        .with_context(|| format!("verifier rejected {}", prog_names::XDP))?;
+    for name in [
+        prog_names::TC_INGRESS,
+        prog_names::TC_EGRESS,
+        prog_names::TC_QUERIES,
+    ] {
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .context("program missing")?
+            .try_into()?;
+        p.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
+    }
+    Ok(())
 }

@@ -158,7 +158,7 @@ pub fn check_adopted(ebpf: &Ebpf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn data_of(map: &aya::maps::Map) -> Option<&MapData> {
+pub(super) fn data_of(map: &aya::maps::Map) -> Option<&MapData> {
     use aya::maps::Map::*;
     match map {
         Array(m) | HashMap(m) | LpmTrie(m) | LruHashMap(m) | PerCpuArray(m)

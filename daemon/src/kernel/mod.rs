@@ -9,6 +9,7 @@
 //! - `router_addrs`: the router's own addresses and the resolvers' places;
 //! - `trunks`: the VLANs judged on trunk interfaces;
 //! - `probe`: what this kernel supports; `tc_legacy`: TC without TCX;
+//! - `verified`: adopting pinned programs instead of verifying them again;
 //! - `sys`, `mapstat`, `bpffs`: raw syscalls, map fill levels, bpffs.
 
 pub mod apply;
@@ -27,3 +28,4 @@ pub mod router_addrs;
 pub mod sys;
 pub mod tc_legacy;
 pub mod trunks;
+pub mod verified;

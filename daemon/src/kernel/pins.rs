@@ -12,6 +12,12 @@ pub fn map_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join("maps")
 }
 
+/// The directory programs are pinned in (with the record of what they
+/// are, see `verified`).
+pub fn prog_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("progs")
+}
+
 /// The pin of map `name` under `pin_dir`.
 pub fn map_path(pin_dir: &Path, name: &str) -> PathBuf {
     map_dir(pin_dir).join(name)

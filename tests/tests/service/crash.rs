@@ -31,12 +31,13 @@ struct Trial {
 /// every answer arrives (held while the daemon is down, released by its
 /// successor) within `ANSWER_MAX`, and every fresh name is learned.
 pub fn crash_under_dns_load(c: &Container, s: &Site) {
-    // The design's bound: the kernel holds answers while the killed
-    // daemon's heartbeat is valid (3 s); later ones would be dropped. How
-    // long the restart takes measures the CPU (the verifier's time above
-    // all) and is printed, not asserted: the issue's 1 s goal is held on
-    // some hosts and missed on others (README, "Install on a router").
-    const ANSWER_MAX: Duration = Duration::from_secs(3);
+    // Issue 17's goal: no answer waits longer than 1 s. The kernel would
+    // hold answers while the killed daemon's heartbeat is valid (3 s); the
+    // restart is well within the goal because it adopts the programs the
+    // kernel verified before (`kernel::verified`) instead of spending most
+    // of a start in the verifier, which measured the CPU (README, "Install
+    // on a router").
+    const ANSWER_MAX: Duration = Duration::from_secs(1);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_trials = stop.clone();
     let trials = s.device.spawn(move || {

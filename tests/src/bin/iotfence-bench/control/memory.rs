@@ -38,7 +38,7 @@ fn snapshot(dp: &Datapath) -> anyhow::Result<Snapshot> {
         prog_names::TC_INGRESS,
         prog_names::TC_EGRESS,
     ] {
-        let info = dp.ebpf.program(name).context("program missing")?.info()?;
+        let info = dp.program_info(name)?;
         ids.extend(info.map_ids()?.unwrap_or_default());
     }
     for name in map_names::ALL {
