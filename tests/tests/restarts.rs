@@ -130,6 +130,50 @@ fn a_wall_clock_behind_the_save_never_lengthens_a_lifetime() {
     assert!((290..=300).contains(&s), "{s} s left of the 300 s it had");
 }
 
+/// A lab whose daemon runs (XDP, `POLICY`), with a server on port 443 in
+/// the internet and a.vendor.example answered as `allowed` by the router's
+/// dnsmasq; the guards live as long as it.
+struct Served {
+    lab: Lab,
+    cfg: std::path::PathBuf,
+    _server: Server,
+    _dns: Dnsmasq,
+}
+
+fn serve(allowed: IpAddr) -> Served {
+    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
+    let _server = Server::start_any(&lab.internet, 443).unwrap();
+    let _dns = Dnsmasq::start(
+        &lab.router,
+        &lab.dir,
+        &[("a.vendor.example".into(), allowed)],
+        &[],
+        86_400,
+    )
+    .unwrap();
+    let cfg = lab.write_config("xdp", POLICY).unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    Served {
+        lab,
+        cfg,
+        _server,
+        _dns,
+    }
+}
+
+/// dev-1 resolves a.vendor.example through the router: `allowed`.
+fn resolves(lab: &Lab, allowed: IpAddr) {
+    let got = lab
+        .device("dev-1")
+        .run(|| {
+            Stub::new(ROUTER_IOT_IP)
+                .unwrap()
+                .resolve("a.vendor.example", RecordType::A)
+        })
+        .unwrap();
+    assert_eq!(got, Some(vec![allowed]));
+}
+
 /// Every file under `dir`, relative to it.
 fn tree(dir: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -162,28 +206,14 @@ fn open_fds(pid: u32) -> usize {
 #[test]
 fn a_hundred_restarts_under_traffic_open_nothing_and_lose_nothing() {
     const RESTARTS: usize = 100;
-    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
-    let _server = Server::start_any(&lab.internet, 443).unwrap();
     let (allowed, forbidden) = (ip("203.0.113.165"), ip("203.0.113.166"));
-    let _dns = Dnsmasq::start(
-        &lab.router,
-        &lab.dir,
-        &[("a.vendor.example".into(), allowed)],
-        &[],
-        86_400,
-    )
-    .unwrap();
-    let cfg = lab.write_config("xdp", POLICY).unwrap();
-    lab.start_daemon(&cfg).unwrap();
-    let got = lab
-        .device("dev-1")
-        .run(|| {
-            Stub::new(ROUTER_IOT_IP)
-                .unwrap()
-                .resolve("a.vendor.example", RecordType::A)
-        })
-        .unwrap();
-    assert_eq!(got, Some(vec![allowed]));
+    let Served {
+        mut lab,
+        cfg,
+        _server,
+        _dns,
+    } = serve(allowed);
+    resolves(&lab, allowed);
     let pins_before = tree(&lab.pins.path);
     let fds_first = open_fds(lab.daemon.as_ref().unwrap().pid());
 
@@ -292,19 +322,13 @@ const ANEW: &str = "loading the programs anew";
 /// changed makes it verify anew, and enforcement holds throughout.
 #[test]
 fn a_restart_adopts_the_verified_programs_unless_what_they_depend_on_changed() {
-    let mut lab = Lab::build(&[DEVICE], &[]).unwrap();
-    let _server = Server::start_any(&lab.internet, 443).unwrap();
     let (allowed, forbidden) = (ip("203.0.113.167"), ip("203.0.113.168"));
-    let _dns = Dnsmasq::start(
-        &lab.router,
-        &lab.dir,
-        &[("a.vendor.example".into(), allowed)],
-        &[],
-        86_400,
-    )
-    .unwrap();
-    let cfg = lab.write_config("xdp", POLICY).unwrap();
-    lab.start_daemon(&cfg).unwrap();
+    let Served {
+        mut lab,
+        cfg,
+        _server,
+        _dns,
+    } = serve(allowed);
     assert!(!lab.daemon.as_ref().unwrap().log().contains(ADOPTING));
     let (first, link) = program_ids(&lab);
     assert_eq!(link, first[0], "the XDP link runs the pinned judge");
@@ -352,15 +376,7 @@ fn a_restart_adopts_the_verified_programs_unless_what_they_depend_on_changed() {
     let log = crash_and_start(&mut lab, &cfg);
     assert!(log.contains(ADOPTING), "{log}");
     assert_eq!(program_ids(&lab), (third, third[0]));
-    let got = lab
-        .device("dev-1")
-        .run(|| {
-            Stub::new(ROUTER_IOT_IP)
-                .unwrap()
-                .resolve("a.vendor.example", RecordType::A)
-        })
-        .unwrap();
-    assert_eq!(got, Some(vec![allowed]));
+    resolves(&lab, allowed);
     let connect = |addr: IpAddr| {
         lab.device("dev-1")
             .run(move || {
