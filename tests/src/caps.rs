@@ -220,6 +220,17 @@ pub fn child_main(config_path: &Path) -> Result<(), String> {
             .map_err(|e| failed(&format!("attach {}", mode.name()), e))?;
     }
     Injector::new(cfg.dns.reinject_mark).map_err(|e| failed("packet socket", e.into()))?;
+    // A restart adopts the programs just verified (BPF_OBJ_GET of their
+    // pins, the maps they use read through those descriptors) and swaps
+    // them into the links: with this set too, not only as root.
+    let mut again = Datapath::load_for(&cfg.pin_dir, &cfg.dns, Kernel::probe())
+        .map_err(|e| failed("restart: load", e))?;
+    if let Some(why) = &again.not_adopted {
+        return Err(format!("restart: programs not adopted ({why:?})"));
+    }
+    again
+        .attach("iot0", AttachMode::Tc, true)
+        .map_err(|e| failed("restart: attach tc", e))?;
     Ok(())
 }
 

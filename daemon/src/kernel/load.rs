@@ -35,6 +35,8 @@ pub struct Datapath {
     pub ebpf: Ebpf,
     /// The pinned programs, when adopted instead of loaded.
     pub adopted: Option<Adopted>,
+    /// Why the programs were loaded instead (None: adopted).
+    pub not_adopted: Option<Refused>,
     /// What the loaded programs are, for the record beside their pins.
     pub fingerprint: u64,
     pub maps: Maps,
@@ -92,21 +94,23 @@ impl Datapath {
             Some(map) => Err(Refused::MapCreated(map)),
             None => verified::adopt(&progs, fingerprint, &ebpf),
         };
-        let adopted = match adopted {
+        let (adopted, not_adopted) = match adopted {
             Ok(a) => {
                 tracing::info!(
                     fingerprint = format_args!("{fingerprint:016x}"),
                     "adopting the pinned programs: this kernel verified them for this build and these maps"
                 );
-                Some(a)
+                (Some(a), None)
             }
             Err(why) => {
-                if why != Refused::NoRecord || progs.exists() {
+                // Said only when there were programs to adopt: a first
+                // start has none.
+                if progs.join(prog_names::XDP).exists() {
                     tracing::info!(reason = ?why, "loading the programs anew");
                 }
                 verified::forget(&progs)?;
                 load_programs(&mut ebpf)?;
-                None
+                (None, Some(why))
             }
         };
         let grants = Grants::take(&mut ebpf)?;
@@ -116,6 +120,7 @@ impl Datapath {
         Ok(Self {
             ebpf,
             adopted,
+            not_adopted,
             fingerprint,
             maps,
             written: Default::default(),

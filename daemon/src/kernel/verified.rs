@@ -14,19 +14,19 @@
 use std::{
     collections::HashSet,
     io,
-    os::unix::fs::MetadataExt,
+    os::{fd::AsFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
 use anyhow::Context;
 use aya::{
-    programs::{ProgramInfo, SchedClassifier, Xdp},
+    programs::{ProgramError, ProgramFd, SchedClassifier, Xdp},
     Ebpf,
 };
 use aya_obj::programs::XdpAttachType;
 use iotfence_common::consts::prog_names;
 
-use super::maps::pinned_definitions;
+use super::{maps::pinned_definitions, sys};
 
 /// The object's unpinned maps that hold nothing from one packet to the
 /// next. Any other unpinned map would be state the pinned programs keep
@@ -199,11 +199,11 @@ pub fn adopt(progs: &Path, fingerprint: u64, ebpf: &Ebpf) -> Result<Adopted, Ref
     }
     // Any other map a pinned program uses that is not among the adopted
     // pins (a map created anew since it was loaded, say) refuses it.
-    let check = |name: &'static str, info: ProgramInfo| -> Result<(), Refused> {
-        let ids = info
-            .map_ids()
-            .map_err(|e| Refused::Unreadable(name, e.to_string()))?
-            .unwrap_or_default();
+    let check = |name: &'static str, fd: Result<&ProgramFd, ProgramError>| {
+        let ids = fd
+            .map_err(|e| e.to_string())
+            .and_then(|fd| sys::prog_map_ids(fd.as_fd()).map_err(|e| e.to_string()))
+            .map_err(|e| Refused::Unreadable(name, e))?;
         if ids.iter().filter(|id| !ours.contains(id)).count() > data_maps {
             return Err(Refused::StaleMap(name));
         }
@@ -211,11 +211,7 @@ pub fn adopt(progs: &Path, fingerprint: u64, ebpf: &Ebpf) -> Result<Adopted, Ref
     };
     let xdp = Xdp::from_pin(progs.join(prog_names::XDP), XdpAttachType::Interface)
         .map_err(|e| Refused::Unreadable(prog_names::XDP, e.to_string()))?;
-    check(
-        prog_names::XDP,
-        xdp.info()
-            .map_err(|e| Refused::Unreadable(prog_names::XDP, e.to_string()))?,
-    )?;
+    check(prog_names::XDP, xdp.fd())?;
     let mut tc = Vec::new();
     for name in [
         prog_names::TC_INGRESS,
@@ -224,11 +220,7 @@ pub fn adopt(progs: &Path, fingerprint: u64, ebpf: &Ebpf) -> Result<Adopted, Ref
     ] {
         let p = SchedClassifier::from_pin(progs.join(name))
             .map_err(|e| Refused::Unreadable(name, e.to_string()))?;
-        check(
-            name,
-            p.info()
-                .map_err(|e| Refused::Unreadable(name, e.to_string()))?,
-        )?;
+        check(name, p.fd())?;
         tc.push((name, p));
     }
     Ok(Adopted { xdp, tc })
