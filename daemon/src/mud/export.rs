@@ -184,18 +184,24 @@ fn block(name: &str, out: &mut Vec<Spec>) {
     }
 }
 
-/// The name an ACE of rule `i` takes: its MUD section's when it was
-/// imported from one ACE, else made up.
-fn base_name(r: &RuleDoc, egress: bool, i: usize) -> String {
+/// The name the ACEs of rule `i` take, as stem and suffix: the MUD
+/// section's when it was imported from one ACE (`cl0` `-frdev`), else
+/// made up (`eg3` `-frdev`, `in0` `-todev`).
+fn base_name(r: &RuleDoc, egress: bool, i: usize) -> (String, &'static str) {
     if let Some(name) = r.section.as_deref().and_then(|s| s.strip_prefix("MUD ACE ")) {
         if !name.contains(", ") && !name.is_empty() {
-            return name.to_string();
+            for suffix in ["-frdev", "-todev"] {
+                if let Some(stem) = name.strip_suffix(suffix) {
+                    return (stem.to_string(), suffix);
+                }
+            }
+            return (name.to_string(), "");
         }
     }
     if egress {
-        format!("eg{i}-frdev")
+        (format!("eg{i}"), "-frdev")
     } else {
-        format!("in{i}-todev")
+        (format!("in{i}"), "-todev")
     }
 }
 
@@ -255,7 +261,8 @@ fn rule(
         for s in &services {
             for spec in specs(&peer, s, egress) {
                 let k = &mut n[spec.v6 as usize];
-                let name = if *k == 0 { base.clone() } else { format!("{base}-{k}") };
+                let (stem, suffix) = &base;
+                let name = if *k == 0 { format!("{stem}{suffix}") } else { format!("{stem}-{k}{suffix}") };
                 *k += 1;
                 push_pair(out, spec, name, egress, limits);
             }
