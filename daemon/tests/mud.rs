@@ -357,6 +357,27 @@ fn the_readmes_mud_examples_are_real() {
         let got = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         assert_eq!(got, want, "`iotfence mud {cmd}`");
         checked += 1;
+        // A command writing a file is followed by an excerpt of it: its
+        // lines (`...` skips) appear in the file in this order.
+        let Some(file) = args.windows(2).find(|w| w[0] == "--output").map(|w| w[1]) else { continue };
+        let written = std::fs::read_to_string(file).unwrap();
+        let _ = std::fs::remove_file(file);
+        while lines.peek().is_some_and(|l| *l != "```json") {
+            lines.next();
+        }
+        lines.next();
+        let mut at = 0;
+        for l in lines.by_ref().take_while(|l| *l != "```") {
+            if l.trim() == "..." {
+                continue;
+            }
+            let line = format!("{l}\n");
+            match written[at..].find(&line) {
+                Some(i) => at += i + line.len(),
+                None => panic!("the README's excerpt of {file}: {l:?} is not in the file (after what came before)"),
+            }
+        }
+        assert!(at > 0, "no excerpt of {file}");
     }
     assert!(checked >= 2, "the README shows {checked} mud examples");
 }
