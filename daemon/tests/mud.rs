@@ -69,7 +69,11 @@ fn allowed(p: &CompiledProfile) -> [Allowed; 3] {
     for (i, list) in [&p.egress, &p.inbound].into_iter().enumerate() {
         for (net, rs) in list {
             let set = out[i].entry(net.to_string()).or_default();
-            set.extend(rs.rules[..rs.count as usize].iter().map(|r| (r.proto, r.lo, r.hi)));
+            set.extend(
+                rs.rules[..rs.count as usize]
+                    .iter()
+                    .map(|r| (r.proto, r.lo, r.hi)),
+            );
         }
     }
     for d in &p.domains {
@@ -82,7 +86,10 @@ fn allowed(p: &CompiledProfile) -> [Allowed; 3] {
 fn compiled(site: &Path) -> BTreeMap<String, [Allowed; 3]> {
     let c = compile::load_path(site, &config::standalone(site))
         .unwrap_or_else(|d| panic!("{}: {d:?}", site.display()));
-    c.profiles.iter().map(|p| (p.name.clone(), allowed(p))).collect()
+    c.profiles
+        .iter()
+        .map(|p| (p.name.clone(), allowed(p)))
+        .collect()
 }
 
 /// The vars: block of the shipped site example, for sites of re-imported
@@ -106,33 +113,78 @@ fn every_shipped_vendor_profile_round_trips() {
     for p in &profiles {
         let json = dir.0.join(format!("{p}.json"));
         let yaml = dir.0.join(format!("{p}.yaml"));
-        ok(&["mud", "export", p, "--policy", "policies/site.example.yaml", "--mud-url", &format!("https://mud.example.com/{p}.json"), "-o", json.to_str().unwrap()]);
-        let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        ok(&[
+            "mud",
+            "export",
+            p,
+            "--policy",
+            "policies/site.example.yaml",
+            "--mud-url",
+            &format!("https://mud.example.com/{p}.json"),
+            "-o",
+            json.to_str().unwrap(),
+        ]);
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(validate::check(&value), Vec::<String>::new(), "{p}");
-        ok(&["mud", "import", json.to_str().unwrap(), "--name", p, "-o", yaml.to_str().unwrap()]);
+        ok(&[
+            "mud",
+            "import",
+            json.to_str().unwrap(),
+            "--name",
+            p,
+            "-o",
+            yaml.to_str().unwrap(),
+        ]);
         includes.push(format!("  - {p}.yaml\n"));
     }
     // The shipped site with the re-imported profiles in place of the vendor files.
     let text = std::fs::read_to_string(&site_example).unwrap();
     let devices = &text[text.find("\ndefault_profile:").unwrap()..];
     let site = dir.0.join("site.yaml");
-    std::fs::write(&site, format!("include:\n{}\n{}{devices}", includes.concat(), site_example_vars())).unwrap();
+    std::fs::write(
+        &site,
+        format!(
+            "include:\n{}\n{}{devices}",
+            includes.concat(),
+            site_example_vars()
+        ),
+    )
+    .unwrap();
     ok(&["check", site.to_str().unwrap()]);
     let after = compiled(&site);
     for p in profiles {
-        assert_eq!(before[p], after[p], "{p}: the re-imported profile allows something else");
+        assert_eq!(
+            before[p], after[p],
+            "{p}: the re-imported profile allows something else"
+        );
     }
 }
 
+/// Egress rules, inbound rules, blocks, required variables, limitations.
+type Rules = (
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+);
+
 /// The rules of one profile file, for comparing imports.
-fn rules(file: &Path) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+fn rules(file: &Path) -> Rules {
     let text = std::fs::read_to_string(file).unwrap();
     let src = sources::parse(file, &text).unwrap_or_else(|d| panic!("{d:?}"));
     assert_eq!(src.doc.profiles.len(), 1);
     let p = &src.doc.profiles.values().next().unwrap().value;
     let show = |r: &RuleDoc| {
         let list = |l: &Option<serde_saphyr::Spanned<OneOrMany<String>>>| {
-            l.as_ref().map(|l| l.value.located(l.referenced).into_iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())
+            l.as_ref().map(|l| {
+                l.value
+                    .located(l.referenced)
+                    .into_iter()
+                    .map(|(_, s)| s.clone())
+                    .collect::<Vec<_>>()
+            })
         };
         let proto = match &r.proto.value {
             ProtoSpec::Name(n) => n.clone(),
@@ -140,10 +192,20 @@ fn rules(file: &Path) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>, Ve
         };
         let ports = |l: &Option<serde_saphyr::Spanned<OneOrMany<PortSpec>>>| {
             l.as_ref().map(|l| {
-                l.value.located(l.referenced).into_iter().map(|(_, s)| format!("{s:?}")).collect::<Vec<_>>()
+                l.value
+                    .located(l.referenced)
+                    .into_iter()
+                    .map(|(_, s)| format!("{s:?}"))
+                    .collect::<Vec<_>>()
             })
         };
-        format!("{:?} {:?} {proto} {:?} {:?}", list(&r.to), list(&r.from), ports(&r.ports), ports(&r.types))
+        format!(
+            "{:?} {:?} {proto} {:?} {:?}",
+            list(&r.to),
+            list(&r.from),
+            ports(&r.ports),
+            ports(&r.types)
+        )
     };
     let mut egress: Vec<String> = p.egress.iter().map(|r| show(&r.value)).collect();
     let mut inbound: Vec<String> = p.inbound.iter().map(|r| show(&r.value)).collect();
@@ -159,11 +221,18 @@ fn rules(file: &Path) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>, Ve
 fn site_for(dir: &Path, profile_file: &Path, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(profile_file).unwrap();
     let src = sources::parse(profile_file, &text).unwrap();
-    let mut site = format!("include: [{}]\n", profile_file.file_name().unwrap().to_str().unwrap());
+    let mut site = format!(
+        "include: [{}]\n",
+        profile_file.file_name().unwrap().to_str().unwrap()
+    );
     if !src.doc.requires.is_empty() {
         site.push_str("vars:\n");
         for (i, v) in src.doc.requires.keys().enumerate() {
-            site.push_str(&format!("  {v}: [192.0.2.{}/32, \"2001:db8:1::{:x}\"]\n", 200 + i, 200 + i));
+            site.push_str(&format!(
+                "  {v}: [192.0.2.{}/32, \"2001:db8:1::{:x}\"]\n",
+                200 + i,
+                200 + i
+            ));
         }
     }
     site.push_str(&format!("devices:\n  - name: d1\n    mac: \"02:00:5e:10:00:99\"\n    ip: 192.0.2.99\n    profile: {name}\n"));
@@ -185,25 +254,66 @@ fn published_mud_files_import_pass_check_and_round_trip() {
     for f in files {
         let stem = f.file_stem().unwrap().to_str().unwrap().to_string();
         let first = dir.0.join(format!("{stem}.yaml"));
-        let out = ok(&["mud", "import", f.to_str().unwrap(), "--name", &stem, "-o", first.to_str().unwrap()]);
-        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("profile {stem}:")), "{out:?}");
+        let out = ok(&[
+            "mud",
+            "import",
+            f.to_str().unwrap(),
+            "--name",
+            &stem,
+            "-o",
+            first.to_str().unwrap(),
+        ]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("profile {stem}:")),
+            "{out:?}"
+        );
         let site = site_for(&dir.0, &first, &stem);
         let out = ok(&["check", site.to_str().unwrap()]);
-        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(": ok ("),
+            "{out:?}"
+        );
 
         let json = dir.0.join(format!("{stem}.json"));
-        ok(&["mud", "export", &stem, "--policy", first.to_str().unwrap(), "-o", json.to_str().unwrap()]);
-        let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        ok(&[
+            "mud",
+            "export",
+            &stem,
+            "--policy",
+            first.to_str().unwrap(),
+            "-o",
+            json.to_str().unwrap(),
+        ]);
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(validate::check(&value), Vec::<String>::new(), "{stem}");
         let original: model::MudFile = model::parse(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        assert_eq!(value["ietf-mud:mud"]["mud-url"], original.mud.mud_url, "{stem}: the export keeps the mud-url");
+        assert_eq!(
+            value["ietf-mud:mud"]["mud-url"], original.mud.mud_url,
+            "{stem}: the export keeps the mud-url"
+        );
         let second = dir.0.join(format!("{stem}-again.yaml"));
-        ok(&["mud", "import", json.to_str().unwrap(), "--name", &stem, "-o", second.to_str().unwrap()]);
+        ok(&[
+            "mud",
+            "import",
+            json.to_str().unwrap(),
+            "--name",
+            &stem,
+            "-o",
+            second.to_str().unwrap(),
+        ]);
 
         let (a, b) = (rules(&first), rules(&second));
-        assert_eq!((&a.0, &a.1, &a.2, &a.3), (&b.0, &b.1, &b.2, &b.3), "{stem}: the second import differs");
+        assert_eq!(
+            (&a.0, &a.1, &a.2, &a.3),
+            (&b.0, &b.1, &b.2, &b.3),
+            "{stem}: the second import differs"
+        );
         for l in &b.4 {
-            assert!(a.4.contains(l), "{stem}: the second import adds the limitation {l:?}");
+            assert!(
+                a.4.contains(l),
+                "{stem}: the second import adds the limitation {l:?}"
+            );
         }
         let site2 = site_for(&dir.0, &second, &stem);
         assert_eq!(compiled(&site)[&stem], compiled(&site2)[&stem], "{stem}");
@@ -214,15 +324,29 @@ fn published_mud_files_import_pass_check_and_round_trip() {
 fn the_rfc_example_imports_to_what_it_says() {
     let dir = tempdir("rfc");
     let out = dir.0.join("lb.yaml");
-    ok(&["mud", "import", "tests/fixtures/mud/rfc8520-lightbulb2000.json", "-o", out.to_str().unwrap()]);
+    ok(&[
+        "mud",
+        "import",
+        "tests/fixtures/mud/rfc8520-lightbulb2000.json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let (egress, inbound, uses, requires, limits) = rules(&out);
     // Outbound HTTPS to the cloud service, opened by the device; its
     // to-device ACE is that connection's answers, not a rule of its own.
-    assert_eq!(egress, vec![r#"Some(["test.example.com"]) None tcp Some(["Number(443)"]) None"#]);
+    assert_eq!(
+        egress,
+        vec![r#"Some(["test.example.com"]) None tcp Some(["Number(443)"]) None"#]
+    );
     assert!(inbound.is_empty(), "{inbound:?}");
     assert_eq!(uses, ["dhcp", "dns"]);
     assert!(requires.is_empty());
-    assert!(limits.iter().any(|l| l.starts_with("MUD ACE cl0-frdev: names its peer in an IPv6 ACL only")), "{limits:?}");
+    assert!(
+        limits
+            .iter()
+            .any(|l| l.starts_with("MUD ACE cl0-frdev: names its peer in an IPv6 ACL only")),
+        "{limits:?}"
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("no rule needed): cl0-todev"), "{text}");
 }
@@ -231,10 +355,19 @@ fn the_rfc_example_imports_to_what_it_says() {
 fn what_a_profile_cannot_say_is_stated() {
     let dir = tempdir("limits");
     let out = dir.0.join("p.yaml");
-    ok(&["mud", "import", "tests/fixtures/mud/nist-unsw-tplinkplug.json", "-o", out.to_str().unwrap()]);
+    ok(&[
+        "mud",
+        "import",
+        "tests/fixtures/mud/nist-unsw-tplinkplug.json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let (egress, inbound, uses, requires, limits) = rules(&out);
     assert_eq!(egress.len(), 10, "{egress:?}");
-    assert_eq!(inbound, vec![r#"None Some(["$mud_local_networks"]) tcp Some(["Number(9999)"]) None"#]);
+    assert_eq!(
+        inbound,
+        vec![r#"None Some(["$mud_local_networks"]) tcp Some(["Number(9999)"]) None"#]
+    );
     // DHCP to the gateway and DNS to the registered controller are the blocks.
     assert_eq!(uses, ["dhcp", "dns"]);
     assert_eq!(requires, ["mud_local_networks"]);
@@ -245,7 +378,10 @@ fn what_a_profile_cannot_say_is_stated() {
         "The Ethernet ACL from-ethernet-tplinkplug (ACEs from-ethernet-tplinkplug-0)",
         "names its peer in an IPv4 ACL only",
     ] {
-        assert!(limits.iter().any(|l| l.contains(want)), "{want:?} not in {limits:#?}");
+        assert!(
+            limits.iter().any(|l| l.contains(want)),
+            "{want:?} not in {limits:#?}"
+        );
     }
     // Constructs the profile cannot hold, each named by its ACE.
     let mud = r#"{"ietf-mud:mud": {"mud-version": 1, "mud-url": "https://x.example.com/dev", "last-update": "2019-01-28T11:20:51+01:00", "is-supported": false,
@@ -257,14 +393,23 @@ fn what_a_profile_cannot_say_is_stated() {
       ]}}]}}"#;
     let f = dir.0.join("odd.json");
     std::fs::write(&f, mud).unwrap();
-    ok(&["mud", "import", f.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    ok(&[
+        "mud",
+        "import",
+        f.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     let (egress, _, _, _, limits) = rules(&out);
     // neq 80 is two ranges; the source port is not checked.
-    assert_eq!(egress, vec![
-        r#"Some(["0.0.0.0/0"]) None icmp None Some(["Number(3)"])"#,
-        r#"Some(["198.51.100.0/24"]) None tcp Some(["Range(\"0-79\")"]) None"#,
-        r#"Some(["198.51.100.0/24"]) None tcp Some(["Range(\"81-65535\")"]) None"#,
-    ]);
+    assert_eq!(
+        egress,
+        vec![
+            r#"Some(["0.0.0.0/0"]) None icmp None Some(["Number(3)"])"#,
+            r#"Some(["198.51.100.0/24"]) None tcp Some(["Range(\"0-79\")"]) None"#,
+            r#"Some(["198.51.100.0/24"]) None tcp Some(["Range(\"81-65535\")"]) None"#,
+        ]
+    );
     for want in [
         "is-supported is false",
         "MUD ACE flags: also matches the IP header's dscp;",
@@ -274,7 +419,10 @@ fn what_a_profile_cannot_say_is_stated() {
         "MUD ACE code: also matches the IP header's dst-dnsname-typo;",
         "MUD ACE code: matches ICMP code 4;",
     ] {
-        assert!(limits.iter().any(|l| l.contains(want)), "{want:?} not in {limits:#?}");
+        assert!(
+            limits.iter().any(|l| l.contains(want)),
+            "{want:?} not in {limits:#?}"
+        );
     }
 }
 
@@ -294,45 +442,128 @@ fn bad_input_gets_a_located_error() {
     ];
     for (text, want) in cases {
         std::fs::write(&f, text).unwrap();
-        let r = iotfence(&["mud", "import", f.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let r = iotfence(&[
+            "mud",
+            "import",
+            f.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         let err = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(65), "{text}: {err}");
         assert!(err.contains(want), "{text}: want {want:?} in {err}");
         assert!(!out.exists(), "{text}: wrote output");
     }
-    let r = iotfence(&["mud", "export", "no-such-profile", "--policy", "policies/site.example.yaml"]);
+    let r = iotfence(&[
+        "mud",
+        "export",
+        "no-such-profile",
+        "--policy",
+        "policies/site.example.yaml",
+    ]);
     assert_eq!(r.status.code(), Some(65));
-    assert!(String::from_utf8_lossy(&r.stderr).contains("no profile `no-such-profile`"), "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("no profile `no-such-profile`"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn the_shape_check_catches_what_it_checks() {
-    let rfc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("rfc8520-lightbulb2000.json")).unwrap()).unwrap();
+    let rfc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("rfc8520-lightbulb2000.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(validate::check(&rfc), Vec::<String>::new());
     let broken = |f: &dyn Fn(&mut serde_json::Value), want: &str| {
         let mut v = rfc.clone();
         f(&mut v);
         let problems = validate::check(&v);
-        assert!(problems.iter().any(|p| p.contains(want)), "{want:?} not in {problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want:?} not in {problems:?}"
+        );
     };
-    broken(&|v| { v["ietf-mud:mud"].as_object_mut().unwrap().remove("mud-url"); }, "the mandatory leaf `mud-url` is missing");
-    broken(&|v| v["ietf-mud:mud"]["mud-url"] = "http://lighting.example.com/x".into(), "https scheme");
-    broken(&|v| v["ietf-mud:mud"]["last-update"] = "2019-01-28".into(), "is not a yang:date-and-time");
-    broken(&|v| v["ietf-mud:mud"]["cache-validity"] = 200.into(), "cache-validity: is not an integer in 1..168");
-    broken(&|v| v["ietf-mud:mud"]["from-device-policy"]["access-lists"]["access-list"][0]["name"] = "gone".into(), "names the ACL `gone`");
+    broken(
+        &|v| {
+            v["ietf-mud:mud"].as_object_mut().unwrap().remove("mud-url");
+        },
+        "the mandatory leaf `mud-url` is missing",
+    );
+    broken(
+        &|v| v["ietf-mud:mud"]["mud-url"] = "http://lighting.example.com/x".into(),
+        "https scheme",
+    );
+    broken(
+        &|v| v["ietf-mud:mud"]["last-update"] = "2019-01-28".into(),
+        "is not a yang:date-and-time",
+    );
+    broken(
+        &|v| v["ietf-mud:mud"]["cache-validity"] = 200.into(),
+        "cache-validity: is not an integer in 1..168",
+    );
+    broken(
+        &|v| {
+            v["ietf-mud:mud"]["from-device-policy"]["access-lists"]["access-list"][0]["name"] =
+                "gone".into()
+        },
+        "names the ACL `gone`",
+    );
     let ace = "/ietf-access-control-list:acls/acl/1/aces/ace/0/matches";
-    broken(&|v| v.pointer_mut(ace).unwrap()["ipv6"]["ietf-acldns:dst-dnsname"] = "*.example.com".into(), "is not a domain name");
-    broken(&|v| v.pointer_mut(ace).unwrap()["ipv6"]["destination-ipv6-network"] = "2001:db8::/32".into(), "are cases of one choice");
-    broken(&|v| v.pointer_mut(ace).unwrap()["ipv4"] = serde_json::json!({}), "in an ACL of another type");
-    broken(&|v| v.pointer_mut(ace).unwrap()["udp"] = serde_json::json!({}), "one l4 choice");
-    broken(&|v| v.pointer_mut(ace).unwrap()["tcp"]["ietf-mud:direction-initiated"] = "sideways".into(), "is not from-device or to-device");
-    broken(&|v| v.pointer_mut(ace).unwrap()["tcp"]["destination-port"] = serde_json::json!({"lower-port": 9, "upper-port": 3}), "lower first");
-    broken(&|v| v.pointer_mut(ace).unwrap()["tcp"]["destination-port"]["operator"] = "lt".into(), "is not lte, gte, eq or neq");
-    broken(&|v| v.pointer_mut(ace).unwrap()["ipv6"]["colour"] = "blue".into(), "unknown member `colour`");
-    broken(&|v| v["ietf-access-control-list:acls"]["acl"][1]["aces"]["ace"][0]["actions"]["forwarding"] = "maybe".into(), "not accept, drop or reject");
+    broken(
+        &|v| {
+            v.pointer_mut(ace).unwrap()["ipv6"]["ietf-acldns:dst-dnsname"] = "*.example.com".into()
+        },
+        "is not a domain name",
+    );
+    broken(
+        &|v| {
+            v.pointer_mut(ace).unwrap()["ipv6"]["destination-ipv6-network"] = "2001:db8::/32".into()
+        },
+        "are cases of one choice",
+    );
+    broken(
+        &|v| v.pointer_mut(ace).unwrap()["ipv4"] = serde_json::json!({}),
+        "in an ACL of another type",
+    );
+    broken(
+        &|v| v.pointer_mut(ace).unwrap()["udp"] = serde_json::json!({}),
+        "one l4 choice",
+    );
+    broken(
+        &|v| v.pointer_mut(ace).unwrap()["tcp"]["ietf-mud:direction-initiated"] = "sideways".into(),
+        "is not from-device or to-device",
+    );
+    broken(
+        &|v| {
+            v.pointer_mut(ace).unwrap()["tcp"]["destination-port"] =
+                serde_json::json!({"lower-port": 9, "upper-port": 3})
+        },
+        "lower first",
+    );
+    broken(
+        &|v| v.pointer_mut(ace).unwrap()["tcp"]["destination-port"]["operator"] = "lt".into(),
+        "is not lte, gte, eq or neq",
+    );
+    broken(
+        &|v| v.pointer_mut(ace).unwrap()["ipv6"]["colour"] = "blue".into(),
+        "unknown member `colour`",
+    );
+    broken(
+        &|v| {
+            v["ietf-access-control-list:acls"]["acl"][1]["aces"]["ace"][0]["actions"]
+                ["forwarding"] = "maybe".into()
+        },
+        "not accept, drop or reject",
+    );
     // A pre-RFC 8519 file is not of the RFC's shape.
-    let draft: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("nist-unsw-tplinkplug.json")).unwrap()).unwrap();
-    assert!(validate::check(&draft).iter().any(|p| p.contains("unknown member `ietf-access-control-list:access-lists`")));
+    let draft: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("nist-unsw-tplinkplug.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(validate::check(&draft)
+        .iter()
+        .any(|p| p.contains("unknown member `ietf-access-control-list:access-lists`")));
 }
 
 #[test]
@@ -341,7 +572,9 @@ fn the_readmes_mud_examples_are_real() {
     let mut checked = 0;
     let mut lines = readme.lines().peekable();
     while let Some(line) = lines.next() {
-        let Some(cmd) = line.strip_prefix("$ iotfence mud ") else { continue };
+        let Some(cmd) = line.strip_prefix("$ iotfence mud ") else {
+            continue;
+        };
         let mut want = String::new();
         while let Some(l) = lines.peek() {
             if l.starts_with("$ ") || l.starts_with("```") {
@@ -354,12 +587,15 @@ fn the_readmes_mud_examples_are_real() {
         args.extend(cmd.split_whitespace());
         let out = ok(&args);
         // stdout, then what the command says on stderr.
-        let got = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let got = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         assert_eq!(got, want, "`iotfence mud {cmd}`");
         checked += 1;
         // A command writing a file is followed by an excerpt of it: its
         // lines (`...` skips) appear in the file in this order.
-        let Some(file) = args.windows(2).find(|w| w[0] == "--output").map(|w| w[1]) else { continue };
+        let Some(file) = args.windows(2).find(|w| w[0] == "--output").map(|w| w[1]) else {
+            continue;
+        };
         let written = std::fs::read_to_string(file).unwrap();
         let _ = std::fs::remove_file(file);
         while lines.peek().is_some_and(|l| *l != "```json") {

@@ -45,10 +45,13 @@ pub struct ImportArgs<'a> {
 /// Reads and imports a MUD file; Err: the message for stderr.
 pub fn import_file(file: &Path, name: Option<&str>) -> Result<super::profile::Profile, String> {
     let shown = file.display();
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: error: cannot read: {e}"))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("{shown}: error: cannot read: {e}"))?;
     let mud = model::parse(&text).map_err(|e| {
         let msg = e.to_string();
-        let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m);
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m);
         format!("{shown}:{}:{}: error: {msg}", e.line(), e.column())
     })?;
     import::import(&mud, name).map_err(|e| format!("{shown}: error: {e}"))
@@ -59,9 +62,17 @@ pub fn import_file(file: &Path, name: Option<&str>) -> Result<super::profile::Pr
 /// sets them.
 fn self_check(path: &Path, text: &str, requires: &[&String]) -> Result<(), Vec<Diagnostic>> {
     let src = sources::parse(path, text)?;
-    let mut vars = String::from(if requires.is_empty() { "vars: {}\n" } else { "vars:\n" });
+    let mut vars = String::from(if requires.is_empty() {
+        "vars: {}\n"
+    } else {
+        "vars:\n"
+    });
     for (i, v) in requires.iter().enumerate() {
-        vars.push_str(&format!("  {}: [192.0.2.{}]\n", serde_json::to_string(v).unwrap_or_default(), 100 + i % 100));
+        vars.push_str(&format!(
+            "  {}: [192.0.2.{}]\n",
+            serde_json::to_string(v).unwrap_or_default(),
+            100 + i % 100
+        ));
     }
     let site = sources::parse(Path::new("<placeholder site>"), &vars)?;
     compile::compile_sources(&[src, site], &config::standalone(path)).map(|_| ())
@@ -78,7 +89,10 @@ pub fn import_cmd(a: ImportArgs<'_>) -> i32 {
     let text = yaml::render(&p, &a.file.display().to_string());
     let vars: Vec<&String> = p.requires.keys().collect();
     if let Err(diags) = self_check(a.output.unwrap_or(Path::new("<output>")), &text, &vars) {
-        eprintln!("iotfence mud import: the profile made from {} does not compile (a bug):", a.file.display());
+        eprintln!(
+            "iotfence mud import: the profile made from {} does not compile (a bug):",
+            a.file.display()
+        );
         print_diags(&diags);
         return exit::DATA;
     }
@@ -128,11 +142,13 @@ pub fn export_cmd(a: ExportArgs<'_>) -> i32 {
             return exit::DATA;
         }
     };
-    let last_update = a
-        .last_update
-        .map(str::to_string)
-        .unwrap_or_else(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
-    let opts = export::Options { mud_url: a.mud_url, last_update };
+    let last_update = a.last_update.map(str::to_string).unwrap_or_else(|| {
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    });
+    let opts = export::Options {
+        mud_url: a.mud_url,
+        last_update,
+    };
     let out = match export::export(&srcs, a.profile, &opts) {
         Ok(o) => o,
         Err(diags) => {

@@ -26,7 +26,10 @@ pub enum Dir {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Peer {
     /// A DNS name; `below`: every name under it (iotfence's extension).
-    Name { name: String, below: bool },
+    Name {
+        name: String,
+        below: bool,
+    },
     Net(IpNet),
     Class(Class),
     /// The ACE names no peer: every address of its family.
@@ -121,23 +124,50 @@ pub fn read(dir: Dir, acl: &str, v6: bool, ace: &Ace, notes: &mut Notes) -> Resu
         .or(m.icmp.as_ref().map(|_| icmp_proto));
     let proto = match (ip.and_then(|i| i.protocol), implied) {
         (Some(p), Some(q)) if p != q => {
-            return Err(at(&format!("protocol {p} with the match container of protocol {q}")))
+            return Err(at(&format!(
+                "protocol {p} with the match container of protocol {q}"
+            )))
         }
         (p, q) => p.or(q),
     };
     let (mut src, mut dst, mut initiated) = (None, None, None);
     if let Some((c, p)) = l4.first() {
-        widened(notes, if *p == TCP { "the TCP header's " } else { "the UDP header's " }, &c.rest);
-        src = c.source_port.as_ref().map(ports).transpose().map_err(|e| at(&e))?;
-        dst = c.destination_port.as_ref().map(ports).transpose().map_err(|e| at(&e))?;
+        widened(
+            notes,
+            if *p == TCP {
+                "the TCP header's "
+            } else {
+                "the UDP header's "
+            },
+            &c.rest,
+        );
+        src = c
+            .source_port
+            .as_ref()
+            .map(ports)
+            .transpose()
+            .map_err(|e| at(&e))?;
+        dst = c
+            .destination_port
+            .as_ref()
+            .map(ports)
+            .transpose()
+            .map_err(|e| at(&e))?;
         initiated = match c.direction_initiated.as_deref() {
             None => None,
             Some("from-device") => Some(Dir::From),
             Some("to-device") => Some(Dir::To),
-            Some(other) => return Err(at(&format!("direction-initiated `{other}`: from-device or to-device"))),
+            Some(other) => {
+                return Err(at(&format!(
+                    "direction-initiated `{other}`: from-device or to-device"
+                )))
+            }
         };
         if initiated.is_some() && *p != TCP {
-            notes.add(&name, "direction-initiated on UDP, which has no connection set-up: ignored".into());
+            notes.add(
+                &name,
+                "direction-initiated on UDP, which has no connection set-up: ignored".into(),
+            );
             initiated = None;
         }
     }
@@ -152,7 +182,11 @@ pub fn read(dir: Dir, acl: &str, v6: bool, ace: &Ace, notes: &mut Notes) -> Resu
     let accept = match ace.actions.forwarding.as_deref().map(unprefixed) {
         Some("accept") => true,
         Some("drop") | Some("reject") => false,
-        Some(other) => return Err(at(&format!("forwarding action `{other}`: accept, drop or reject"))),
+        Some(other) => {
+            return Err(at(&format!(
+                "forwarding action `{other}`: accept, drop or reject"
+            )))
+        }
         None => return Err(at("no forwarding action (RFC 8519 makes it mandatory)")),
     };
     if !ace.actions.rest.is_empty() {
@@ -181,7 +215,13 @@ pub fn unprefixed(s: &str) -> &str {
 
 /// The peers an `ipv4` / `ipv6` container names: the far side of the ACE.
 /// The device's own side (a from-device ACE's source) is not checked.
-fn ip_peers(dir: Dir, ip: &IpMatch, v6: bool, ace: &str, notes: &mut Notes) -> Result<Vec<Peer>, String> {
+fn ip_peers(
+    dir: Dir,
+    ip: &IpMatch,
+    v6: bool,
+    ace: &str,
+    notes: &mut Notes,
+) -> Result<Vec<Peer>, String> {
     let (dst4, src4, dst6, src6) = (
         &ip.destination_ipv4_network,
         &ip.source_ipv4_network,
@@ -196,7 +236,11 @@ fn ip_peers(dir: Dir, ip: &IpMatch, v6: bool, ace: &str, notes: &mut Notes) -> R
     };
     let other_family = if v6 { (dst4, src4) } else { (dst6, src6) };
     if other_family.0.is_some() || other_family.1.is_some() {
-        return Err(format!("an {} network in an {} match", if v6 { "IPv4" } else { "IPv6" }, if v6 { "ipv6" } else { "ipv4" }));
+        return Err(format!(
+            "an {} network in an {} match",
+            if v6 { "IPv4" } else { "IPv6" },
+            if v6 { "ipv6" } else { "ipv4" }
+        ));
     }
     if near_net.is_some() || near_name.is_some() {
         notes.add(ace, "also matches the device's own address or name; the profile does not check it (the device is known by its entry in the site policy)".into());
@@ -208,7 +252,10 @@ fn ip_peers(dir: Dir, ip: &IpMatch, v6: bool, ace: &str, notes: &mut Notes) -> R
             .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
             .map_err(|_| format!("`{n}` is not a network"))?;
         if net.addr().is_ipv6() != v6 {
-            return Err(format!("`{n}` is not an {} network", if v6 { "IPv6" } else { "IPv4" }));
+            return Err(format!(
+                "`{n}` is not an {} network",
+                if v6 { "IPv6" } else { "IPv4" }
+            ));
         }
         out.push(Peer::Net(net.trunc()));
     }
@@ -293,14 +340,22 @@ mod tests {
 
     #[test]
     fn operators_are_ranges() {
-        let op = |o: &str, n| PortMatch { operator: Some(o.into()), port: Some(n), ..Default::default() };
+        let op = |o: &str, n| PortMatch {
+            operator: Some(o.into()),
+            port: Some(n),
+            ..Default::default()
+        };
         assert_eq!(ports(&op("eq", 443)).unwrap(), vec![(443, 443)]);
         assert_eq!(ports(&op("lte", 1023)).unwrap(), vec![(0, 1023)]);
         assert_eq!(ports(&op("gte", 1024)).unwrap(), vec![(1024, 65535)]);
         assert_eq!(ports(&op("neq", 80)).unwrap(), vec![(0, 79), (81, 65535)]);
         assert_eq!(ports(&op("neq", 0)).unwrap(), vec![(1, 65535)]);
         assert!(ports(&op("lt", 1)).is_err());
-        let range = PortMatch { lower_port: Some(9), upper_port: Some(3), ..Default::default() };
+        let range = PortMatch {
+            lower_port: Some(9),
+            upper_port: Some(3),
+            ..Default::default()
+        };
         assert!(ports(&range).is_err());
     }
 }

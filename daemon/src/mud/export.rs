@@ -19,8 +19,8 @@ use super::{
     entry::{ICMP, ICMPV6, TCP, UDP},
     import::EXTENSION,
     model::{
-        AccessLists, Ace, Acl, AclRef, Aces, Actions, Empty, IcmpMatch, IpMatch, L4Match, Matches,
-        Mud, MudFile, MudMatch, PortMatch, Policy,
+        AccessLists, Ace, Aces, Acl, AclRef, Actions, Empty, IcmpMatch, IpMatch, L4Match, Matches,
+        Mud, MudFile, MudMatch, Policy, PortMatch,
     },
     vars::{self, Class, DNS_URN, NTP_URN},
 };
@@ -117,7 +117,10 @@ pub fn export(
         limits.push("mode: audit has no MUD equivalent; a MUD manager enforces the file".into());
     }
     if !p.limitations.is_empty() {
-        limits.push(format!("the profile's {} limitations are not part of the MUD file (it has no place for them)", p.limitations.len()));
+        limits.push(format!(
+            "the profile's {} limitations are not part of the MUD file (it has no place for them)",
+            p.limitations.len()
+        ));
     }
 
     let mut d = Diags::new(&src.path);
@@ -126,10 +129,28 @@ pub fn export(
         block(&u.value, &mut specs);
     }
     for (i, r) in p.egress.iter().enumerate() {
-        rule(&mut d, &r.value, true, i, &descriptions, &mud_url, &mut specs, &mut limits);
+        rule(
+            &mut d,
+            &r.value,
+            true,
+            i,
+            &descriptions,
+            &mud_url,
+            &mut specs,
+            &mut limits,
+        );
     }
     for (i, r) in p.inbound.iter().enumerate() {
-        rule(&mut d, &r.value, false, i, &descriptions, &mud_url, &mut specs, &mut limits);
+        rule(
+            &mut d,
+            &r.value,
+            false,
+            i,
+            &descriptions,
+            &mud_url,
+            &mut specs,
+            &mut limits,
+        );
     }
     if d.has_errors() {
         return Err(d.list);
@@ -159,10 +180,42 @@ fn block(name: &str, out: &mut Vec<Spec>) {
     let net = |s: &str| Peer::Net(s.parse().expect("a valid network"));
     match name {
         "dhcp" => {
-            out.push(spec("dhcp-frdev", true, false, net("255.255.255.255/32"), UDP, None, Some((67, 67))));
-            out.push(spec("dhcp-todev", false, false, Peer::Any, UDP, Some((67, 67)), Some((68, 68))));
-            out.push(spec("dhcp-frdev", true, true, net("ff02::1:2/128"), UDP, None, Some((547, 547))));
-            out.push(spec("dhcp-todev", false, true, Peer::Any, UDP, Some((547, 547)), Some((546, 546))));
+            out.push(spec(
+                "dhcp-frdev",
+                true,
+                false,
+                net("255.255.255.255/32"),
+                UDP,
+                None,
+                Some((67, 67)),
+            ));
+            out.push(spec(
+                "dhcp-todev",
+                false,
+                false,
+                Peer::Any,
+                UDP,
+                Some((67, 67)),
+                Some((68, 68)),
+            ));
+            out.push(spec(
+                "dhcp-frdev",
+                true,
+                true,
+                net("ff02::1:2/128"),
+                UDP,
+                None,
+                Some((547, 547)),
+            ));
+            out.push(spec(
+                "dhcp-todev",
+                false,
+                true,
+                Peer::Any,
+                UDP,
+                Some((547, 547)),
+                Some((546, 546)),
+            ));
         }
         "dns" | "ntp" => {
             let (urn, port, protos): (&str, u16, &[u8]) = if name == "dns" {
@@ -174,8 +227,24 @@ fn block(name: &str, out: &mut Vec<Spec>) {
                 for &proto in protos {
                     let peer = Peer::Class(Class::Controller(urn.into()));
                     let tag = if proto == TCP { "tcp-" } else { "" };
-                    out.push(spec(&format!("{name}-{tag}frdev"), true, v6, peer.clone(), proto, None, Some((port, port))));
-                    out.push(spec(&format!("{name}-{tag}todev"), false, v6, peer, proto, Some((port, port)), None));
+                    out.push(spec(
+                        &format!("{name}-{tag}frdev"),
+                        true,
+                        v6,
+                        peer.clone(),
+                        proto,
+                        None,
+                        Some((port, port)),
+                    ));
+                    out.push(spec(
+                        &format!("{name}-{tag}todev"),
+                        false,
+                        v6,
+                        peer,
+                        proto,
+                        Some((port, port)),
+                        None,
+                    ));
                 }
             }
         }
@@ -188,7 +257,11 @@ fn block(name: &str, out: &mut Vec<Spec>) {
 /// section's when it was imported from one ACE (`cl0` `-frdev`), else
 /// made up (`eg3` `-frdev`, `in0` `-todev`).
 fn base_name(r: &RuleDoc, egress: bool, i: usize) -> (String, &'static str) {
-    if let Some(name) = r.section.as_deref().and_then(|s| s.strip_prefix("MUD ACE ")) {
+    if let Some(name) = r
+        .section
+        .as_deref()
+        .and_then(|s| s.strip_prefix("MUD ACE "))
+    {
         if !name.contains(", ") && !name.is_empty() {
             for suffix in ["-frdev", "-todev"] {
                 if let Some(stem) = name.strip_suffix(suffix) {
@@ -227,10 +300,19 @@ fn rule(
     out: &mut Vec<Spec>,
     limits: &mut Vec<String>,
 ) {
-    let Some(services) = compile::service(d, r) else { return };
+    let Some(services) = compile::service(d, r) else {
+        return;
+    };
     let list = if egress { &r.to } else { &r.from };
     let Some(list) = list else {
-        d.file(if egress { "egress rule without `to`" } else { "inbound rule without `from`" }, None);
+        d.file(
+            if egress {
+                "egress rule without `to`"
+            } else {
+                "inbound rule without `from`"
+            },
+            None,
+        );
         return;
     };
     let base = base_name(r, egress, i);
@@ -262,7 +344,11 @@ fn rule(
             for spec in specs(&peer, s, egress) {
                 let k = &mut n[spec.v6 as usize];
                 let (stem, suffix) = &base;
-                let name = if *k == 0 { format!("{stem}{suffix}") } else { format!("{stem}-{k}{suffix}") };
+                let name = if *k == 0 {
+                    format!("{stem}{suffix}")
+                } else {
+                    format!("{stem}-{k}{suffix}")
+                };
                 *k += 1;
                 push_pair(out, spec, name, egress, limits);
             }
@@ -303,10 +389,16 @@ fn specs(peer: &Peer, s: &PortRule, egress: bool) -> Vec<Spec> {
         };
         if icmp && !full {
             for t in s.lo..=s.hi.min(255) {
-                out.push(Spec { icmp_type: Some(t as u8), ..base.clone() });
+                out.push(Spec {
+                    icmp_type: Some(t as u8),
+                    ..base.clone()
+                });
             }
         } else if matches!(s.proto, TCP | UDP) && !full {
-            out.push(Spec { dst: Some((s.lo, s.hi)), ..base });
+            out.push(Spec {
+                dst: Some((s.lo, s.hi)),
+                ..base
+            });
         } else {
             out.push(base);
         }
@@ -316,7 +408,13 @@ fn specs(peer: &Peer, s: &PortRule, egress: bool) -> Vec<Spec> {
 
 /// The ACE that opens, and the one for its answers where MUD can tell it
 /// apart (ports, TCP's direction, ICMP's echo reply).
-fn push_pair(out: &mut Vec<Spec>, mut open: Spec, name: String, egress: bool, limits: &mut Vec<String>) {
+fn push_pair(
+    out: &mut Vec<Spec>,
+    mut open: Spec,
+    name: String,
+    egress: bool,
+    limits: &mut Vec<String>,
+) {
     open.name = name;
     let mut answer = Spec {
         name: answer_name(&open.name),
@@ -349,14 +447,25 @@ fn push_pair(out: &mut Vec<Spec>, mut open: Spec, name: String, egress: bool, li
 
 fn port(p: (u16, u16)) -> PortMatch {
     if p.0 == p.1 {
-        PortMatch { operator: Some("eq".into()), port: Some(p.0), ..Default::default() }
+        PortMatch {
+            operator: Some("eq".into()),
+            port: Some(p.0),
+            ..Default::default()
+        }
     } else {
-        PortMatch { lower_port: Some(p.0), upper_port: Some(p.1), ..Default::default() }
+        PortMatch {
+            lower_port: Some(p.0),
+            upper_port: Some(p.1),
+            ..Default::default()
+        }
     }
 }
 
 fn ace(s: &Spec) -> Ace {
-    let mut ip = IpMatch { protocol: s.proto, ..Default::default() };
+    let mut ip = IpMatch {
+        protocol: s.proto,
+        ..Default::default()
+    };
     let mut mud = None;
     match &s.peer {
         Peer::Name { name, below } => {
@@ -393,8 +502,14 @@ fn ace(s: &Spec) -> Ace {
     let l4 = (s.src.is_some() || s.dst.is_some() || s.proto == Some(TCP)).then(|| L4Match {
         source_port: s.src.map(port),
         destination_port: s.dst.map(port),
-        direction_initiated: (s.proto == Some(TCP))
-            .then(|| if s.device_opens { "from-device" } else { "to-device" }.to_string()),
+        direction_initiated: (s.proto == Some(TCP)).then(|| {
+            if s.device_opens {
+                "from-device"
+            } else {
+                "to-device"
+            }
+            .to_string()
+        }),
         ..Default::default()
     });
     let empty_ip = ip.protocol.is_none()
@@ -405,7 +520,10 @@ fn ace(s: &Spec) -> Ace {
         && ip.destination_ipv6_network.is_none()
         && ip.source_ipv6_network.is_none();
     let ip = (!empty_ip).then_some(ip);
-    let mut matches = Matches { mud, ..Default::default() };
+    let mut matches = Matches {
+        mud,
+        ..Default::default()
+    };
     if s.v6 {
         matches.ipv6 = ip;
     } else {
@@ -417,12 +535,18 @@ fn ace(s: &Spec) -> Ace {
         _ => {}
     }
     if let Some(t) = s.icmp_type {
-        matches.icmp = Some(IcmpMatch { icmp_type: Some(t), ..Default::default() });
+        matches.icmp = Some(IcmpMatch {
+            icmp_type: Some(t),
+            ..Default::default()
+        });
     }
     Ace {
         name: s.name.clone(),
         matches,
-        actions: Actions { forwarding: Some("accept".into()), ..Default::default() },
+        actions: Actions {
+            forwarding: Some("accept".into()),
+            ..Default::default()
+        },
         rest: Default::default(),
     }
 }
@@ -436,7 +560,12 @@ fn assemble(
     wildcard: bool,
 ) -> MudFile {
     // ACLs in a fixed order: v4 from, v6 from, v4 to, v6 to.
-    let keys = [(true, false, "v4fr"), (true, true, "v6fr"), (false, false, "v4to"), (false, true, "v6to")];
+    let keys = [
+        (true, false, "v4fr"),
+        (true, true, "v6fr"),
+        (false, false, "v4to"),
+        (false, true, "v6to"),
+    ];
     let mut acls = Vec::new();
     let (mut from, mut to) = (Vec::new(), Vec::new());
     for (dir_from, v6, suffix) in keys {
@@ -462,7 +591,9 @@ fn assemble(
             aces: Aces { ace: aces },
         });
     }
-    let policy = |list: Vec<AclRef>| Policy { access_lists: AccessLists { access_list: list } };
+    let policy = |list: Vec<AclRef>| Policy {
+        access_lists: AccessLists { access_list: list },
+    };
     MudFile {
         mud: Mud {
             mud_version: 1,
@@ -477,7 +608,11 @@ fn assemble(
             firmware_rev: None,
             software_rev: None,
             documentation: None,
-            extensions: if wildcard { vec![EXTENSION.into()] } else { Vec::new() },
+            extensions: if wildcard {
+                vec![EXTENSION.into()]
+            } else {
+                Vec::new()
+            },
             from_device_policy: Some(policy(from)),
             to_device_policy: Some(policy(to)),
             rest: Default::default(),

@@ -32,7 +32,10 @@ pub const EXTENSION: &str = "iotfence-mud";
 pub fn import(mud: &MudFile, name: Option<&str>) -> Result<Profile, String> {
     let m = &mud.mud;
     if m.mud_version != 1 {
-        return Err(format!("mud-version {} (this reads version 1, RFC 8520)", m.mud_version));
+        return Err(format!(
+            "mud-version {} (this reads version 1, RFC 8520)",
+            m.mud_version
+        ));
     }
     if m.mud_url.trim().is_empty() {
         return Err("mud-url is empty".into());
@@ -43,7 +46,9 @@ pub fn import(mud: &MudFile, name: Option<&str>) -> Result<Profile, String> {
     };
     let mut notes = Notes::default();
     for key in mud.rest.keys() {
-        notes.general(format!("The file's top-level member {key} is not understood: ignored."));
+        notes.general(format!(
+            "The file's top-level member {key} is not understood: ignored."
+        ));
     }
     for key in m.rest.keys() {
         notes.general(format!("The MUD member {key} is not understood: ignored."));
@@ -52,10 +57,15 @@ pub fn import(mud: &MudFile, name: Option<&str>) -> Result<Profile, String> {
         notes.general(format!("The MUD extension {x} is not understood: ignored."));
     }
     if !m.is_supported {
-        notes.general("is-supported is false: the manufacturer no longer updates this device's software.".into());
+        notes.general(
+            "is-supported is false: the manufacturer no longer updates this device's software."
+                .into(),
+        );
     }
     if let Some(sig) = &m.mud_signature {
-        notes.general(format!("iotfence does not verify the file's signature ({sig}); check it before importing."));
+        notes.general(format!(
+            "iotfence does not verify the file's signature ({sig}); check it before importing."
+        ));
     }
     let entries = read_entries(mud, &mut notes)?;
     let mut b = Build {
@@ -78,7 +88,10 @@ pub fn import(mud: &MudFile, name: Option<&str>) -> Result<Profile, String> {
             b.notes.general(format!("Not in the MUD file: {what}"));
         }
     }
-    let uses = ["dhcp", "dns", "ntp"].into_iter().filter(|u| b.uses.contains(u)).collect();
+    let uses = ["dhcp", "dns", "ntp"]
+        .into_iter()
+        .filter(|u| b.uses.contains(u))
+        .collect();
     let description = [m.mfg_name.as_deref(), m.model_name.as_deref()]
         .into_iter()
         .flatten()
@@ -123,7 +136,13 @@ pub fn profile_name(url: &str) -> String {
     let last = last.strip_suffix(".json").unwrap_or(last);
     let name: String = last
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_matches('-').to_string();
     if name.is_empty() || name.contains("://") {
@@ -162,20 +181,30 @@ fn read_entries(mud: &MudFile, notes: &mut Notes) -> Result<Vec<Entry>, String> 
     for (dir, key, policy) in policies {
         let Some(policy) = policy else { continue };
         for r in &policy.access_lists.access_list {
-            let acl = by_name
-                .get(r.name.as_str())
-                .ok_or_else(|| format!("{key} names the ACL {}, which the file does not define", r.name))?;
+            let acl = by_name.get(r.name.as_str()).ok_or_else(|| {
+                format!(
+                    "{key} names the ACL {}, which the file does not define",
+                    r.name
+                )
+            })?;
             used.insert(r.name.as_str());
             let kind = acl.acl_type.as_deref().map(entry::unprefixed).unwrap_or("");
             let v6 = match kind {
                 "ipv4-acl-type" | "mixed-eth-ipv4-acl-type" | "" => false,
-                "ipv6-acl-type" | "mixed-eth-ipv6-acl-type" | "mixed-eth-ipv4-ipv6-acl-type" => true,
+                "ipv6-acl-type" | "mixed-eth-ipv6-acl-type" | "mixed-eth-ipv4-ipv6-acl-type" => {
+                    true
+                }
                 "eth-acl-type" | "ethernet-acl-type" => {
                     let aces: Vec<&str> = acl.aces.ace.iter().map(|a| a.name.as_str()).collect();
                     notes.general(format!("The Ethernet ACL {} (ACEs {}) matches layer-2 headers, which iotfence's rules do not: not imported (frames it allowed that are not IP are not judged by these rules).", acl.name, aces.join(", ")));
                     continue;
                 }
-                other => return Err(format!("ACL {}: type {other} is not an IP ACL type", acl.name)),
+                other => {
+                    return Err(format!(
+                        "ACL {}: type {other} is not an IP ACL type",
+                        acl.name
+                    ))
+                }
             };
             for ace in &acl.aces.ace {
                 out.push(entry::read(dir, &acl.name, v6, ace, notes)?);
@@ -183,7 +212,10 @@ fn read_entries(mud: &MudFile, notes: &mut Notes) -> Result<Vec<Entry>, String> 
         }
     }
     for acl in acls.iter().filter(|a| !used.contains(a.name.as_str())) {
-        notes.general(format!("The ACL {} is named by neither policy: ignored.", acl.name));
+        notes.general(format!(
+            "The ACL {} is named by neither policy: ignored.",
+            acl.name
+        ));
     }
     Ok(out)
 }
@@ -228,13 +260,14 @@ fn mirrors(a: &Entry, b: &Entry) -> bool {
         && (a.dst.is_none() || a.dst == b.src)
 }
 
-
 impl Build {
     /// The built-in block an ACE is, if it is DHCP, or DNS or NTP to the
     /// registered controllers.
     fn block(e: &Entry) -> Option<&'static str> {
         let dhcp_peer = match &e.peer {
-            Peer::Net(n) => ["255.255.255.255/32", "ff02::1:2/128"].contains(&n.to_string().as_str()),
+            Peer::Net(n) => {
+                ["255.255.255.255/32", "ff02::1:2/128"].contains(&n.to_string().as_str())
+            }
             Peer::Class(Class::Controller(c)) => c == GATEWAY_URN,
             _ => false,
         };
@@ -251,10 +284,17 @@ impl Build {
         {
             return Some("dhcp");
         }
-        let Peer::Class(Class::Controller(c)) = &e.peer else { return None };
+        let Peer::Class(Class::Controller(c)) = &e.peer else {
+            return None;
+        };
         let any_port = ports.is_none();
         match c.as_str() {
-            DNS_URN if matches!(e.proto, Some(TCP) | Some(UDP)) && (any_port || has_only(ports, &[53])) => Some("dns"),
+            DNS_URN
+                if matches!(e.proto, Some(TCP) | Some(UDP))
+                    && (any_port || has_only(ports, &[53])) =>
+            {
+                Some("dns")
+            }
             NTP_URN if e.proto == Some(UDP) && (any_port || has_only(ports, &[123])) => Some("ntp"),
             _ => None,
         }
@@ -276,7 +316,9 @@ impl Build {
             && e.src.is_none()
             && e.dst.is_none()
             && e.icmp_type.is_none()
-            && all.iter().any(|b| mirrors(e, b) && !Self::is_answer(b, &[]))
+            && all
+                .iter()
+                .any(|b| mirrors(e, b) && !Self::is_answer(b, &[]))
     }
 
     fn rules(&mut self, all: &[Entry]) {
@@ -291,11 +333,14 @@ impl Build {
                 self.uses.insert(block);
                 if block == "ntp" {
                     self.requires.entry(NTP_VAR.into()).or_insert(Require {
-                        description: format!("The site's NTP servers (MUD controller `{NTP_URN}`), for `use: [ntp]`"),
+                        description: format!(
+                            "The site's NTP servers (MUD controller `{NTP_URN}`), for `use: [ntp]`"
+                        ),
                         networks: false,
                     });
                 }
-                if (e.dir == Dir::From && e.dst.is_none()) || (e.dir == Dir::To && e.src.is_none()) {
+                if (e.dir == Dir::From && e.dst.is_none()) || (e.dir == Dir::To && e.src.is_none())
+                {
                     self.notes.add(&e.name, format!("allows every port to the {block} servers; the profile allows the service's own (`use: [{block}]`)"));
                 }
                 continue;
@@ -314,8 +359,14 @@ impl Build {
             let answered = openers.iter().any(|b| {
                 mirrors(e, b)
                     || (icmp && b.dir != e.dir && b.peer == e.peer && b.proto == e.proto)
-                    || (e.proto == Some(TCP) && b.dir != e.dir && b.peer == e.peer && b.proto == e.proto && e.src.as_ref().is_none_or(|s| Some(s) == b.dst.as_ref()))
-            }) || all.iter().any(|b| b.dir != e.dir && b.peer == e.peer && Self::block(b).is_some());
+                    || (e.proto == Some(TCP)
+                        && b.dir != e.dir
+                        && b.peer == e.peer
+                        && b.proto == e.proto
+                        && e.src.as_ref().is_none_or(|s| Some(s) == b.dst.as_ref()))
+            }) || all
+                .iter()
+                .any(|b| b.dir != e.dir && b.peer == e.peer && Self::block(b).is_some());
             if !answered {
                 self.notes.add(&e.name, "answers flows that no ACE of the other policy opens: no rule (such flows are not allowed, so neither are these answers)".into());
                 continue;
@@ -323,7 +374,11 @@ impl Build {
             if !self.answers.contains(&e.name) {
                 self.answers.push(e.name.clone());
             }
-            if e.dir == Dir::To && e.src.is_none() && e.dst.is_none() && !matches!(e.peer, Peer::Name { .. }) {
+            if e.dir == Dir::To
+                && e.src.is_none()
+                && e.dst.is_none()
+                && !matches!(e.peer, Peer::Name { .. })
+            {
                 self.notes.add(&e.name, format!("is read as the answers of the device's own flows to {}; if those peers also open flows to the device, add an inbound rule", entry::describe(&e.peer)));
             }
         }
@@ -348,7 +403,10 @@ impl Build {
             Peer::Any => if e.v6 { "::/0" } else { "0.0.0.0/0" }.to_string(),
             Peer::Class(c) => {
                 let (var, description) = vars::to_var(c, &self.name, &self.mud_url);
-                let r = self.requires.entry(var.clone()).or_insert(Require { description, networks: false });
+                let r = self.requires.entry(var.clone()).or_insert(Require {
+                    description,
+                    networks: false,
+                });
                 r.networks |= inbound;
                 if *c == Class::LocalNetworks {
                     self.notes.add(&e.name, "local-networks: traffic inside the device's own subnet is switched and never reaches the router, so iotfence neither sees nor limits it".into());
@@ -364,7 +422,9 @@ impl Build {
             let side = if inbound { "peer's" } else { "device's" };
             self.notes.add(&e.name, format!("also matches the {side} source port; the profile allows every source port (wider than the ACE)"));
         }
-        let Some(peer) = self.peer(e, inbound) else { return };
+        let Some(peer) = self.peer(e, inbound) else {
+            return;
+        };
         let ranges: Vec<Option<(u16, u16)>> = match &e.dst {
             Some(v) => v.iter().copied().map(Some).collect(),
             None => vec![None],
@@ -378,7 +438,11 @@ impl Build {
                 aces: BTreeSet::from([e.name.clone()]),
                 acls: BTreeSet::from([e.acl.clone()]),
             };
-            let list = if inbound { &mut self.inbound } else { &mut self.egress };
+            let list = if inbound {
+                &mut self.inbound
+            } else {
+                &mut self.egress
+            };
             match list.iter_mut().find(|r| r.key() == rule.key()) {
                 Some(r) => {
                     r.aces.extend(rule.aces);
@@ -391,7 +455,10 @@ impl Build {
         if let Peer::Name { .. } = e.peer {
             if !matches!(e.proto, Some(ICMP) | Some(ICMPV6)) {
                 let n = self.families.values().map(BTreeSet::len).sum::<usize>();
-                self.families.entry(peer).or_default().insert((fam, n, e.name.clone()));
+                self.families
+                    .entry(peer)
+                    .or_default()
+                    .insert((fam, n, e.name.clone()));
             }
         }
     }
@@ -408,7 +475,11 @@ impl Build {
         }
         one_family.sort_by_key(|(_, n, _)| *n);
         for (f, _, ace) in one_family {
-            let (this, other) = if f == "v4" { ("IPv4", "IPv6") } else { ("IPv6", "IPv4") };
+            let (this, other) = if f == "v4" {
+                ("IPv4", "IPv6")
+            } else {
+                ("IPv6", "IPv4")
+            };
             self.notes.add(&ace, format!("names its peer in an {this} ACL only; the profile allows the name's {other} addresses too (wider than the file)"));
         }
     }

@@ -43,9 +43,12 @@ pub struct Rule {
     pub acls: BTreeSet<String>,
 }
 
+/// Peer, protocol, port range and ICMP type.
+pub type RuleKey<'a> = (&'a str, Option<u8>, Option<(u16, u16)>, Option<u8>);
+
 impl Rule {
     /// What the rule allows, without where it comes from.
-    pub fn key(&self) -> (&str, Option<u8>, Option<(u16, u16)>, Option<u8>) {
+    pub fn key(&self) -> RuleKey<'_> {
         (&self.peer, self.proto, self.ports, self.icmp_type)
     }
 }

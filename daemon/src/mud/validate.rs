@@ -30,7 +30,7 @@ impl Check {
     /// `obj`'s members must be in `allowed` (or extension nodes).
     fn members(&mut self, at: &str, obj: &Map<String, Value>, allowed: &[&str]) {
         for k in obj.keys() {
-            if !allowed.contains(&k.as_str()) && !(self.extensions && k.contains(':')) {
+            if !(allowed.contains(&k.as_str()) || (self.extensions && k.contains(':'))) {
                 self.bad(at, format!("unknown member `{k}`"));
             }
         }
@@ -65,7 +65,9 @@ impl Check {
             let ok = scheme.is_some_and(|sc| {
                 !sc.is_empty()
                     && sc.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && sc.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                    && sc
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
             }) && !s.contains(char::is_whitespace);
             if !ok {
                 self.bad(at, format!("`{s}` is not a URI"));
@@ -87,7 +89,8 @@ impl Check {
                 && s.split('.').all(|l| {
                     !l.is_empty()
                         && l.len() <= 63
-                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                         && !l.ends_with('-')
                 });
             if !ok {
@@ -103,9 +106,18 @@ pub fn check(file: &Value) -> Vec<String> {
         .pointer("/ietf-mud:mud/extensions")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    let mut c = Check { problems: Vec::new(), extensions };
-    let Some(root) = c.object("/", file) else { return c.problems };
-    c.members("/", root, &["ietf-mud:mud", "ietf-access-control-list:acls"]);
+    let mut c = Check {
+        problems: Vec::new(),
+        extensions,
+    };
+    let Some(root) = c.object("/", file) else {
+        return c.problems;
+    };
+    c.members(
+        "/",
+        root,
+        &["ietf-mud:mud", "ietf-access-control-list:acls"],
+    );
     let mut acl_names = BTreeSet::new();
     if let Some(acls) = root.get("ietf-access-control-list:acls") {
         acls_check(&mut c, acls, &mut acl_names);
@@ -120,11 +132,27 @@ pub fn check(file: &Value) -> Vec<String> {
 fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
     let at = "/ietf-mud:mud";
     let Some(m) = c.object(at, m) else { return };
-    c.members(at, m, &[
-        "mud-version", "mud-url", "last-update", "mud-signature", "cache-validity", "is-supported",
-        "systeminfo", "mfg-name", "model-name", "firmware-rev", "software-rev", "documentation",
-        "extensions", "from-device-policy", "to-device-policy",
-    ]);
+    c.members(
+        at,
+        m,
+        &[
+            "mud-version",
+            "mud-url",
+            "last-update",
+            "mud-signature",
+            "cache-validity",
+            "is-supported",
+            "systeminfo",
+            "mfg-name",
+            "model-name",
+            "firmware-rev",
+            "software-rev",
+            "documentation",
+            "extensions",
+            "from-device-policy",
+            "to-device-policy",
+        ],
+    );
     for req in ["mud-version", "mud-url", "last-update", "is-supported"] {
         if !m.contains_key(req) {
             c.bad(at, format!("the mandatory leaf `{req}` is missing"));
@@ -136,13 +164,19 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
     if let Some(v) = m.get("mud-url") {
         c.uri(&format!("{at}/mud-url"), v);
         if v.as_str().is_some_and(|s| !s.starts_with("https://")) {
-            c.bad(&format!("{at}/mud-url"), "a MUD URL uses the https scheme (RFC 8520 section 1.5)");
+            c.bad(
+                &format!("{at}/mud-url"),
+                "a MUD URL uses the https scheme (RFC 8520 section 1.5)",
+            );
         }
     }
     if let Some(v) = m.get("last-update") {
         if let Some(s) = c.string(&format!("{at}/last-update"), v) {
             if !date_and_time(s) {
-                c.bad(&format!("{at}/last-update"), format!("`{s}` is not a yang:date-and-time"));
+                c.bad(
+                    &format!("{at}/last-update"),
+                    format!("`{s}` is not a yang:date-and-time"),
+                );
             }
         }
     }
@@ -159,7 +193,13 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
             c.bad(&format!("{at}/is-supported"), "is not a boolean");
         }
     }
-    for key in ["systeminfo", "mfg-name", "model-name", "firmware-rev", "software-rev"] {
+    for key in [
+        "systeminfo",
+        "mfg-name",
+        "model-name",
+        "firmware-rev",
+        "software-rev",
+    ] {
         if let Some(v) = m.get(key) {
             c.string(&format!("{at}/{key}"), v);
         }
@@ -169,7 +209,10 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
             Some(list) => {
                 for (i, x) in list.iter().enumerate() {
                     if !x.as_str().is_some_and(|s| (1..=40).contains(&s.len())) {
-                        c.bad(&format!("{at}/extensions/{i}"), "is not a string of 1 to 40 characters");
+                        c.bad(
+                            &format!("{at}/extensions/{i}"),
+                            "is not a string of 1 to 40 characters",
+                        );
                     }
                 }
             }
@@ -181,7 +224,9 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
         let at = format!("{at}/{key}");
         let Some(p) = c.object(&at, p) else { continue };
         c.members(&at, p, &["access-lists"]);
-        let Some(l) = p.get("access-lists") else { continue };
+        let Some(l) = p.get("access-lists") else {
+            continue;
+        };
         let at = format!("{at}/access-lists");
         let Some(l) = c.object(&at, l) else { continue };
         c.members(&at, l, &["access-list"]);
@@ -192,7 +237,10 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
             c.members(&at, r, &["name"]);
             match r.get("name").and_then(Value::as_str) {
                 Some(n) if acls.contains(n) => {}
-                Some(n) => c.bad(&at, format!("names the ACL `{n}`, which the file does not define")),
+                Some(n) => c.bad(
+                    &at,
+                    format!("names the ACL `{n}`, which the file does not define"),
+                ),
                 None => c.bad(&at, "has no name"),
             }
         }
@@ -203,10 +251,19 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
 /// fraction, and `Z` or an offset.
 fn date_and_time(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
-    if !(digits(0..4) && b.get(4) == Some(&b'-') && digits(5..7) && b.get(7) == Some(&b'-') && digits(8..10)
-        && b.get(10) == Some(&b'T') && digits(11..13) && b.get(13) == Some(&b':') && digits(14..16)
-        && b.get(16) == Some(&b':') && digits(17..19))
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    if !(digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && b.get(10) == Some(&b'T')
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19))
     {
         return false;
     }
@@ -224,7 +281,10 @@ fn date_and_time(s: &str) -> bool {
     match b.get(i) {
         Some(b'Z') => i + 1 == b.len(),
         Some(b'+') | Some(b'-') => {
-            digits(i + 1..i + 3) && b.get(i + 3) == Some(&b':') && digits(i + 4..i + 6) && i + 6 == b.len()
+            digits(i + 1..i + 3)
+                && b.get(i + 3) == Some(&b':')
+                && digits(i + 4..i + 6)
+                && i + 6 == b.len()
         }
         _ => false,
     }
@@ -237,7 +297,9 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
     let list = o.get("acl").and_then(Value::as_array);
     for (i, acl) in list.into_iter().flatten().enumerate() {
         let at = format!("{at}/acl/{i}");
-        let Some(a) = c.object(&at, acl) else { continue };
+        let Some(a) = c.object(&at, acl) else {
+            continue;
+        };
         c.members(&at, a, &["name", "type", "aces"]);
         let Some(name) = a.get("name").and_then(Value::as_str) else {
             c.bad(&at, "has no name");
@@ -246,7 +308,10 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
         if !names.insert(name.to_string()) {
             c.bad(&at, format!("the ACL name `{name}` is used twice"));
         }
-        let kind = a.get("type").and_then(Value::as_str).map(super::entry::unprefixed);
+        let kind = a
+            .get("type")
+            .and_then(Value::as_str)
+            .map(super::entry::unprefixed);
         let (v4, v6) = match kind {
             Some("ipv4-acl-type") | Some("mixed-eth-ipv4-acl-type") => (true, false),
             Some("ipv6-acl-type") | Some("mixed-eth-ipv6-acl-type") => (false, true),
@@ -260,12 +325,22 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
         };
         let Some(aces) = a.get("aces") else { continue };
         let at = format!("{at}/aces");
-        let Some(aces) = c.object(&at, aces) else { continue };
+        let Some(aces) = c.object(&at, aces) else {
+            continue;
+        };
         c.members(&at, aces, &["ace"]);
         let mut ace_names = BTreeSet::new();
-        for (j, ace) in aces.get("ace").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (j, ace) in aces
+            .get("ace")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let at = format!("{at}/ace/{j}");
-            let Some(e) = c.object(&at, ace) else { continue };
+            let Some(e) = c.object(&at, ace) else {
+                continue;
+            };
             c.members(&at, e, &["name", "matches", "actions"]);
             match e.get("name").and_then(Value::as_str) {
                 Some(n) if (1..=64).contains(&n.len()) => {
@@ -278,7 +353,12 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
             if let Some(m) = e.get("matches") {
                 matches_check(c, &format!("{at}/matches"), m, v4, v6);
             }
-            match e.get("actions").and_then(|a| a.get("forwarding")).and_then(Value::as_str).map(super::entry::unprefixed) {
+            match e
+                .get("actions")
+                .and_then(|a| a.get("forwarding"))
+                .and_then(Value::as_str)
+                .map(super::entry::unprefixed)
+            {
                 Some("accept") | Some("drop") | Some("reject") => {}
                 _ => c.bad(&at, "actions/forwarding is not accept, drop or reject"),
             }
@@ -288,12 +368,32 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
 
 fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
     let Some(m) = c.object(at, m) else { return };
-    c.members(at, m, &["eth", "ipv4", "ipv6", "tcp", "udp", "icmp", "egress-interface", "ingress-interface", "ietf-mud:mud"]);
-    let l3: Vec<&str> = ["eth", "ipv4", "ipv6"].into_iter().filter(|k| m.contains_key(*k)).collect();
+    c.members(
+        at,
+        m,
+        &[
+            "eth",
+            "ipv4",
+            "ipv6",
+            "tcp",
+            "udp",
+            "icmp",
+            "egress-interface",
+            "ingress-interface",
+            "ietf-mud:mud",
+        ],
+    );
+    let l3: Vec<&str> = ["eth", "ipv4", "ipv6"]
+        .into_iter()
+        .filter(|k| m.contains_key(*k))
+        .collect();
     if l3.len() > 1 {
         c.bad(at, format!("matches {} (one l3 choice)", l3.join(" and ")));
     }
-    let l4: Vec<&str> = ["tcp", "udp", "icmp"].into_iter().filter(|k| m.contains_key(*k)).collect();
+    let l4: Vec<&str> = ["tcp", "udp", "icmp"]
+        .into_iter()
+        .filter(|k| m.contains_key(*k))
+        .collect();
     if l4.len() > 1 {
         c.bad(at, format!("matches {} (one l4 choice)", l4.join(" and ")));
     }
@@ -303,26 +403,54 @@ fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
         if !ok {
             c.bad(&at, "in an ACL of another type");
         }
-        let Some(ip) = c.object(&at, ip) else { continue };
+        let Some(ip) = c.object(&at, ip) else {
+            continue;
+        };
         let (dst, src) = if family_v6 {
             ("destination-ipv6-network", "source-ipv6-network")
         } else {
             ("destination-ipv4-network", "source-ipv4-network")
         };
-        let mut allowed = vec!["dscp", "ecn", "length", "ttl", "protocol", dst, src, "ietf-acldns:dst-dnsname", "ietf-acldns:src-dnsname"];
-        allowed.extend(if family_v6 { &["flow-label"][..] } else { &["ihl", "flags", "offset", "identification"][..] });
+        let mut allowed = vec![
+            "dscp",
+            "ecn",
+            "length",
+            "ttl",
+            "protocol",
+            dst,
+            src,
+            "ietf-acldns:dst-dnsname",
+            "ietf-acldns:src-dnsname",
+        ];
+        allowed.extend(if family_v6 {
+            &["flow-label"][..]
+        } else {
+            &["ihl", "flags", "offset", "identification"][..]
+        });
         c.members(&at, ip, &allowed);
         if let Some(p) = ip.get("protocol") {
             c.uint(&format!("{at}/protocol"), p, 0, 255);
         }
         for k in [dst, src] {
             let Some(v) = ip.get(k) else { continue };
-            let ok = v.as_str().and_then(|s| s.parse::<IpNet>().ok()).is_some_and(|n| n.addr().is_ipv6() == family_v6);
+            let ok = v
+                .as_str()
+                .and_then(|s| s.parse::<IpNet>().ok())
+                .is_some_and(|n| n.addr().is_ipv6() == family_v6);
             if !ok {
-                c.bad(&format!("{at}/{k}"), format!("{v} is not an {} prefix", if family_v6 { "IPv6" } else { "IPv4" }));
+                c.bad(
+                    &format!("{at}/{k}"),
+                    format!(
+                        "{v} is not an {} prefix",
+                        if family_v6 { "IPv6" } else { "IPv4" }
+                    ),
+                );
             }
         }
-        for (net, name) in [(dst, "ietf-acldns:dst-dnsname"), (src, "ietf-acldns:src-dnsname")] {
+        for (net, name) in [
+            (dst, "ietf-acldns:dst-dnsname"),
+            (src, "ietf-acldns:src-dnsname"),
+        ] {
             if let Some(v) = ip.get(name) {
                 c.host(&format!("{at}/{name}"), v);
                 if ip.contains_key(net) {
@@ -336,7 +464,19 @@ fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
         let at = format!("{at}/{key}");
         let Some(l) = c.object(&at, l) else { continue };
         let allowed: &[&str] = if key == "tcp" {
-            &["sequence-number", "acknowledgement-number", "data-offset", "reserved", "flags", "window-size", "urgent-pointer", "options", "source-port", "destination-port", "ietf-mud:direction-initiated"]
+            &[
+                "sequence-number",
+                "acknowledgement-number",
+                "data-offset",
+                "reserved",
+                "flags",
+                "window-size",
+                "urgent-pointer",
+                "options",
+                "source-port",
+                "destination-port",
+                "ietf-mud:direction-initiated",
+            ]
         } else {
             &["length", "source-port", "destination-port"]
         };
@@ -348,12 +488,19 @@ fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
         }
         if let Some(d) = l.get("ietf-mud:direction-initiated") {
             if !matches!(d.as_str(), Some("from-device") | Some("to-device")) {
-                c.bad(&format!("{at}/ietf-mud:direction-initiated"), "is not from-device or to-device");
+                c.bad(
+                    &format!("{at}/ietf-mud:direction-initiated"),
+                    "is not from-device or to-device",
+                );
             }
         }
         let want = if key == "tcp" { 6 } else { 17 };
         for ip in ["ipv4", "ipv6"] {
-            if let Some(p) = m.get(ip).and_then(|i| i.get("protocol")).and_then(Value::as_u64) {
+            if let Some(p) = m
+                .get(ip)
+                .and_then(|i| i.get("protocol"))
+                .and_then(Value::as_u64)
+            {
                 if p != want {
                     c.bad(&at, format!("{key} match with {ip} protocol {p}"));
                 }
@@ -374,7 +521,18 @@ fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
     if let Some(x) = m.get("ietf-mud:mud") {
         let at = format!("{at}/ietf-mud:mud");
         if let Some(x) = c.object(&at, x) {
-            c.members(&at, x, &["manufacturer", "same-manufacturer", "model", "local-networks", "controller", "my-controller"]);
+            c.members(
+                &at,
+                x,
+                &[
+                    "manufacturer",
+                    "same-manufacturer",
+                    "model",
+                    "local-networks",
+                    "controller",
+                    "my-controller",
+                ],
+            );
             for k in ["same-manufacturer", "local-networks", "my-controller"] {
                 if let Some(v) = x.get(k) {
                     c.empty_leaf(&format!("{at}/{k}"), v);
@@ -398,11 +556,17 @@ fn port_check(c: &mut Check, at: &str, v: &Value) {
     let range = p.contains_key("lower-port") || p.contains_key("upper-port");
     let op = p.contains_key("operator") || p.contains_key("port");
     if range == op {
-        c.bad(at, "is a range (lower-port, upper-port) or an operator and port");
+        c.bad(
+            at,
+            "is a range (lower-port, upper-port) or an operator and port",
+        );
         return;
     }
     if range {
-        let (lo, hi) = (p.get("lower-port").and_then(Value::as_u64), p.get("upper-port").and_then(Value::as_u64));
+        let (lo, hi) = (
+            p.get("lower-port").and_then(Value::as_u64),
+            p.get("upper-port").and_then(Value::as_u64),
+        );
         match (lo, hi) {
             (Some(lo), Some(hi)) if lo <= hi && hi <= 65535 => {}
             _ => c.bad(at, "lower-port and upper-port are ports, lower first"),
@@ -413,7 +577,10 @@ fn port_check(c: &mut Check, at: &str, v: &Value) {
             None => c.bad(at, "operator without port"),
         }
         if let Some(o) = p.get("operator") {
-            if !matches!(o.as_str(), Some("lte") | Some("gte") | Some("eq") | Some("neq")) {
+            if !matches!(
+                o.as_str(),
+                Some("lte") | Some("gte") | Some("eq") | Some("neq")
+            ) {
                 c.bad(&format!("{at}/operator"), "is not lte, gte, eq or neq");
             }
         }
@@ -426,10 +593,20 @@ mod tests {
 
     #[test]
     fn dates() {
-        for ok in ["2019-01-28T11:20:51+01:00", "2026-05-12T15:01:30.263Z", "2018-04-08T00:06:47.953+10:00"] {
+        for ok in [
+            "2019-01-28T11:20:51+01:00",
+            "2026-05-12T15:01:30.263Z",
+            "2018-04-08T00:06:47.953+10:00",
+        ] {
             assert!(date_and_time(ok), "{ok}");
         }
-        for bad in ["2019-01-28", "2019-01-28T11:20:51", "2019-01-28 11:20:51Z", "2019-01-28T11:20:51+0100", "2019-01-28T11:20:51.Z"] {
+        for bad in [
+            "2019-01-28",
+            "2019-01-28T11:20:51",
+            "2019-01-28 11:20:51Z",
+            "2019-01-28T11:20:51+0100",
+            "2019-01-28T11:20:51.Z",
+        ] {
             assert!(!date_and_time(bad), "{bad}");
         }
     }

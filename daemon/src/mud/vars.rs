@@ -175,7 +175,13 @@ mod tests {
             from_var("printer_networks", None, url),
             Class::Controller(format!("{url}#printer_networks"))
         );
-        assert_eq!(authority("https://u@a.example.com:8443/x?y"), "a.example.com:8443");
-        assert_eq!(slug("http://Lighting.example.com/light-controller/"), "http_lighting_example_com_light_controller");
+        assert_eq!(
+            authority("https://u@a.example.com:8443/x?y"),
+            "a.example.com:8443"
+        );
+        assert_eq!(
+            slug("http://Lighting.example.com/light-controller/"),
+            "http_lighting_example_com_light_controller"
+        );
     }
 }

@@ -46,15 +46,26 @@ fn rule(out: &mut String, key: &str, r: &Rule) {
         if aces.len() > 1 { "ACEs" } else { "ACE" },
         if acls.len() > 1 { "ACLs" } else { "ACL" },
     );
-    let _ = writeln!(out, "        section: {}", q(&format!("MUD {ace_word} {}", aces.join(", "))));
-    let _ = writeln!(out, "        comment: {}", q(&format!("{acl_word} {}", acls.join(", "))));
+    let _ = writeln!(
+        out,
+        "        section: {}",
+        q(&format!("MUD {ace_word} {}", aces.join(", ")))
+    );
+    let _ = writeln!(
+        out,
+        "        comment: {}",
+        q(&format!("{acl_word} {}", acls.join(", ")))
+    );
 }
 
 /// The vendor file for `p`, imported from `from` (the MUD file's path).
 pub fn render(p: &Profile, from: &str) -> String {
     let mut out = String::new();
     out.push_str("# yaml-language-server: $schema=../policy.schema.json\n");
-    let _ = writeln!(out, "# Imported by `iotfence mud import` from the MUD file (RFC 8520) {from}");
+    let _ = writeln!(
+        out,
+        "# Imported by `iotfence mud import` from the MUD file (RFC 8520) {from}"
+    );
     let _ = writeln!(out, "# mud-url: {}", p.mud_url);
     if !p.answers.is_empty() {
         let _ = writeln!(
@@ -69,7 +80,11 @@ pub fn render(p: &Profile, from: &str) -> String {
         for (name, r) in &p.requires {
             let _ = writeln!(out, "  {}:", q(name));
             let _ = writeln!(out, "    description: {}", q(&r.description));
-            let _ = writeln!(out, "    kind: {}", if r.networks { "networks" } else { "hosts" });
+            let _ = writeln!(
+                out,
+                "    kind: {}",
+                if r.networks { "networks" } else { "hosts" }
+            );
         }
     }
     out.push_str("\nprofiles:\n");
