@@ -123,9 +123,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum MudCommand {
-    /// Turn a MUD file (JSON: ietf-mud with ietf-access-control-list ACLs)
-    /// into a vendor profile (YAML, the shape of policies/vendors/*.yaml).
-    /// from-device ACEs become egress rules (dst-dnsname: names; networks:
+    /// Turn a MUD file (JSON) into a vendor profile (YAML).
+    ///
+    /// The MUD file: ietf-mud with ietf-access-control-list ACLs; the
+    /// profile: the shape of policies/vendors/*.yaml. from-device ACEs become egress rules (dst-dnsname: names; networks:
     /// addresses; protocol and destination port), to-device ACEs that open
     /// flows inbound rules, answers ride the device's flows; local-networks,
     /// same-manufacturer, manufacturer, model, controller and my-controller
@@ -142,8 +143,9 @@ enum MudCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Write PROFILE as a MUD file (JSON, RFC 8520): from-device and
-    /// to-device ACLs per address family, names as ietf-acldns dnsnames,
+    /// Write PROFILE of a policy as a MUD file (JSON).
+    ///
+    /// RFC 8520's ietf-mud container with from-device and to-device ACLs per address family, names as ietf-acldns dnsnames,
     /// site variables as MUD classes (controller, my-controller,
     /// local-networks, ...), `use: [dhcp, dns, ntp]` as DHCP and the
     /// registered DNS and NTP controllers. What MUD cannot say (e.g.
@@ -339,10 +341,22 @@ fn man(dir: &std::path::Path) -> anyhow::Result<()> {
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
     std::fs::write(dir.join("iotfence.1"), page)?;
+    // Commands with commands of their own (`mud import`) get a page each too.
+    let mut subs: Vec<(String, clap::Command)> = Vec::new();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("iotfence-{}", sub.get_name());
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            subs.push((format!("{name}-{}", nested.get_name()), nested.clone()));
+        }
+        subs.push((name, sub.clone()));
+    }
+    for (name, sub) in subs {
         // A one-shot command: the page's name lives until it exits.
-        let name: &'static str = format!("iotfence-{}", sub.get_name()).leak();
-        let sub = sub.clone().name(name).version(env!("CARGO_PKG_VERSION"));
+        let name: &'static str = name.leak();
+        let sub = sub.name(name).version(env!("CARGO_PKG_VERSION"));
         let mut page = Vec::new();
         clap_mangen::Man::new(sub).render(&mut page)?;
         std::fs::write(dir.join(format!("{name}.1")), page)?;

@@ -567,6 +567,52 @@ fn the_shape_check_catches_what_it_checks() {
 }
 
 #[test]
+fn export_reads_the_daemons_configuration() {
+    let dir = tempdir("config");
+    let cfg = dir.0.join("iotfence.yaml");
+    let site = root().join("policies/site.example.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interfaces: [iot0]\npolicy: {}\nresolvers: [192.0.2.1]\n",
+            site.display()
+        ),
+    )
+    .unwrap();
+    let when = "2026-12-03T00:00:00Z";
+    let by_config = ok(&[
+        "mud",
+        "export",
+        "weiss-simpati-gateway",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--last-update",
+        when,
+    ]);
+    let by_policy = ok(&[
+        "mud",
+        "export",
+        "weiss-simpati-gateway",
+        "--policy",
+        site.to_str().unwrap(),
+        "--last-update",
+        when,
+    ]);
+    assert!(String::from_utf8_lossy(&by_config.stdout)
+        .contains("\"last-update\": \"2026-12-03T00:00:00Z\""));
+    assert_eq!(by_config.stdout, by_policy.stdout);
+    std::fs::write(&cfg, "interfaces: [iot0]\n").unwrap();
+    let r = iotfence(&[
+        "mud",
+        "export",
+        "weiss-simpati-gateway",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(65), "{r:?}");
+}
+
+#[test]
 fn the_readmes_mud_examples_are_real() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let mut checked = 0;
