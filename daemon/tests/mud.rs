@@ -468,6 +468,69 @@ fn bad_input_gets_a_located_error() {
     );
 }
 
+/// Every leaf of `v`, by JSON pointer.
+fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| {
+            leaves(
+                x,
+                format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                out,
+            )
+        }),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| leaves(x, format!("{at}/{i}"), out)),
+        _ => out.push(at),
+    }
+}
+
+#[test]
+fn odd_values_are_refused_or_stated_never_a_panic() {
+    // Each leaf of each published file replaced by values of other types
+    // and out of range: import returns a profile or an error, and what it
+    // returns compiles (the self-check `mud import` runs before writing).
+    let odd = [
+        serde_json::json!(null),
+        serde_json::json!(-1),
+        serde_json::json!(70000),
+        serde_json::json!(""),
+        serde_json::json!("*"),
+        serde_json::json!("::/0"),
+        serde_json::json!([null]),
+        serde_json::json!({}),
+    ];
+    let mut tried = 0;
+    for name in [
+        "rfc8520-lightbulb2000.json",
+        "nist-local-and-same-mfg-test.json",
+        "mudmaker-inspextor.json",
+    ] {
+        let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut at = Vec::new();
+        leaves(&value, String::new(), &mut at);
+        for p in &at {
+            for o in &odd {
+                let mut v = value.clone();
+                *v.pointer_mut(p).unwrap() = o.clone();
+                let text = serde_json::to_string(&v).unwrap();
+                if let Ok(mud) = model::parse(&text) {
+                    if let Ok(profile) = iotfence::mud::import::import(&mud, None) {
+                        let yaml = iotfence::mud::yaml::render(&profile, name);
+                        let vars: Vec<&String> = profile.requires.keys().collect();
+                        let r = iotfence::mud::cli::self_check(Path::new(name), &yaml, &vars);
+                        assert!(r.is_ok(), "{p} = {o}: {r:?}\n{yaml}");
+                    }
+                }
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 500, "{tried}");
+}
+
 #[test]
 fn the_shape_check_catches_what_it_checks() {
     let rfc: serde_json::Value = serde_json::from_str(

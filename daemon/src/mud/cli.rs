@@ -60,7 +60,7 @@ pub fn import_file(file: &Path, name: Option<&str>) -> Result<super::profile::Pr
 /// The profile compiles, with placeholder addresses for the site
 /// variables it requires: what `iotfence check` will say once the site
 /// sets them.
-fn self_check(path: &Path, text: &str, requires: &[&String]) -> Result<(), Vec<Diagnostic>> {
+pub fn self_check(path: &Path, text: &str, requires: &[&String]) -> Result<(), Vec<Diagnostic>> {
     let src = sources::parse(path, text)?;
     let mut vars = String::from(if requires.is_empty() {
         "vars: {}\n"
