@@ -388,6 +388,7 @@ fn what_a_profile_cannot_say_is_stated() {
       "from-device-policy": {"access-lists": {"access-list": [{"name": "fr"}]}}},
       "ietf-access-control-list:acls": {"acl": [{"name": "fr", "type": "ipv4-acl-type", "aces": {"ace": [
         {"name": "flags", "matches": {"ipv4": {"protocol": 6, "dscp": 10, "destination-ipv4-network": "198.51.100.0/24"}, "tcp": {"flags": "syn", "source-port": {"operator": "eq", "port": 5000}, "destination-port": {"operator": "neq", "port": 80}}}, "actions": {"forwarding": "accept"}},
+        {"name": "local", "matches": {"ietf-mud:mud": {"local-networks": null}, "udp": {"destination-port": {"port": 5000}}}, "actions": {"forwarding": "accept"}},
         {"name": "deny", "matches": {"ipv4": {"destination-ipv4-network": "203.0.113.0/24"}}, "actions": {"forwarding": "drop"}},
         {"name": "code", "matches": {"ipv4": {"dst-dnsname-typo": "a.example.com", "protocol": 1}, "icmp": {"type": 3, "code": 4}}, "actions": {"forwarding": "accept"}}
       ]}}]}}"#;
@@ -405,6 +406,7 @@ fn what_a_profile_cannot_say_is_stated() {
     assert_eq!(
         egress,
         vec![
+            r#"Some(["$mud_local_networks"]) None udp Some(["Number(5000)"]) None"#,
             r#"Some(["0.0.0.0/0"]) None icmp None Some(["Number(3)"])"#,
             r#"Some(["198.51.100.0/24"]) None tcp Some(["Range(\"0-79\")"]) None"#,
             r#"Some(["198.51.100.0/24"]) None tcp Some(["Range(\"81-65535\")"]) None"#,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Unknown members of an object, in file order is not needed: by name.
+/// Unknown members of an object, by name.
 pub type Rest = BTreeMap<String, Value>;
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -232,22 +232,34 @@ pub struct IcmpMatch {
 pub struct MudMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manufacturer: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_leaf",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub same_manufacturer: Option<Empty>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_leaf",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_networks: Option<Empty>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_leaf",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub my_controller: Option<Empty>,
     #[serde(flatten, skip_serializing)]
     pub rest: Rest,
 }
 
 /// A YANG `empty` leaf: `[null]` in RFC 7951 JSON. `null` and `true`,
-/// which some generators write, are read as the same.
+/// which some generators write, are read as the same (see `empty_leaf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Empty;
 
@@ -270,6 +282,12 @@ impl<'de> Deserialize<'de> for Empty {
             ))),
         }
     }
+}
+
+/// A present empty leaf, `null` included (serde reads a bare `null` for an
+/// `Option` as absent, which would drop the class).
+fn empty_leaf<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Empty>, D::Error> {
+    Empty::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
