@@ -592,6 +592,14 @@ fn the_shape_check_catches_what_it_checks() {
         "in an ACL of another type",
     );
     broken(
+        &|v| v.pointer_mut(ace).unwrap()["eth"] = serde_json::json!({}),
+        "in an ACL of a type without Ethernet matches",
+    );
+    broken(
+        &|v| v["ietf-access-control-list:acls"]["acl"][1]["name"] = "x".repeat(65).into(),
+        "is not 1 to 64 characters",
+    );
+    broken(
         &|v| v.pointer_mut(ace).unwrap()["udp"] = serde_json::json!({}),
         "one l4 choice",
     );

@@ -6,8 +6,8 @@
 //! name), and that every ACL a policy names exists.
 //!
 //! Not a YANG validator: no maintained pure-Rust one exists (the `yang2`
-//! crate binds the C libyang, which this workplace does not ship), so the
-//! shape is written down here from the modules' trees. Members in another
+//! crate binds the C libyang and needs the modules' YANG files at run
+//! time), so the shape is written down here from the modules' trees. Members in another
 //! module's namespace are extension nodes, allowed when the file declares
 //! `extensions` (RFC 8520 section 3.7: MUD managers ignore what they do not
 //! understand).
@@ -166,7 +166,7 @@ fn mud_check(c: &mut Check, m: &Value, acls: &BTreeSet<String>) {
         if v.as_str().is_some_and(|s| !s.starts_with("https://")) {
             c.bad(
                 &format!("{at}/mud-url"),
-                "a MUD URL uses the https scheme (RFC 8520 section 1.5)",
+                "a MUD URL uses the https scheme (RFC 8520)",
             );
         }
     }
@@ -305,6 +305,12 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
             c.bad(&at, "has no name");
             continue;
         };
+        if !(1..=64).contains(&name.len()) {
+            c.bad(
+                &at,
+                format!("the ACL name `{name}` is not 1 to 64 characters"),
+            );
+        }
         if !names.insert(name.to_string()) {
             c.bad(&at, format!("the ACL name `{name}` is used twice"));
         }
@@ -312,16 +318,46 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
             .get("type")
             .and_then(Value::as_str)
             .map(super::entry::unprefixed);
-        let (v4, v6) = match kind {
-            Some("ipv4-acl-type") | Some("mixed-eth-ipv4-acl-type") => (true, false),
-            Some("ipv6-acl-type") | Some("mixed-eth-ipv6-acl-type") => (false, true),
-            Some("mixed-eth-ipv4-ipv6-acl-type") => (true, true),
-            Some("eth-acl-type") => (false, false),
+        // Which l2/l3 matches the type admits (RFC 8519's `when`s).
+        let family = match kind {
+            Some("ipv4-acl-type") => Family {
+                v4: true,
+                v6: false,
+                eth: false,
+            },
+            Some("ipv6-acl-type") => Family {
+                v4: false,
+                v6: true,
+                eth: false,
+            },
+            Some("mixed-eth-ipv4-acl-type") => Family {
+                v4: true,
+                v6: false,
+                eth: true,
+            },
+            Some("mixed-eth-ipv6-acl-type") => Family {
+                v4: false,
+                v6: true,
+                eth: true,
+            },
+            Some("eth-acl-type") => Family {
+                v4: false,
+                v6: false,
+                eth: true,
+            },
+            Some("mixed-eth-ipv4-ipv6-acl-type") | None => Family {
+                v4: true,
+                v6: true,
+                eth: true,
+            },
             Some(other) => {
                 c.bad(&at, format!("unknown ACL type `{other}`"));
-                (true, true)
+                Family {
+                    v4: true,
+                    v6: true,
+                    eth: true,
+                }
             }
-            None => (true, true),
         };
         let Some(aces) = a.get("aces") else { continue };
         let at = format!("{at}/aces");
@@ -351,7 +387,7 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
                 _ => c.bad(&at, "has no name of 1 to 64 characters"),
             }
             if let Some(m) = e.get("matches") {
-                matches_check(c, &format!("{at}/matches"), m, v4, v6);
+                matches_check(c, &format!("{at}/matches"), m, family);
             }
             match e
                 .get("actions")
@@ -366,7 +402,21 @@ fn acls_check(c: &mut Check, acls: &Value, names: &mut BTreeSet<String>) {
     }
 }
 
-fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
+#[derive(Clone, Copy)]
+struct Family {
+    v4: bool,
+    v6: bool,
+    eth: bool,
+}
+
+fn matches_check(c: &mut Check, at: &str, m: &Value, family: Family) {
+    let Family { v4, v6, eth } = family;
+    if m.get("eth").is_some() && !eth {
+        c.bad(
+            &format!("{at}/eth"),
+            "in an ACL of a type without Ethernet matches",
+        );
+    }
     let Some(m) = c.object(at, m) else { return };
     c.members(
         at,
@@ -383,7 +433,7 @@ fn matches_check(c: &mut Check, at: &str, m: &Value, v4: bool, v6: bool) {
             "ietf-mud:mud",
         ],
     );
-    let l3: Vec<&str> = ["eth", "ipv4", "ipv6"]
+    let l3: Vec<&str> = ["ipv4", "ipv6"]
         .into_iter()
         .filter(|k| m.contains_key(*k))
         .collect();
