@@ -377,6 +377,7 @@ fn what_a_profile_cannot_say_is_stated() {
         "MUD ACE from-ipv4-tplinkplug-4: matches 255.255.255.255/32 and local-networks together",
         "The Ethernet ACL from-ethernet-tplinkplug (ACEs from-ethernet-tplinkplug-0)",
         "names its peer in an IPv4 ACL only",
+        "MUD ACE from-ipv4-tplinkplug-9: allows DNS over UDP; `use: [dns]` also allows TCP port 53",
     ] {
         assert!(
             limits.iter().any(|l| l.contains(want)),

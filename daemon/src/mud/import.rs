@@ -78,6 +78,8 @@ pub fn import(mud: &MudFile, name: Option<&str>) -> Result<Profile, String> {
         inbound: Vec::new(),
         answers: Vec::new(),
         families: BTreeMap::new(),
+        dns_protos: BTreeSet::new(),
+        dns_aces: Vec::new(),
     };
     b.rules(&entries);
     for (block, what) in [
@@ -232,6 +234,9 @@ struct Build {
     /// Names (of non-ICMP rules) and the families of the ACLs naming them,
     /// with each ACE's position in the file.
     families: BTreeMap<String, BTreeSet<(&'static str, usize, String)>>,
+    /// The protocols and ACEs of the file's DNS ACEs.
+    dns_protos: BTreeSet<Option<u8>>,
+    dns_aces: Vec<String>,
 }
 
 fn has_only(ports: &Option<Vec<(u16, u16)>>, allowed: &[u16]) -> bool {
@@ -331,6 +336,10 @@ impl Build {
             }
             if let Some(block) = Self::block(e) {
                 self.uses.insert(block);
+                if block == "dns" && e.dir == Dir::From {
+                    self.dns_protos.insert(e.proto);
+                    self.dns_aces.push(e.name.clone());
+                }
                 if block == "ntp" {
                     self.requires.entry(NTP_VAR.into()).or_insert(Require {
                         description: format!(
@@ -383,6 +392,11 @@ impl Build {
             }
         }
         self.family_notes();
+        if !self.dns_protos.is_empty() && !self.dns_protos.contains(&Some(TCP)) {
+            for ace in self.dns_aces.clone() {
+                self.notes.add(&ace, "allows DNS over UDP; `use: [dns]` also allows TCP port 53 to the resolvers (DNS falls back to TCP for long answers)".into());
+            }
+        }
     }
 
     /// The profile's text for a peer, registering site variables.
