@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod links;
 pub mod lock;
 pub mod metrics;
+pub mod mud;
 pub mod notify;
 pub mod policy;
 pub mod prepare;

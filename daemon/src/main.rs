@@ -85,6 +85,12 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// MUD (RFC 8520) files: import one as a vendor profile, export a
+    /// profile as one.
+    Mud {
+        #[command(subcommand)]
+        command: MudCommand,
+    },
     /// Print the JSON Schema of policy files (shipped as
     /// policies/policy.schema.json, for editors).
     Schema,
@@ -112,6 +118,60 @@ enum Command {
         /// Detach even while a daemon is running for this pin directory.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MudCommand {
+    /// Turn a MUD file (JSON) into a vendor profile (YAML).
+    ///
+    /// The MUD file: ietf-mud with ietf-access-control-list ACLs; the
+    /// profile: the shape of policies/vendors/*.yaml. from-device ACEs become egress rules (dst-dnsname: names; networks:
+    /// addresses; protocol and destination port), to-device ACEs that open
+    /// flows inbound rules, answers ride the device's flows; local-networks,
+    /// same-manufacturer, manufacturer, model, controller and my-controller
+    /// become site variables the profile requires. What the policy language
+    /// cannot say (source ports, TCP flags, ICMP codes, drop actions, ...) is
+    /// stated in the profile's `limitations:`, each naming its ACEs.
+    Import {
+        /// The MUD file (JSON).
+        file: PathBuf,
+        /// Write the profile here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The profile's name; default: the MUD URL's last path segment.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Write PROFILE of a policy as a MUD file (JSON).
+    ///
+    /// RFC 8520's ietf-mud container with from-device and to-device ACLs per address family, names as ietf-acldns dnsnames,
+    /// site variables as MUD classes (controller, my-controller,
+    /// local-networks, ...), `use: [dhcp, dns, ntp]` as DHCP and the
+    /// registered DNS and NTP controllers. What MUD cannot say (e.g.
+    /// `*.name` wildcards, audit mode) is printed on stderr as
+    /// `limitation: ...`. The file is checked against the MUD and ACL
+    /// modules' shape before it is written.
+    Export {
+        /// The profile's name.
+        profile: String,
+        /// Policy file or directory holding the profile.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Configuration file whose policy holds the profile (the running
+        /// daemon's); default /etc/iotfence/iotfence.yaml.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where the file will be served (https); default: the URL it was
+        /// imported from, else a placeholder under mud.example.com.
+        #[arg(long)]
+        mud_url: Option<String>,
+        /// Write the file here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The file's last-update (RFC 3339); default: now.
+        #[arg(long)]
+        last_update: Option<String>,
     },
 }
 
@@ -281,10 +341,22 @@ fn man(dir: &std::path::Path) -> anyhow::Result<()> {
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
     std::fs::write(dir.join("iotfence.1"), page)?;
+    // Commands with commands of their own (`mud import`) get a page each too.
+    let mut subs: Vec<(String, clap::Command)> = Vec::new();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("iotfence-{}", sub.get_name());
+        for nested in sub
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            subs.push((format!("{name}-{}", nested.get_name()), nested.clone()));
+        }
+        subs.push((name, sub.clone()));
+    }
+    for (name, sub) in subs {
         // A one-shot command: the page's name lives until it exits.
-        let name: &'static str = format!("iotfence-{}", sub.get_name()).leak();
-        let sub = sub.clone().name(name).version(env!("CARGO_PKG_VERSION"));
+        let name: &'static str = name.leak();
+        let sub = sub.name(name).version(env!("CARGO_PKG_VERSION"));
         let mut page = Vec::new();
         clap_mangen::Man::new(sub).render(&mut page)?;
         std::fs::write(dir.join(format!("{name}.1")), page)?;
@@ -401,6 +473,30 @@ fn main() -> ExitCode {
                 eprintln!("iotfence man: {e:#}");
                 exit::OS
             }
+        },
+        Command::Mud { command } => match command {
+            MudCommand::Import { file, output, name } => {
+                iotfence::mud::cli::import_cmd(iotfence::mud::cli::ImportArgs {
+                    file: &file,
+                    output: output.as_deref(),
+                    name: name.as_deref(),
+                })
+            }
+            MudCommand::Export {
+                profile,
+                policy,
+                config,
+                mud_url,
+                output,
+                last_update,
+            } => iotfence::mud::cli::export_cmd(iotfence::mud::cli::ExportArgs {
+                profile: &profile,
+                policy: policy.as_deref(),
+                config: config.as_deref(),
+                mud_url: mud_url.as_deref(),
+                output: output.as_deref(),
+                last_update: last_update.as_deref(),
+            }),
         },
         Command::Schema => {
             print!("{}", iotfence::policy::doc::schema());

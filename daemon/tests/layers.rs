@@ -30,7 +30,7 @@ const LAYERS: &[&[&str]] = &[
     // Metrics, health and status over all of the above.
     &["metrics"],
     // The daemon's main loop: wires everything together.
-    &["explain", "prepare", "run"],
+    &["explain", "mud", "prepare", "run"],
 ];
 
 fn src() -> PathBuf {

@@ -186,10 +186,12 @@ fn main() -> anyhow::Result<()> {
     println!("    dashboards for them: grafana/ (see grafana/README.md)");
     if keep {
         println!(
-            "==> --keep: the lab stays up until Ctrl-C; try\n    ip netns exec {} {} status\n    ip netns exec {} curl -s http://{METRICS}/metrics | grep iotfence_",
+            "==> --keep: the lab stays up until Ctrl-C; try\n    ip netns exec {} {} status\n    ip netns exec {} curl -s http://{METRICS}/metrics | grep iotfence_\n    {} mud export casambi-cloud-gateway --config {}",
             lab.router.name,
             iotfence_tests::lab::daemon_binary().display(),
-            lab.router.name
+            lab.router.name,
+            iotfence_tests::lab::daemon_binary().display(),
+            site.config.display()
         );
         while !interrupted() {
             std::thread::sleep(Duration::from_millis(200));

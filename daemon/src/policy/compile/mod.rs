@@ -32,6 +32,9 @@ mod steps;
 mod vars;
 
 pub use origin::RuleOrigin;
+/// A rule's protocol and port (or ICMP type) ranges, as the compiler reads
+/// them (`mud export` writes them as ACEs).
+pub use rule::service;
 
 /// Name of the profile built in for unknown devices.
 pub const BUILTIN_DEFAULT: &str = "default";

@@ -166,7 +166,7 @@ pub(super) fn egress_rule(
 }
 
 /// Protocol and port (or ICMP type) ranges of one rule.
-pub(super) fn service(d: &mut Diags<'_>, r: &RuleDoc) -> Option<Vec<PortRule>> {
+pub fn service(d: &mut Diags<'_>, r: &RuleDoc) -> Option<Vec<PortRule>> {
     let proto = match &r.proto.value {
         ProtoSpec::Name(n) => match n.to_ascii_lowercase().as_str() {
             "tcp" => PROTO_TCP,
