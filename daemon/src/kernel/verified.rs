@@ -244,7 +244,7 @@ mod tests {
     /// (then in `STATELESS`).
     #[test]
     fn the_objects_unpinned_maps_hold_no_state() {
-        let obj = aya_obj::Object::parse(super::super::object::BPF_OBJECT).unwrap();
+        let obj = aya_obj::Object::parse(crate::kernel::object::BPF_OBJECT).unwrap();
         let pinned: Vec<String> = pinned_definitions()
             .unwrap()
             .into_iter()
