@@ -239,6 +239,8 @@ pub trait Record {
     fn violation(&self, v: Violation);
     /// Lines the events file refused.
     fn write_errors(&self, n: u64);
+    /// Every event as decoded (a learning session aggregates them).
+    fn observed(&self, _e: &ViolationEvent, _v: &Violation) {}
 }
 
 /// Writes every queued event as a JSON line; returns how many.
@@ -253,6 +255,7 @@ pub fn drain(
     while let Some(item) = ring.next() {
         if let Some(e) = decode(&item) {
             let v = describe(&e, policy, record.names());
+            record.observed(&e, &v);
             if let Ok(line) = serde_json::to_string(&v) {
                 if !out.write(&line) {
                     failed += 1;

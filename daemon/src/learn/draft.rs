@@ -1,0 +1,251 @@
+//! The draft profile: a policy file with one profile allowing what the
+//! device did while it was learned. Names become domain rules (siblings
+//! collapsed, see `collapse`), each with the protocols and ports used;
+//! addresses no DNS answer named are address rules flagged as a policy
+//! smell; DHCP and DNS to the site's servers become `use:` blocks; counts
+//! and first/last seen are YAML comments. A pure function of the report,
+//! so the README's example is checked against it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write,
+    net::IpAddr,
+};
+
+use iotfence_common::consts::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+
+use super::{
+    collapse::{collapse, domain_order},
+    report::{DestSeen, Report},
+};
+
+/// The site's servers, which the built-in blocks name.
+pub struct Site {
+    pub resolvers: Vec<IpAddr>,
+    pub dhcp_servers: Vec<IpAddr>,
+}
+
+/// The draft's profile name for `device`.
+pub fn profile_name(device: &str) -> String {
+    format!("{device}-learned")
+}
+
+/// Flows, first and last seen of some destinations, for a comment.
+#[derive(Default)]
+struct Seen {
+    flows: u64,
+    first: String,
+    last: String,
+}
+
+impl Seen {
+    fn add(&mut self, d: &DestSeen) {
+        self.flows += d.flows;
+        if self.first.is_empty() || d.first < self.first {
+            self.first = d.first.clone();
+        }
+        if d.last > self.last {
+            self.last = d.last.clone();
+        }
+    }
+
+    fn text(&self) -> String {
+        let s = if self.flows == 1 { "" } else { "s" };
+        format!("{} flow{s}, first {}, last {}", self.flows, self.first, self.last)
+    }
+}
+
+/// What the built-in blocks cover: `dhcp` or `dns`, if `d` is theirs.
+fn block_of(d: &DestSeen, site: &Site) -> Option<&'static str> {
+    let dhcp4: IpAddr = [255, 255, 255, 255].into();
+    let dhcp6: IpAddr = "ff02::1:2".parse().expect("an address");
+    match (d.proto, d.port) {
+        (PROTO_UDP | PROTO_TCP, 53) if site.resolvers.contains(&d.addr) => Some("dns"),
+        (PROTO_UDP, 67) if d.addr == dhcp4 || site.dhcp_servers.contains(&d.addr) => Some("dhcp"),
+        (PROTO_UDP, 547) if d.addr == dhcp6 || site.dhcp_servers.contains(&d.addr) => Some("dhcp"),
+        _ => None,
+    }
+}
+
+/// A YAML scalar: plain when that is unambiguous, else double-quoted.
+fn scalar(s: &str) -> String {
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        quoted(s)
+    }
+}
+
+fn quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The rules of one destination (a pattern or an address): one per
+/// protocol, with its ports when it has them.
+fn rules(out: &mut String, to: &str, used: &BTreeMap<u8, BTreeSet<u16>>) {
+    for (proto, ports) in used {
+        let _ = writeln!(out, "      - to: [{}]", quoted(to));
+        let _ = writeln!(out, "        proto: {}", proto_text(*proto));
+        if matches!(*proto, PROTO_TCP | PROTO_UDP) {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let _ = writeln!(out, "        ports: [{}]", list.join(", "));
+        }
+    }
+}
+
+/// Renders the draft of `r`.
+pub fn render(r: &Report, site: &Site) -> String {
+    let mut out = String::new();
+    let mut blocks: BTreeMap<&str, Seen> = BTreeMap::new();
+    // Destinations by the names that gave them, and literal ones.
+    let mut named: BTreeMap<&str, Vec<&DestSeen>> = BTreeMap::new();
+    let mut literal: BTreeMap<IpAddr, Vec<&DestSeen>> = BTreeMap::new();
+    for d in &r.destinations {
+        if let Some(b) = block_of(d, site) {
+            blocks.entry(b).or_default().add(d);
+        } else if d.names.is_empty() {
+            literal.entry(d.addr).or_default().push(d);
+        } else {
+            for n in &d.names {
+                named.entry(n).or_default().push(d);
+            }
+        }
+    }
+    let ended = match r.state.as_str() {
+        "stopped" => "stopped early by the client",
+        "running" => "still running",
+        _ => "ran its course",
+    };
+    let _ = writeln!(out, "# Draft profile for {}, written by `iotfence learn`: what the device did", r.device);
+    let _ = writeln!(
+        out,
+        "# in {} s of the {} s asked ({ended}). It allows what was seen, nothing else: review it",
+        r.observed_seconds, r.requested_seconds
+    );
+    let _ = writeln!(out, "# (a destination the device uses rarely may be missing), then give it to the device.");
+    if r.names_over_cap + r.destinations_over_cap > 0 {
+        let _ = writeln!(
+            out,
+            "# INCOMPLETE: the session's table was full; {} destination(s) and {} name(s) were not recorded.",
+            r.destinations_over_cap, r.names_over_cap
+        );
+    }
+    let name = profile_name(&r.device);
+    let _ = writeln!(out, "profiles:\n  {}:", scalar(&name));
+    let _ = writeln!(
+        out,
+        "    description: {}",
+        quoted(&format!("Learned from device {} (profile {} while it was learned)", r.device, r.profile))
+    );
+    let _ = writeln!(
+        out,
+        "    source: {}",
+        quoted(&format!(
+            "learned by iotfence learn on {} from device {}, {} for {} s",
+            r.daemon, r.device, r.started, r.observed_seconds
+        ))
+    );
+    let _ = writeln!(out, "    mode: enforce");
+    if !blocks.is_empty() {
+        let list: Vec<&str> = blocks.keys().copied().collect();
+        let _ = writeln!(out, "    use: [{}]", list.join(", "));
+        for (b, seen) in &blocks {
+            let _ = writeln!(out, "    # {b}: {}", seen.text());
+        }
+    }
+    if named.is_empty() && literal.is_empty() {
+        let _ = writeln!(out, "    egress: []");
+    } else {
+        let _ = writeln!(out, "    egress:");
+    }
+    let reached: BTreeSet<String> = named.keys().map(|n| n.to_string()).collect();
+    let answers: BTreeMap<&str, u64> = r.names.iter().map(|n| (n.name.as_str(), n.answers)).collect();
+    for g in collapse(&reached) {
+        let mut used: BTreeMap<u8, BTreeSet<u16>> = BTreeMap::new();
+        let mut all = Seen::default();
+        let mut lines = Vec::new();
+        for m in &g.members {
+            let mut seen = Seen::default();
+            let mut ports = BTreeSet::new();
+            for d in &named[m.as_str()] {
+                used.entry(d.proto).or_default().insert(d.port);
+                seen.add(d);
+                all.add(d);
+                ports.insert(port_text(d));
+            }
+            let asked = answers.get(m.as_str()).copied().unwrap_or(0);
+            let ports: Vec<String> = ports.into_iter().collect();
+            lines.push(format!("{m} ({}): {}, {asked} answer(s)", ports.join(", "), seen.text()));
+        }
+        if g.members.len() > 1 {
+            let _ = writeln!(out, "      # {} names under {}: {}", g.members.len(), g.pattern, all.text());
+            for l in lines {
+                let _ = writeln!(out, "      #   {l}");
+            }
+        } else {
+            let _ = writeln!(out, "      # {}", lines[0]);
+        }
+        rules(&mut out, &g.pattern, &used);
+    }
+    for (addr, dests) in &literal {
+        let mut used: BTreeMap<u8, BTreeSet<u16>> = BTreeMap::new();
+        let mut seen = Seen::default();
+        for d in dests {
+            used.entry(d.proto).or_default().insert(d.port);
+            seen.add(d);
+        }
+        let _ = writeln!(
+            out,
+            "      # POLICY SMELL: {addr} was reached without a DNS answer naming it (a hard-coded\n      # address: ask the vendor for its name, or keep it knowingly): {}",
+            seen.text()
+        );
+        rules(&mut out, &addr.to_string(), &used);
+    }
+    let unreached: Vec<_> = r.names.iter().filter(|n| !reached.contains(&n.name)).collect();
+    if !unreached.is_empty() {
+        let _ = writeln!(out, "    # Resolved but never reached (not allowed above):");
+        let mut unreached = unreached;
+        unreached.sort_by_key(|n| domain_order(&n.name));
+        for n in unreached {
+            let _ = writeln!(out, "    #   {}: {} answer(s), last {}", n.name, n.answers, n.last);
+        }
+    }
+    out
+}
+
+/// A protocol as a policy writes it: the names the policy knows, else
+/// the number.
+fn proto_text(proto: u8) -> String {
+    match proto {
+        PROTO_TCP => "tcp".into(),
+        PROTO_UDP => "udp".into(),
+        PROTO_ICMP => "icmp".into(),
+        PROTO_ICMPV6 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+fn port_text(d: &DestSeen) -> String {
+    let p = proto_text(d.proto);
+    if matches!(d.proto, PROTO_TCP | PROTO_UDP) {
+        format!("{p} {}", d.port)
+    } else {
+        p
+    }
+}
