@@ -12,7 +12,9 @@ use std::{
     net::IpAddr,
 };
 
-use iotfence_common::consts::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use iotfence_common::consts::{
+    LEARNED_RULES_PER_ADDR, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RULES_PER_PREFIX,
+};
 
 use super::{
     collapse::{collapse, domain_order},
@@ -96,14 +98,66 @@ fn quoted(s: &str) -> String {
     out
 }
 
-/// The rules of one destination (a pattern or an address): one per
-/// protocol, with its ports when it has them.
-fn rules(out: &mut String, to: &str, used: &BTreeMap<u8, BTreeSet<u16>>) {
+/// The (protocol, port range) rules one destination may carry: a domain
+/// pattern's learned address holds `LEARNED_RULES_PER_ADDR`, an address
+/// prefix `RULES_PER_PREFIX` (what `iotfence check` enforces).
+const NAME_BUDGET: usize = LEARNED_RULES_PER_ADDR;
+const ADDRESS_BUDGET: usize = RULES_PER_PREFIX;
+
+/// Ports as ranges within `budget` rules in all (protocols without ports
+/// take one each): consecutive ports merge, then the closest neighbours of
+/// one protocol until it fits. Returns each protocol's ranges and how many
+/// ports the merging allowed that were never seen.
+fn ranges(used: &BTreeMap<u8, BTreeSet<u16>>, budget: usize) -> (BTreeMap<u8, Vec<(u16, u16)>>, u32) {
+    let mut out: BTreeMap<u8, Vec<(u16, u16)>> = BTreeMap::new();
     for (proto, ports) in used {
+        let mut r: Vec<(u16, u16)> = Vec::new();
+        if matches!(*proto, PROTO_TCP | PROTO_UDP) {
+            for &p in ports {
+                match r.last_mut() {
+                    Some(last) if last.1.checked_add(1) == Some(p) => last.1 = p,
+                    _ => r.push((p, p)),
+                }
+            }
+        } else {
+            r.push((0, 0));
+        }
+        out.insert(*proto, r);
+    }
+    let mut widened = 0;
+    while out.values().map(Vec::len).sum::<usize>() > budget {
+        // The smallest gap between neighbouring ranges of one protocol.
+        let best = out
+            .iter()
+            .flat_map(|(proto, r)| r.windows(2).enumerate().map(move |(i, w)| (w[1].0 - w[0].1, *proto, i)))
+            .min();
+        let Some((gap, proto, i)) = best else { break };
+        let r = out.get_mut(&proto).expect("a protocol listed");
+        r[i].1 = r[i + 1].1;
+        r.remove(i + 1);
+        widened += gap as u32 - 1;
+    }
+    (out, widened)
+}
+
+/// The rules of one destination (a pattern or an address): one per
+/// protocol, with its ports (ranges) when it has them.
+fn rules(out: &mut String, to: &str, used: &BTreeMap<u8, BTreeSet<u16>>, budget: usize) {
+    let (ranges, widened) = ranges(used, budget);
+    if widened > 0 {
+        let _ = writeln!(
+            out,
+            "      # WIDENED to fit {budget} rules: the ranges below allow {widened} port(s) never seen"
+        );
+    }
+    for (proto, r) in &ranges {
         let _ = writeln!(out, "      - to: [{}]", quoted(to));
         let _ = writeln!(out, "        proto: {}", proto_text(*proto));
         if matches!(*proto, PROTO_TCP | PROTO_UDP) {
-            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let list: Vec<String> = r
+                .iter()
+                .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("\"{lo}-{hi}\"") })
+                .collect();
             let _ = writeln!(out, "        ports: [{}]", list.join(", "));
         }
     }
@@ -201,7 +255,7 @@ pub fn render(r: &Report, site: &Site) -> String {
         } else {
             let _ = writeln!(out, "      # {}", lines[0]);
         }
-        rules(&mut out, &g.pattern, &used);
+        rules(&mut out, &g.pattern, &used, NAME_BUDGET);
     }
     for (addr, dests) in &literal {
         let mut used: BTreeMap<u8, BTreeSet<u16>> = BTreeMap::new();
@@ -215,7 +269,7 @@ pub fn render(r: &Report, site: &Site) -> String {
             "      # POLICY SMELL: {addr} was reached without a DNS answer naming it (a hard-coded\n      # address: ask the vendor for its name, or keep it knowingly): {}",
             seen.text()
         );
-        rules(&mut out, &addr.to_string(), &used);
+        rules(&mut out, &addr.to_string(), &used, ADDRESS_BUDGET);
     }
     let unreached: Vec<_> = r.names.iter().filter(|n| !reached.contains(&n.name)).collect();
     if !unreached.is_empty() {
@@ -247,5 +301,26 @@ fn port_text(d: &DestSeen) -> String {
         format!("{p} {}", d.port)
     } else {
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn used(list: &[(u8, &[u16])]) -> BTreeMap<u8, BTreeSet<u16>> {
+        list.iter().map(|(p, ports)| (*p, ports.iter().copied().collect())).collect()
+    }
+
+    #[test]
+    fn consecutive_ports_merge_and_a_budget_widens_the_smallest_gaps() {
+        let u = used(&[(PROTO_TCP, &[443, 8080, 8081, 8082]), (PROTO_ICMP, &[])]);
+        let (r, widened) = ranges(&u, 8);
+        assert_eq!(r[&PROTO_TCP], [(443, 443), (8080, 8082)]);
+        assert_eq!((r[&PROTO_ICMP].len(), widened), (1, 0));
+        let u = used(&[(PROTO_UDP, &[10, 12, 20, 100, 101, 200])]);
+        let (r, widened) = ranges(&u, 3);
+        assert_eq!(r[&PROTO_UDP], [(10, 20), (100, 101), (200, 200)]);
+        assert_eq!(widened, 8);
     }
 }

@@ -257,19 +257,25 @@ impl Engine {
         let fd = self.ring.as_raw_fd();
         self.last_beat = mono_ns();
         let mut last_save = self.last_beat;
-        loop {
+        'serve: loop {
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
             unsafe { libc::poll(&mut pfd, 1, 100) };
-            self.drain();
-            match rx.try_recv() {
-                Ok(Command::Policy(p)) => self.reconcile(p),
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {}
+            // Policy changes before the answers that woke the thread: an
+            // answer to a query sent after a reload (or after a device's
+            // learning ended) is judged by the policy then applied, not by
+            // the one before it.
+            loop {
+                match rx.try_recv() {
+                    Ok(Command::Policy(p)) => self.reconcile(p),
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'serve,
+                    Err(TryRecvError::Empty) => break,
+                }
             }
+            self.drain();
             let now = mono_ns();
             if self.beat_if_due(now) {
                 self.pending.expire(now);
