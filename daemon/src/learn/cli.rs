@@ -140,9 +140,9 @@ fn finish(a: &Args, cfg: &config::Config, report: &Report) -> i32 {
         }
         None => print!("{text}"),
     }
-    let literal = report.destinations.iter().filter(|d| d.names.is_empty()).count();
+    let literal = draft::literal(report, &site);
     eprintln!(
-        "{} learned in {} s: {} destination(s), {} name(s) resolved, {} literal destination(s) reached without DNS{}",
+        "{} learned in {} s: {} destination(s), {} name(s) resolved, {} reached without DNS{}",
         report.device,
         report.observed_seconds,
         report.destinations.len(),

@@ -69,6 +69,15 @@ fn block_of(d: &DestSeen, site: &Site) -> Option<&'static str> {
     }
 }
 
+/// Destinations reached by address alone: no DNS answer named them and no
+/// built-in block covers them (the draft's policy smells).
+pub fn literal(r: &Report, site: &Site) -> usize {
+    r.destinations
+        .iter()
+        .filter(|d| d.names.is_empty() && block_of(d, site).is_none())
+        .count()
+}
+
 /// A YAML scalar: plain when that is unambiguous, else double-quoted.
 fn scalar(s: &str) -> String {
     let plain = s
