@@ -181,7 +181,8 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
     // Learn mode (`/learn`); the policy as applied differs from the
     // configured one while devices are learned.
-    let (learn, mut learn_requests) = learning::Learning::open(&cfg, dns.learning.clone(), &shared)?;
+    let (learn, mut learn_requests) =
+        learning::Learning::open(&cfg, dns.learning.clone(), &shared)?;
     let mut applied = policy.clone();
     let mut refusals = dns
         .refusals

@@ -6,8 +6,9 @@
 
 use iotfence_common::{
     consts::{CONFIG_READY, DEVICE_LEARNING},
-    keys::rule_scope, values::LearnedMatch, Config, DeviceInfo, Global, Mode,
-    Reason, Verdict,
+    keys::rule_scope,
+    values::LearnedMatch,
+    Config, DeviceInfo, Global, Mode, Reason, Verdict,
 };
 
 use crate::{

@@ -63,7 +63,10 @@ pub fn run(a: Args) -> i32 {
         }
     };
     let Some(addr) = cfg.metrics_listen.map(reachable) else {
-        eprintln!("{}: metrics are disabled, and learning talks to the daemon there", a.config.display());
+        eprintln!(
+            "{}: metrics are disabled, and learning talks to the daemon there",
+            a.config.display()
+        );
         return exit::USAGE;
     };
     let token = match token::read(&cfg.state_dir) {
@@ -107,7 +110,12 @@ fn wait(daemon: &Daemon, device: &str, seconds: u64) -> Result<Report, CallError
         if Instant::now() >= progress {
             progress += Duration::from_secs(15);
             let r = daemon.progress(device)?;
-            eprintln!("  {} s: {} destination(s), {} name(s) so far", r.observed_seconds, r.destinations.len(), r.names.len());
+            eprintln!(
+                "  {} s: {} destination(s), {} name(s) so far",
+                r.observed_seconds,
+                r.destinations.len(),
+                r.names.len()
+            );
         }
     }
     if !INTERRUPTED.load(Ordering::SeqCst) {
@@ -155,7 +163,10 @@ fn finish(a: &Args, cfg: &config::Config, report: &Report) -> i32 {
     );
     match checked {
         Ok(_) => {
-            eprintln!("the draft passes iotfence check ({})", check_hint(a.output.as_deref(), &a.config));
+            eprintln!(
+                "the draft passes iotfence check ({})",
+                check_hint(a.output.as_deref(), &a.config)
+            );
             0
         }
         Err(diags) => {
@@ -170,7 +181,11 @@ fn finish(a: &Args, cfg: &config::Config, report: &Report) -> i32 {
 
 fn check_hint(output: Option<&Path>, config: &Path) -> String {
     match output {
-        Some(p) => format!("iotfence check --config {} {}", config.display(), p.display()),
+        Some(p) => format!(
+            "iotfence check --config {} {}",
+            config.display(),
+            p.display()
+        ),
         None => format!("against {}", config.display()),
     }
 }

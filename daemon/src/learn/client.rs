@@ -76,7 +76,10 @@ impl Daemon {
 
     /// Starts learning `device` for `seconds`.
     pub fn start(&self, device: &str, seconds: u64) -> Result<Report, CallError> {
-        self.call("POST", &format!("device={}&seconds={seconds}", encode(device)))
+        self.call(
+            "POST",
+            &format!("device={}&seconds={seconds}", encode(device)),
+        )
     }
 
     /// What the session saw so far.

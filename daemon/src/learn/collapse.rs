@@ -52,7 +52,11 @@ pub fn collapse(names: &BTreeSet<String>) -> Vec<Group> {
     let mut taken: BTreeSet<&str> = BTreeSet::new();
     let mut groups = Vec::new();
     for s in order {
-        let free: Vec<&str> = under[s].iter().copied().filter(|n| !taken.contains(n)).collect();
+        let free: Vec<&str> = under[s]
+            .iter()
+            .copied()
+            .filter(|n| !taken.contains(n))
+            .collect();
         if free.len() >= SIBLINGS {
             taken.extend(&free);
             groups.push(Group {
@@ -61,10 +65,15 @@ pub fn collapse(names: &BTreeSet<String>) -> Vec<Group> {
             });
         }
     }
-    groups.extend(names.iter().filter(|n| !taken.contains(n.as_str())).map(|n| Group {
-        pattern: n.clone(),
-        members: vec![n.clone()],
-    }));
+    groups.extend(
+        names
+            .iter()
+            .filter(|n| !taken.contains(n.as_str()))
+            .map(|n| Group {
+                pattern: n.clone(),
+                members: vec![n.clone()],
+            }),
+    );
     groups.sort_by_key(|g| domain_order(g.pattern.trim_start_matches("*.")));
     groups
 }
@@ -81,14 +90,27 @@ mod tests {
 
     fn run(names: &[&str]) -> Vec<(String, usize)> {
         let set = names.iter().map(|n| n.to_string()).collect();
-        collapse(&set).into_iter().map(|g| (g.pattern, g.members.len())).collect()
+        collapse(&set)
+            .into_iter()
+            .map(|g| (g.pattern, g.members.len()))
+            .collect()
     }
 
     #[test]
     fn three_siblings_collapse_two_do_not() {
         assert_eq!(
-            run(&["a.api.example.com", "b.api.example.com", "c.api.example.com", "x.example.org", "y.example.org"]),
-            [("*.api.example.com".to_string(), 3), ("x.example.org".into(), 1), ("y.example.org".into(), 1)]
+            run(&[
+                "a.api.example.com",
+                "b.api.example.com",
+                "c.api.example.com",
+                "x.example.org",
+                "y.example.org"
+            ]),
+            [
+                ("*.api.example.com".to_string(), 3),
+                ("x.example.org".into(), 1),
+                ("y.example.org".into(), 1)
+            ]
         );
     }
 
@@ -98,7 +120,15 @@ mod tests {
         // `com` or CloudFront's private suffix, which are public.
         assert_eq!(run(&["a.co.uk", "b.co.uk", "c.co.uk"]).len(), 3);
         assert_eq!(run(&["one.com", "two.com", "three.com"]).len(), 3);
-        assert_eq!(run(&["d1.cloudfront.net", "d2.cloudfront.net", "d3.cloudfront.net"]).len(), 3);
+        assert_eq!(
+            run(&[
+                "d1.cloudfront.net",
+                "d2.cloudfront.net",
+                "d3.cloudfront.net"
+            ])
+            .len(),
+            3
+        );
         // Below a registrable domain of a multi-label suffix: collapsed to it.
         assert_eq!(
             run(&["a.shop.co.uk", "b.shop.co.uk", "c.x.shop.co.uk"]),
@@ -116,7 +146,11 @@ mod tests {
                 "d.us.example.com",
                 "example.com"
             ]),
-            [("example.com".to_string(), 1), ("*.eu.example.com".into(), 3), ("d.us.example.com".into(), 1)]
+            [
+                ("example.com".to_string(), 1),
+                ("*.eu.example.com".into(), 3),
+                ("d.us.example.com".into(), 1)
+            ]
         );
     }
 }

@@ -53,7 +53,10 @@ impl Seen {
 
     fn text(&self) -> String {
         let s = if self.flows == 1 { "" } else { "s" };
-        format!("{} flow{s}, first {}, last {}", self.flows, self.first, self.last)
+        format!(
+            "{} flow{s}, first {}, last {}",
+            self.flows, self.first, self.last
+        )
     }
 }
 
@@ -80,10 +83,7 @@ pub fn literal(r: &Report, site: &Site) -> usize {
 
 /// A YAML scalar: plain when that is unambiguous, else double-quoted.
 fn scalar(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
+    let plain = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
     if plain {
@@ -117,7 +117,10 @@ const ADDRESS_BUDGET: usize = RULES_PER_PREFIX;
 /// take one each): consecutive ports merge, then the closest neighbours of
 /// one protocol until it fits. Returns each protocol's ranges and how many
 /// ports the merging allowed that were never seen.
-fn ranges(used: &BTreeMap<u8, BTreeSet<u16>>, budget: usize) -> (BTreeMap<u8, Vec<(u16, u16)>>, u32) {
+fn ranges(
+    used: &BTreeMap<u8, BTreeSet<u16>>,
+    budget: usize,
+) -> (BTreeMap<u8, Vec<(u16, u16)>>, u32) {
     let mut out: BTreeMap<u8, Vec<(u16, u16)>> = BTreeMap::new();
     for (proto, ports) in used {
         let mut r: Vec<(u16, u16)> = Vec::new();
@@ -138,7 +141,11 @@ fn ranges(used: &BTreeMap<u8, BTreeSet<u16>>, budget: usize) -> (BTreeMap<u8, Ve
         // The smallest gap between neighbouring ranges of one protocol.
         let best = out
             .iter()
-            .flat_map(|(proto, r)| r.windows(2).enumerate().map(move |(i, w)| (w[1].0 - w[0].1, *proto, i)))
+            .flat_map(|(proto, r)| {
+                r.windows(2)
+                    .enumerate()
+                    .map(move |(i, w)| (w[1].0 - w[0].1, *proto, i))
+            })
             .min();
         let Some((gap, proto, i)) = best else { break };
         let r = out.get_mut(&proto).expect("a protocol listed");
@@ -165,7 +172,13 @@ fn rules(out: &mut String, to: &str, used: &BTreeMap<u8, BTreeSet<u16>>, budget:
         if matches!(*proto, PROTO_TCP | PROTO_UDP) {
             let list: Vec<String> = r
                 .iter()
-                .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("\"{lo}-{hi}\"") })
+                .map(|&(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("\"{lo}-{hi}\"")
+                    }
+                })
                 .collect();
             let _ = writeln!(out, "        ports: [{}]", list.join(", "));
         }
@@ -195,13 +208,20 @@ pub fn render(r: &Report, site: &Site) -> String {
         "running" => "still running",
         _ => "ran its course",
     };
-    let _ = writeln!(out, "# Draft profile for {}, written by `iotfence learn`: what the device did", r.device);
+    let _ = writeln!(
+        out,
+        "# Draft profile for {}, written by `iotfence learn`: what the device did",
+        r.device
+    );
     let _ = writeln!(
         out,
         "# in {} s of the {} s asked ({ended}). It allows what was seen, nothing else: review it",
         r.observed_seconds, r.requested_seconds
     );
-    let _ = writeln!(out, "# (a destination the device uses rarely may be missing), then give it to the device.");
+    let _ = writeln!(
+        out,
+        "# (a destination the device uses rarely may be missing), then give it to the device."
+    );
     if r.names_over_cap + r.destinations_over_cap > 0 {
         let _ = writeln!(
             out,
@@ -214,7 +234,10 @@ pub fn render(r: &Report, site: &Site) -> String {
     let _ = writeln!(
         out,
         "    description: {}",
-        quoted(&format!("Learned from device {} (profile {} while it was learned)", r.device, r.profile))
+        quoted(&format!(
+            "Learned from device {} (profile {} while it was learned)",
+            r.device, r.profile
+        ))
     );
     let _ = writeln!(
         out,
@@ -238,7 +261,11 @@ pub fn render(r: &Report, site: &Site) -> String {
         let _ = writeln!(out, "    egress:");
     }
     let reached: BTreeSet<String> = named.keys().map(|n| n.to_string()).collect();
-    let answers: BTreeMap<&str, u64> = r.names.iter().map(|n| (n.name.as_str(), n.answers)).collect();
+    let answers: BTreeMap<&str, u64> = r
+        .names
+        .iter()
+        .map(|n| (n.name.as_str(), n.answers))
+        .collect();
     for g in collapse(&reached) {
         let mut used: BTreeMap<u8, BTreeSet<u16>> = BTreeMap::new();
         let mut all = Seen::default();
@@ -254,10 +281,20 @@ pub fn render(r: &Report, site: &Site) -> String {
             }
             let asked = answers.get(m.as_str()).copied().unwrap_or(0);
             let ports: Vec<String> = ports.into_iter().collect();
-            lines.push(format!("{m} ({}): {}, {asked} answer(s)", ports.join(", "), seen.text()));
+            lines.push(format!(
+                "{m} ({}): {}, {asked} answer(s)",
+                ports.join(", "),
+                seen.text()
+            ));
         }
         if g.members.len() > 1 {
-            let _ = writeln!(out, "      # {} names under {}: {}", g.members.len(), g.pattern, all.text());
+            let _ = writeln!(
+                out,
+                "      # {} names under {}: {}",
+                g.members.len(),
+                g.pattern,
+                all.text()
+            );
             for l in lines {
                 let _ = writeln!(out, "      #   {l}");
             }
@@ -280,13 +317,21 @@ pub fn render(r: &Report, site: &Site) -> String {
         );
         rules(&mut out, &addr.to_string(), &used, ADDRESS_BUDGET);
     }
-    let unreached: Vec<_> = r.names.iter().filter(|n| !reached.contains(&n.name)).collect();
+    let unreached: Vec<_> = r
+        .names
+        .iter()
+        .filter(|n| !reached.contains(&n.name))
+        .collect();
     if !unreached.is_empty() {
         let _ = writeln!(out, "    # Resolved but never reached (not allowed above):");
         let mut unreached = unreached;
         unreached.sort_by_key(|n| domain_order(&n.name));
         for n in unreached {
-            let _ = writeln!(out, "    #   {}: {} answer(s), last {}", n.name, n.answers, n.last);
+            let _ = writeln!(
+                out,
+                "    #   {}: {} answer(s), last {}",
+                n.name, n.answers, n.last
+            );
         }
     }
     out
@@ -318,7 +363,9 @@ mod tests {
     use super::*;
 
     fn used(list: &[(u8, &[u16])]) -> BTreeMap<u8, BTreeSet<u16>> {
-        list.iter().map(|(p, ports)| (*p, ports.iter().copied().collect())).collect()
+        list.iter()
+            .map(|(p, ports)| (*p, ports.iter().copied().collect()))
+            .collect()
     }
 
     #[test]

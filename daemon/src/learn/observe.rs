@@ -153,9 +153,15 @@ mod tests {
         let d = &r.destinations;
         assert_eq!(d.len(), 3);
         let web = d.iter().find(|d| d.port == 443).unwrap();
-        assert_eq!((web.flows, web.first.as_str(), web.last.as_str()), (2, "3", "9"));
+        assert_eq!(
+            (web.flows, web.first.as_str(), web.last.as_str()),
+            (2, "3", "9")
+        );
         assert_eq!(web.names, ["a.example.com", "b.example.com"]);
-        assert_eq!(d.iter().find(|d| d.port == 123).unwrap().names, ["ntp.example.org"]);
+        assert_eq!(
+            d.iter().find(|d| d.port == 123).unwrap().names,
+            ["ntp.example.org"]
+        );
         assert!(d.iter().find(|d| d.port == 8883).unwrap().names.is_empty());
     }
 
@@ -170,7 +176,11 @@ mod tests {
             o.answer(&format!("n{i}.example.com"), a("198.51.100.1"), 1);
         }
         for i in 0..(MAX_ADDRESSES_PER_NAME as u32 + 2) {
-            o.answer("n0.example.com", IpAddr::from(std::net::Ipv4Addr::from(i)), 1);
+            o.answer(
+                "n0.example.com",
+                IpAddr::from(std::net::Ipv4Addr::from(i)),
+                1,
+            );
         }
         let r = o.report(|ns| ns.to_string());
         assert_eq!(r.destinations.len(), MAX_DESTINATIONS);

@@ -83,7 +83,10 @@ impl Sessions {
         }
         let mut g = self.lock();
         if g.get(&s.id).is_some_and(|x| x.ended.is_none()) {
-            return Err(Refusal::Busy(format!("{} is being learned already", s.device)));
+            return Err(Refusal::Busy(format!(
+                "{} is being learned already",
+                s.device
+            )));
         }
         if g.values().filter(|x| x.ended.is_none()).count() >= MAX_SESSIONS {
             return Err(Refusal::Busy(format!(
@@ -135,7 +138,15 @@ impl Sessions {
     }
 
     /// A flow of device `id` (see `Observations::flow`).
-    pub fn flow(&self, id: u32, addr: IpAddr, proto: u8, port: u16, domain: Option<&str>, now_ns: u64) {
+    pub fn flow(
+        &self,
+        id: u32,
+        addr: IpAddr,
+        proto: u8,
+        port: u16,
+        domain: Option<&str>,
+        now_ns: u64,
+    ) {
         if self.active.load(Relaxed) == 0 {
             return;
         }
@@ -217,7 +228,10 @@ impl Sessions {
         r.daemon = s.daemon.clone();
         r.started = humantime::format_rfc3339_seconds(s.started).to_string();
         r.requested_seconds = s.seconds;
-        r.observed_seconds = end.saturating_sub(s.started_ns).div_ceil(1_000_000_000).min(s.seconds);
+        r.observed_seconds = end
+            .saturating_sub(s.started_ns)
+            .div_ceil(1_000_000_000)
+            .min(s.seconds);
         r.state = state.into();
         Some(r)
     }
@@ -247,9 +261,15 @@ mod tests {
         let s = Sessions::default();
         let addr: IpAddr = "198.51.100.7".parse().unwrap();
         s.flow(1, addr, 6, 443, None, S);
-        assert!(s.report(1, S).is_none(), "nothing recorded outside a session");
+        assert!(
+            s.report(1, S).is_none(),
+            "nothing recorded outside a session"
+        );
         start(&s, 1, 60, 10 * S).unwrap();
-        assert_eq!(start(&s, 1, 60, 11 * S), Err(Refusal::Busy("sensor-1 is being learned already".into())));
+        assert_eq!(
+            start(&s, 1, 60, 11 * S),
+            Err(Refusal::Busy("sensor-1 is being learned already".into()))
+        );
         assert!(matches!(start(&s, 2, 0, 11 * S), Err(Refusal::Invalid(_))));
         assert_eq!(s.learning(), [1]);
         s.answer(1, "a.example.com", addr, 11 * S);
@@ -262,11 +282,18 @@ mod tests {
         s.flow(1, addr, 6, 80, None, 71 * S);
         let r = s.report(1, 80 * S).unwrap();
         assert_eq!((r.state.as_str(), r.observed_seconds), ("deadline", 60));
-        assert_eq!(r.destinations.len(), 1, "nothing recorded after the deadline");
+        assert_eq!(
+            r.destinations.len(),
+            1,
+            "nothing recorded after the deadline"
+        );
         assert_eq!(r.destinations[0].names, ["a.example.com"]);
         assert!(s.report(1, 69 * S + KEEP_FINISHED_NS).is_some());
         s.expire(70 * S + KEEP_FINISHED_NS);
-        assert!(s.report(1, 0).is_none(), "an unfetched report is dropped in time");
+        assert!(
+            s.report(1, 0).is_none(),
+            "an unfetched report is dropped in time"
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub fn create(state_dir: &Path) -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     // SAFETY: getrandom writes at most `len` bytes into the buffer.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    anyhow::ensure!(n == bytes.len() as isize, "getrandom: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        n == bytes.len() as isize,
+        "getrandom: {}",
+        std::io::Error::last_os_error()
+    );
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     crate::private::write_atomic(&path(state_dir), format!("{token}\n").as_bytes())
         .context("writing the control token")?;
@@ -56,9 +60,16 @@ mod tests {
         let t = super::create(&dir).unwrap();
         assert_eq!(t.len(), 64);
         assert_eq!(super::read(&dir).unwrap(), t);
-        let mode = std::fs::metadata(super::path(&dir)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(super::path(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(super::matches(&t, &t) && !super::matches(&t, &t[1..]) && !super::matches(&t, &"0".repeat(64)));
+        assert!(
+            super::matches(&t, &t)
+                && !super::matches(&t, &t[1..])
+                && !super::matches(&t, &"0".repeat(64))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

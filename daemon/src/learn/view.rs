@@ -38,14 +38,18 @@ mod tests {
     fn only_learning_devices_move_and_the_policy_stays() {
         let cfg = crate::config::standalone(std::path::Path::new("p.yaml"));
         let text = "profiles:\n  p:\n    use: [dns]\n    egress:\n      - to: [api.example.com]\n        proto: tcp\n        ports: 443\ndevices:\n  - name: a\n    ip: 192.0.2.10\n    profile: p\n  - name: b\n    ip: 192.0.2.11\n    profile: p\n";
-        let mut policy = crate::policy::compile::compile(std::path::Path::new("p.yaml"), text, &cfg).unwrap();
+        let mut policy =
+            crate::policy::compile::compile(std::path::Path::new("p.yaml"), text, &cfg).unwrap();
         for (i, d) in policy.devices.iter_mut().enumerate() {
             d.id = i as u32 + 1;
         }
         let v = view(&policy, &[2]);
         let b = v.devices.iter().find(|d| d.name == "b").unwrap();
         let p = &v.profiles[b.profile as usize];
-        assert_eq!((p.name.as_str(), p.mode, p.learning), ("learning@b", Mode::Audit as u8, true));
+        assert_eq!(
+            (p.name.as_str(), p.mode, p.learning),
+            ("learning@b", Mode::Audit as u8, true)
+        );
         assert!(p.egress.is_empty() && p.domains.is_empty());
         let a = v.devices.iter().find(|d| d.name == "a").unwrap();
         assert_eq!(v.profiles[a.profile as usize].name, "p");

@@ -34,7 +34,10 @@ fn decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let pair = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex));
+        let pair = (
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        );
         match (b[i], pair) {
             (b'+', _) => out.push(b' '),
             (b'%', (Some(h), Some(l))) => {
@@ -65,7 +68,10 @@ fn refused(r: Refusal) -> Response<Full<Bytes>> {
 
 pub async fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
     let Some(control) = shared.learn.get() else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "learning is not available yet");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "learning is not available yet",
+        );
     };
     let given = req
         .headers()
@@ -87,13 +93,22 @@ pub async fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes
     let ask = match *req.method() {
         Method::GET => {
             let now = crate::clock::mono_ns();
-            return match control.sessions.find(&device).and_then(|id| control.sessions.report(id, now)) {
+            return match control
+                .sessions
+                .find(&device)
+                .and_then(|id| control.sessions.report(id, now))
+            {
                 Some(r) => json(&r),
-                None => text(StatusCode::NOT_FOUND, format!("{device} has no learning session")),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!("{device} has no learning session"),
+                ),
             };
         }
         Method::POST => {
-            let seconds = param(query, "seconds").and_then(|s| s.parse().ok()).unwrap_or(60);
+            let seconds = param(query, "seconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60);
             Ask::Start {
                 device,
                 seconds,
@@ -109,7 +124,10 @@ pub async fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes
     match rx.await {
         Ok(Ok(r)) => json(&r),
         Ok(Err(r)) => refused(r),
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the daemon dropped the request"),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the daemon dropped the request",
+        ),
     }
 }
 

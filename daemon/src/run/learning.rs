@@ -133,7 +133,9 @@ impl Loop<'_> {
                 if let Err(e) = self.apply(&l.sessions) {
                     l.sessions.abort(id);
                     let _ = self.apply(&l.sessions);
-                    let _ = reply.send(Err(Refusal::Invalid(format!("applying the learning profile failed: {e:#}"))));
+                    let _ = reply.send(Err(Refusal::Invalid(format!(
+                        "applying the learning profile failed: {e:#}"
+                    ))));
                     return;
                 }
                 tracing::info!(device = %device, seconds, "learning started: the device is audited, every flow reported");
@@ -147,7 +149,10 @@ impl Loop<'_> {
                     }
                 }
                 let r = l.sessions.report(id, now);
-                let _ = reply.send(r.ok_or_else(|| Refusal::Unknown(format!("{device} has no learning session"))));
+                let _ =
+                    reply.send(r.ok_or_else(|| {
+                        Refusal::Unknown(format!("{device} has no learning session"))
+                    }));
             }
         }
     }

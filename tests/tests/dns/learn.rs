@@ -121,11 +121,17 @@ fn mix(dev: &Netns, burst: bool) -> Vec<String> {
 fn learn(lab: &Lab, cfg: &Path, seconds: u64, out: &Path) -> Child {
     let ns = std::fs::File::open(lab.router.path()).unwrap();
     let mut cmd = Command::new(daemon_binary());
-    cmd.args(["learn", DEVICE.name, "--for", &format!("{seconds}s"), "--config"])
-        .arg(cfg)
-        .arg("--output")
-        .arg(out)
-        .stderr(Stdio::piped());
+    cmd.args([
+        "learn",
+        DEVICE.name,
+        "--for",
+        &format!("{seconds}s"),
+        "--config",
+    ])
+    .arg(cfg)
+    .arg("--output")
+    .arg(out)
+    .stderr(Stdio::piped());
     unsafe { cmd.pre_exec(move || enter_ns(&ns)) };
     cmd.spawn().unwrap()
 }
@@ -135,21 +141,37 @@ fn logged(lab: &Lab, what: &str, n: usize) {
     let d = lab.daemon.as_ref().unwrap();
     let t0 = Instant::now();
     while d.log().matches(what).count() < n {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no {what:?} (x{n}) in:\n{}", d.log());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no {what:?} (x{n}) in:\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn finished(child: Child) -> (std::process::ExitStatus, String) {
     let out = child.wait_with_output().unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// On its configured profile: the literal broker is dropped, the API not.
 fn back_on_its_profile(dev: &Netns) {
-    assert!(!dev.connect(LITERAL, 8883, T), "still learning: the literal address is reachable");
-    assert_eq!(resolve(dev, NAMES[3].0).map(|a| a.to_string()).as_deref(), Some(NAMES[3].1));
-    assert!(dev.connect(NAMES[3].1, 443, T), "its profile's name is not reachable");
+    assert!(
+        !dev.connect(LITERAL, 8883, T),
+        "still learning: the literal address is reachable"
+    );
+    assert_eq!(
+        resolve(dev, NAMES[3].0).map(|a| a.to_string()).as_deref(),
+        Some(NAMES[3].1)
+    );
+    assert!(
+        dev.connect(NAMES[3].1, 443, T),
+        "its profile's name is not reachable"
+    );
 }
 
 #[test]
@@ -162,7 +184,10 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
         Server::start_any(&lab.internet, 8080).unwrap(),
     ];
     let _echo = UdpEcho::start_any(&lab.internet, 123).unwrap();
-    let hosts: Vec<(String, IpAddr)> = NAMES.iter().map(|(n, a)| (n.to_string(), a.parse().unwrap())).collect();
+    let hosts: Vec<(String, IpAddr)> = NAMES
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+        .collect();
     let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
     let cfg = lab.write_config("xdp", POLICY).unwrap();
     lab.start_daemon(&cfg).unwrap();
@@ -182,13 +207,19 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
     let mut rounds = 0;
     while Instant::now() < until {
         let failed = mix(dev, rounds == 0);
-        assert!(failed.is_empty(), "while learning (audited, nothing blocked): {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "while learning (audited, nothing blocked): {failed:?}"
+        );
         rounds += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
     let (status, stderr) = finished(client);
     assert!(status.success(), "iotfence learn: {status}\n{stderr}");
-    assert!(stderr.contains("the draft passes iotfence check"), "{stderr}");
+    assert!(
+        stderr.contains("the draft passes iotfence check"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(&draft).unwrap();
     println!("{rounds} rounds of the mix in {seconds} s; the draft:\n{text}");
 
@@ -196,12 +227,35 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
     back_on_its_profile(dev);
 
     // The draft, as written.
-    assert!(text.contains("source: \"learned by iotfence learn on "), "{text}");
+    assert!(
+        text.contains("source: \"learned by iotfence learn on "),
+        "{text}"
+    );
     assert!(text.contains("    use: [dns]\n"), "{text}");
-    assert!(text.contains("- to: [\"*.cdn.lab-vendor.example\"]\n        proto: tcp\n        ports: [443]\n"), "{text}");
-    assert!(text.contains("- to: [\"api.lab-vendor.example\"]\n        proto: tcp\n        ports: [443]\n"), "{text}");
-    assert!(text.contains("- to: [\"time.lab-vendor.example\"]\n        proto: udp\n        ports: [123]\n"), "{text}");
-    assert!(text.contains(&format!("POLICY SMELL: {LITERAL} was reached without a DNS answer")), "{text}");
+    assert!(
+        text.contains(
+            "- to: [\"*.cdn.lab-vendor.example\"]\n        proto: tcp\n        ports: [443]\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "- to: [\"api.lab-vendor.example\"]\n        proto: tcp\n        ports: [443]\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "- to: [\"time.lab-vendor.example\"]\n        proto: udp\n        ports: [123]\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "POLICY SMELL: {LITERAL} was reached without a DNS answer"
+        )),
+        "{text}"
+    );
     assert!(!text.contains("other.lab-vendor.example"), "{text}");
     // Every port of the burst, past the event rate limit (consecutive
     // ports as one range).
@@ -210,7 +264,10 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
         BURST.start,
         BURST.end - 1
     );
-    assert!(text.contains(&udp_rule), "not every burst port was recorded:\n{text}");
+    assert!(
+        text.contains(&udp_rule),
+        "not every burst port was recorded:\n{text}"
+    );
     let tcp_rule = format!("- to: [\"{LITERAL}\"]\n        proto: tcp\n        ports: [8883]\n");
     assert!(text.contains(&tcp_rule), "{text}");
 
@@ -226,13 +283,26 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
     // Applied in enforce mode: the mix passes, the rest is dropped.
     let site = "include: [learned/dev-1.yaml]\ndevices:\n  - name: dev-1\n    mac: 02:00:5e:10:00:01\n    profile: dev-1-learned\n";
     std::fs::write(lab.dir.join("policy.yaml"), site).unwrap();
-    assert!(lab.daemon.as_ref().unwrap().reload().unwrap(), "{}", lab.daemon.as_ref().unwrap().log());
+    assert!(
+        lab.daemon.as_ref().unwrap().reload().unwrap(),
+        "{}",
+        lab.daemon.as_ref().unwrap().log()
+    );
     let failed = mix(dev, false);
-    assert!(failed.is_empty(), "the learned profile blocks the mix: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "the learned profile blocks the mix: {failed:?}"
+    );
     let other = NAMES[5];
-    assert_eq!(resolve(dev, other.0).map(|a| a.to_string()).as_deref(), Some(other.1));
+    assert_eq!(
+        resolve(dev, other.0).map(|a| a.to_string()).as_deref(),
+        Some(other.1)
+    );
     assert!(!dev.connect(other.1, 443, T), "an extra name is reachable");
-    assert!(!dev.connect(NAMES[3].1, 8080, T), "an extra port of a learned name is reachable");
+    assert!(
+        !dev.connect(NAMES[3].1, 8080, T),
+        "an extra port of a learned name is reachable"
+    );
     assert!(!udp(dev, NAMES[4].1, 124), "an extra UDP port is reachable");
     println!("whole test: {:.1} s", t0.elapsed().as_secs_f64());
 }
@@ -244,7 +314,10 @@ fn an_interrupted_or_killed_client_ends_learning() {
         Server::start_any(&lab.internet, 443).unwrap(),
         Server::start_any(&lab.internet, 8883).unwrap(),
     ];
-    let hosts: Vec<(String, IpAddr)> = NAMES.iter().map(|(n, a)| (n.to_string(), a.parse().unwrap())).collect();
+    let hosts: Vec<(String, IpAddr)> = NAMES
+        .iter()
+        .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+        .collect();
     let _dns = Dnsmasq::start(&lab.router, &lab.dir, &hosts, &[], 300).unwrap();
     let cfg = lab.write_config("tc", POLICY).unwrap();
     lab.start_daemon(&cfg).unwrap();
@@ -260,7 +333,12 @@ fn an_interrupted_or_killed_client_ends_learning() {
     assert!(status.success(), "{status}\n{stderr}");
     let text = std::fs::read_to_string(&draft).unwrap();
     assert!(text.contains("(stopped early by the client)"), "{text}");
-    assert!(text.contains(&format!("- to: [\"{LITERAL}\"]\n        proto: tcp\n        ports: [8883]\n")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "- to: [\"{LITERAL}\"]\n        proto: tcp\n        ports: [8883]\n"
+        )),
+        "{text}"
+    );
     logged(&lab, "learning: policy applied", 2);
     back_on_its_profile(dev);
 
