@@ -52,7 +52,10 @@ const NAMES: &[(&str, &str)] = &[
     ("time.lab-vendor.example", "203.0.113.135"),
     // Not in the mix: the extra destination, blocked once enforced.
     ("other.lab-vendor.example", "203.0.113.136"),
+    // Resolved by the mix, never reached: listed in a comment only.
+    ("unused.lab-vendor.example", "203.0.113.137"),
 ];
+const UNUSED: usize = 6;
 /// Reached without DNS (a hard-coded broker), TCP 8883.
 const LITERAL: &str = "203.0.113.150";
 /// UDP datagrams to LITERAL, one port each, in one burst: twice the lab's
@@ -87,7 +90,7 @@ fn udp(dev: &Netns, addr: &str, port: u16) -> bool {
 /// One round of the mix; the failures (empty: everything worked).
 fn mix(dev: &Netns, burst: bool) -> Vec<String> {
     let mut failed = Vec::new();
-    for (name, addr) in &NAMES[..5] {
+    for (name, addr) in NAMES[..5].iter().chain(&NAMES[UNUSED..]) {
         match resolve(dev, name) {
             Some(a) if a.to_string() == *addr => {}
             other => failed.push(format!("{name} resolved to {other:?}")),
@@ -257,6 +260,7 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
         "{text}"
     );
     assert!(!text.contains("other.lab-vendor.example"), "{text}");
+    assert!(text.contains("    # Resolved but never reached (not allowed above):\n    #   unused.lab-vendor.example: "), "{text}");
     // Every port of the burst, past the event rate limit (consecutive
     // ports as one range).
     let udp_rule = format!(
