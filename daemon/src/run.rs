@@ -258,6 +258,19 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
         }
     }
     tracing::info!("shutting down; enforcement stays pinned in the kernel");
+    // Learning does not outlive the daemon: what stays pinned is the
+    // configured policy.
+    if !learn.sessions.learning().is_empty() {
+        match dp.apply(&cfg, &policy) {
+            Ok(generation) => tracing::info!(
+                generation,
+                "learning ended by the shutdown: the configured profiles applied"
+            ),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "learning ended by the shutdown, but applying the configured profiles failed: the next start applies them")
+            }
+        }
+    }
     manager.send("STOPPING=1");
     dns.stop();
     // What is in the ring now is written out; an empty ring costs nothing

@@ -101,15 +101,34 @@ pub fn run(a: Args) -> i32 {
     finish(&a, &cfg, &report)
 }
 
-/// Waits out the session (or an interrupt) and fetches its report.
+/// Waits out the session (or an interrupt) and fetches its report. The
+/// session is looked at every second, so a daemon that stopped (which ends
+/// learning) is noticed at once.
 fn wait(daemon: &Daemon, device: &str, seconds: u64) -> Result<Report, CallError> {
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut progress = Instant::now() + Duration::from_secs(15);
+    let gone = |e: CallError| {
+        match e {
+        CallError::Refused { status: 404, .. } => CallError::Malformed(format!(
+            "the daemon has no session for {device} any more (it restarted, which ends learning): nothing to draft"
+        )),
+        e => e,
+    }
+    };
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(seconds);
+    let mut look = t0;
+    let mut progress = t0 + Duration::from_secs(15);
     while Instant::now() < until && !INTERRUPTED.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() < look {
+            continue;
+        }
+        look += Duration::from_secs(1);
+        let r = daemon.progress(device).map_err(gone)?;
+        if r.state != "running" {
+            return Ok(r);
+        }
         if Instant::now() >= progress {
             progress += Duration::from_secs(15);
-            let r = daemon.progress(device)?;
             eprintln!(
                 "  {} s: {} destination(s), {} name(s) so far",
                 r.observed_seconds,
@@ -121,11 +140,11 @@ fn wait(daemon: &Daemon, device: &str, seconds: u64) -> Result<Report, CallError
     if !INTERRUPTED.load(Ordering::SeqCst) {
         // The daemon ends the session at its own deadline: give it a moment.
         let grace = Instant::now() + Duration::from_secs(5);
-        while daemon.progress(device)?.state == "running" && Instant::now() < grace {
+        while daemon.progress(device).map_err(gone)?.state == "running" && Instant::now() < grace {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    daemon.stop(device)
+    daemon.stop(device).map_err(gone)
 }
 
 /// Renders, checks and writes the draft; nothing observed is lost even when

@@ -360,4 +360,25 @@ fn an_interrupted_or_killed_client_ends_learning() {
     let (status, stderr) = finished(learn(&lab, &cfg, 5, &lab.dir.join("refused.yaml")));
     assert_eq!(status.code(), Some(77), "{stderr}");
     assert!(stderr.contains("control token"), "{stderr}");
+
+    // A daemon stopped while a device is learned leaves the configured
+    // profile pinned, not the learning one.
+    lab.daemon.as_mut().unwrap().terminate().unwrap();
+    lab.start_daemon(&cfg).unwrap();
+    let client = learn(&lab, &cfg, 600, &lab.dir.join("stopped.yaml"));
+    logged(&lab, "learning started", 1);
+    assert!(
+        lab.device(DEVICE.name).connect(LITERAL, 8883, T),
+        "not audited while learning"
+    );
+    let d = lab.daemon.as_mut().unwrap();
+    d.terminate().unwrap();
+    let log = d.log();
+    assert!(log.contains("learning ended by the shutdown"), "{log}");
+    assert!(
+        !lab.device(DEVICE.name).connect(LITERAL, 8883, T),
+        "the learning profile outlived the daemon"
+    );
+    let (status, stderr) = finished(client);
+    assert_eq!(status.code(), Some(69), "{stderr}");
 }
