@@ -87,10 +87,13 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
-    /// Learn DEVICE: the running daemon audits it for the given time (it
-    /// reaches anything, every flow and DNS answer recorded past the event
-    /// rate limit), then puts it back on its profile, even if this command
-    /// is interrupted or killed. Writes a draft profile of what it did:
+    /// Draft a profile for DEVICE from what it does: the running daemon
+    /// audits it for a while, then puts it back on its profile.
+    ///
+    /// While learned the device reaches anything, and every flow and DNS
+    /// answer of it is recorded past the event rate limit; the daemon ends
+    /// learning at the deadline itself, even if this command is interrupted
+    /// or killed (or the daemon stops). Writes a draft profile of what it did:
     /// names (three or more siblings as `*.domain`, never a public
     /// suffix), protocols and ports per destination, addresses reached
     /// without DNS flagged, counts and first/last seen as comments; checked
