@@ -105,13 +105,14 @@ pub fn run(a: Args) -> i32 {
 /// session is looked at every second, so a daemon that stopped (which ends
 /// learning) is noticed at once.
 fn wait(daemon: &Daemon, device: &str, seconds: u64) -> Result<Report, CallError> {
-    let gone = |e: CallError| {
-        match e {
-        CallError::Refused { status: 404, .. } => CallError::Malformed(format!(
-            "the daemon has no session for {device} any more (it restarted, which ends learning): nothing to draft"
+    // A restarted daemon has a new token and no sessions: learning ended.
+    let gone = |e: CallError| match e {
+        CallError::Refused {
+            status: 401 | 404, ..
+        } => CallError::Malformed(format!(
+            "the daemon restarted, which ended learning {device}: nothing to draft"
         )),
         e => e,
-    }
     };
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds);

@@ -106,9 +106,16 @@ pub async fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes
             };
         }
         Method::POST => {
-            let seconds = param(query, "seconds")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60);
+            let seconds = match param(query, "seconds").map(|s| s.parse()) {
+                None => 60,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "seconds=N: a whole number of seconds",
+                    )
+                }
+            };
             Ask::Start {
                 device,
                 seconds,

@@ -94,7 +94,11 @@ impl Loop<'_> {
 
     /// Sessions whose time is up end: their devices get their profiles back.
     pub fn expire(&mut self, l: &Learning) {
+        let before = l.sessions.learning();
         if l.sessions.expire(crate::clock::mono_ns()) {
+            for id in before.iter().filter(|id| !l.sessions.is_learning(**id)) {
+                summary(l, *id);
+            }
             if let Err(e) = self.apply(&l.sessions) {
                 tracing::error!(error = %format!("{e:#}"), "learning ended but applying the configured profiles failed; retrying at the next change");
             }
@@ -143,7 +147,7 @@ impl Loop<'_> {
             }
             Request::Stop { reply, .. } => {
                 if l.sessions.stop(id, now) {
-                    tracing::info!(device = %device, "learning stopped by its client");
+                    summary(l, id);
                     if let Err(e) = self.apply(&l.sessions) {
                         tracing::error!(error = %format!("{e:#}"), "applying the configured profiles after learning failed");
                     }
@@ -155,5 +159,20 @@ impl Loop<'_> {
                     }));
             }
         }
+    }
+}
+
+/// One log line per session that ended (its flows are not logged as
+/// violations).
+fn summary(l: &Learning, id: u32) {
+    if let Some(r) = l.sessions.report(id, crate::clock::mono_ns()) {
+        tracing::info!(
+            device = %r.device,
+            ended = %r.state,
+            seconds = r.observed_seconds,
+            destinations = r.destinations.len(),
+            names = r.names.len(),
+            "learning ended: the device is back on its profile"
+        );
     }
 }

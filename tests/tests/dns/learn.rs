@@ -226,8 +226,20 @@ fn learn_drafts_a_profile_that_enforces_the_mix() {
     let text = std::fs::read_to_string(&draft).unwrap();
     println!("{rounds} rounds of the mix in {seconds} s; the draft:\n{text}");
 
-    // Back on its profile the moment learning ended.
+    // Back on its profile the moment learning ended; its flows were the
+    // session's, not violation events.
     back_on_its_profile(dev);
+    let events = lab.daemon.as_ref().unwrap().events();
+    assert!(
+        !events.iter().any(|e| e["profile"] == "learning@dev-1"),
+        "a learning device's flows were logged as violations"
+    );
+    assert!(lab
+        .daemon
+        .as_ref()
+        .unwrap()
+        .log()
+        .contains("learning ended: the device is back on its profile"));
 
     // The draft, as written.
     assert!(
