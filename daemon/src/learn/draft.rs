@@ -16,6 +16,8 @@ use iotfence_common::consts::{
     LEARNED_RULES_PER_ADDR, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RULES_PER_PREFIX,
 };
 
+use crate::policy::pattern::Pattern;
+
 use super::{
     collapse::{collapse, domain_order},
     report::{DestSeen, Report},
@@ -77,8 +79,25 @@ fn block_of(d: &DestSeen, site: &Site) -> Option<&'static str> {
 pub fn literal(r: &Report, site: &Site) -> usize {
     r.destinations
         .iter()
-        .filter(|d| d.names.is_empty() && block_of(d, site).is_none())
+        .filter(|d| rule_names(d).is_empty() && block_of(d, site).is_none())
         .count()
+}
+
+/// The names of `d` a rule can hold (a DNS answer may carry a name no
+/// policy accepts, with spaces or escapes: its address stays literal).
+fn rule_names(d: &DestSeen) -> Vec<&str> {
+    d.names
+        .iter()
+        .filter(|n| matches!(Pattern::parse(n), Ok(Pattern::Exact(_))))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Text for a comment: one line, printable.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// A YAML scalar: plain when that is unambiguous, else double-quoted.
@@ -195,10 +214,10 @@ pub fn render(r: &Report, site: &Site) -> String {
     for d in &r.destinations {
         if let Some(b) = block_of(d, site) {
             blocks.entry(b).or_default().add(d);
-        } else if d.names.is_empty() {
+        } else if rule_names(d).is_empty() {
             literal.entry(d.addr).or_default().push(d);
         } else {
-            for n in &d.names {
+            for n in rule_names(d) {
                 named.entry(n).or_default().push(d);
             }
         }
@@ -211,7 +230,7 @@ pub fn render(r: &Report, site: &Site) -> String {
     let _ = writeln!(
         out,
         "# Draft profile for {}, written by `iotfence learn`: what the device did",
-        r.device
+        comment(&r.device)
     );
     let _ = writeln!(
         out,
@@ -330,7 +349,9 @@ pub fn render(r: &Report, site: &Site) -> String {
             let _ = writeln!(
                 out,
                 "    #   {}: {} answer(s), last {}",
-                n.name, n.answers, n.last
+                comment(&n.name),
+                n.answers,
+                n.last
             );
         }
     }
@@ -366,6 +387,42 @@ mod tests {
         list.iter()
             .map(|(p, ports)| (*p, ports.iter().copied().collect()))
             .collect()
+    }
+
+    #[test]
+    fn a_name_no_rule_can_hold_leaves_its_address_literal() {
+        let d = DestSeen {
+            addr: "203.0.113.9".parse().unwrap(),
+            proto: PROTO_TCP,
+            port: 443,
+            flows: 1,
+            first: "t0".into(),
+            last: "t1".into(),
+            names: vec!["bad name\n.example".into()],
+        };
+        let r = Report {
+            device: "d".into(),
+            destinations: vec![d],
+            names: vec![crate::learn::report::NameSeen {
+                name: "bad name\n.example".into(),
+                addresses: vec!["203.0.113.9".parse().unwrap()],
+                answers: 1,
+                first: "t0".into(),
+                last: "t1".into(),
+            }],
+            ..Report::default()
+        };
+        let site = Site {
+            resolvers: vec![],
+            dhcp_servers: vec![],
+        };
+        let text = render(&r, &site);
+        assert!(text.contains("POLICY SMELL: 203.0.113.9"), "{text}");
+        assert!(
+            text.contains("#   bad name?.example: 1 answer(s)"),
+            "{text}"
+        );
+        assert_eq!(literal(&r, &site), 1);
     }
 
     #[test]

@@ -25,11 +25,15 @@ use crate::{
 const QUEUE: usize = 16;
 /// How often finished reports nobody fetched are looked at.
 const TIDY: std::time::Duration = std::time::Duration::from_secs(60);
+/// How soon a failed apply after a session ended is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Learning {
     pub sessions: Arc<Sessions>,
     /// This daemon, as a draft's `source:` names it.
     daemon: String,
+    /// Ending a session could not be applied: tried again at every wake.
+    retry: std::cell::Cell<bool>,
 }
 
 impl Learning {
@@ -51,13 +55,21 @@ impl Learning {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         let daemon = format!("{host} (pin dir {})", cfg.pin_dir.display());
-        Ok((Self { sessions, daemon }, requests))
+        let retry = std::cell::Cell::new(false);
+        Ok((
+            Self {
+                sessions,
+                daemon,
+                retry,
+            },
+            requests,
+        ))
     }
 
     /// When the loop should call `expire` next.
     pub fn wake_at(&self) -> tokio::time::Instant {
         let now_ns = crate::clock::mono_ns();
-        let tidy = tokio::time::Instant::now() + TIDY;
+        let tidy = tokio::time::Instant::now() + if self.retry.get() { RETRY } else { TIDY };
         match self.sessions.next_deadline() {
             Some(at) => {
                 let wait = std::time::Duration::from_nanos(at.saturating_sub(now_ns));
@@ -99,8 +111,14 @@ impl Loop<'_> {
             for id in before.iter().filter(|id| !l.sessions.is_learning(**id)) {
                 summary(l, *id);
             }
-            if let Err(e) = self.apply(&l.sessions) {
-                tracing::error!(error = %format!("{e:#}"), "learning ended but applying the configured profiles failed; retrying at the next change");
+            l.retry.set(true);
+        }
+        if l.retry.get() {
+            match self.apply(&l.sessions) {
+                Ok(()) => l.retry.set(false),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "learning ended but applying the configured profiles failed; retrying in 1 s")
+                }
             }
         }
     }
