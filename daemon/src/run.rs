@@ -136,6 +136,11 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
         metrics,
         mut events_out,
     } = running;
+    // Learn mode (`/learn`), its token written before the endpoint listens
+    // and "ready" is said; the policy as applied differs from the
+    // configured one while devices are learned.
+    let (learn, mut learn_requests) = learning::Learning::open(&cfg, dns.learning.clone(), &shared);
+    let mut applied = policy.clone();
     if let Some(l) = metrics {
         let addr =
             crate::metrics::http::serve(tokio::net::TcpListener::from_std(l)?, shared.clone())?;
@@ -179,11 +184,6 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     // or a dead DNS thread gets the daemon restarted (the VLAN's DNS
     // answers wait for it).
     let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
-    // Learn mode (`/learn`); the policy as applied differs from the
-    // configured one while devices are learned.
-    let (learn, mut learn_requests) =
-        learning::Learning::open(&cfg, dns.learning.clone(), &shared)?;
-    let mut applied = policy.clone();
     let mut refusals = dns
         .refusals
         .take()
@@ -260,12 +260,18 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
     tracing::info!("shutting down; enforcement stays pinned in the kernel");
     // Learning does not outlive the daemon: what stays pinned is the
     // configured policy.
-    if !learn.sessions.learning().is_empty() {
+    let learning = learn.sessions.learning();
+    if !learning.is_empty() {
         match dp.apply(&cfg, &policy) {
-            Ok(generation) => tracing::info!(
-                generation,
-                "learning ended by the shutdown: the configured profiles applied"
-            ),
+            Ok(generation) => {
+                tracing::info!(
+                    generation,
+                    "learning ended by the shutdown: the configured profiles applied"
+                );
+                for id in learning {
+                    let _ = crate::kernel::flows::forget_device(&mut dp.maps.flows, id);
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "learning ended by the shutdown, but applying the configured profiles failed: the next start applies them")
             }

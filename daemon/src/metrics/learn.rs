@@ -70,7 +70,7 @@ pub async fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes
     let Some(control) = shared.learn.get() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "learning is not available yet",
+            "learn mode is unavailable: the daemon could not write its control token (see its log)",
         );
     };
     let given = req

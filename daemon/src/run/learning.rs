@@ -34,36 +34,47 @@ pub struct Learning {
     daemon: String,
     /// Ending a session could not be applied: tried again at every wake.
     retry: std::cell::Cell<bool>,
+    /// Devices whose session ended, their flows to forget once applied.
+    ended: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Learning {
     /// Writes a fresh control token and opens `/learn`; the loop takes
-    /// its requests from the receiver.
+    /// its requests from the receiver. Without a token (the state
+    /// directory refused it) `/learn` stays closed: enforcement comes up
+    /// all the same.
     pub fn open(
         cfg: &Config,
         sessions: Arc<Sessions>,
         shared: &Shared,
-    ) -> anyhow::Result<(Self, mpsc::Receiver<Request>)> {
-        let token = crate::learn::token::create(&cfg.state_dir)?;
+    ) -> (Self, mpsc::Receiver<Request>) {
         let (tx, requests) = mpsc::channel(QUEUE);
-        let _ = shared.learn.set(Control {
-            sessions: sessions.clone(),
-            token,
-            requests: tx,
-        });
+        match crate::learn::token::create(&cfg.state_dir) {
+            Ok(token) => {
+                let _ = shared.learn.set(Control {
+                    sessions: sessions.clone(),
+                    token,
+                    requests: tx,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no control token: learn mode (/learn) is unavailable")
+            }
+        }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         let daemon = format!("{host} (pin dir {})", cfg.pin_dir.display());
         let retry = std::cell::Cell::new(false);
-        Ok((
+        (
             Self {
                 sessions,
                 daemon,
                 retry,
+                ended: Default::default(),
             },
             requests,
-        ))
+        )
     }
 
     /// When the loop should call `expire` next.
@@ -104,18 +115,43 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// After `apply` put `id` back on its profile: the flows it opened while
+    /// learned go (else they would ride on until idle).
+    fn forget_flows(&mut self, id: u32) {
+        match crate::kernel::flows::forget_device(&mut self.dp.maps.flows, id) {
+            Ok(n) => tracing::info!(
+                device = id,
+                flows = n,
+                "learning ended: the device's flows forgotten"
+            ),
+            Err(e) => {
+                tracing::warn!(device = id, error = %format!("{e:#}"), "forgetting a learned device's flows failed: they live on until idle")
+            }
+        }
+    }
+
     /// Sessions whose time is up end: their devices get their profiles back.
     pub fn expire(&mut self, l: &Learning) {
         let before = l.sessions.learning();
         if l.sessions.expire(crate::clock::mono_ns()) {
-            for id in before.iter().filter(|id| !l.sessions.is_learning(**id)) {
+            let ended: Vec<u32> = before
+                .into_iter()
+                .filter(|id| !l.sessions.is_learning(*id))
+                .collect();
+            for id in &ended {
                 summary(l, *id);
             }
+            l.ended.borrow_mut().extend(ended);
             l.retry.set(true);
         }
         if l.retry.get() {
             match self.apply(&l.sessions) {
-                Ok(()) => l.retry.set(false),
+                Ok(()) => {
+                    l.retry.set(false);
+                    for id in l.ended.take() {
+                        self.forget_flows(id);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "learning ended but applying the configured profiles failed; retrying in 1 s")
                 }
@@ -166,8 +202,13 @@ impl Loop<'_> {
             Request::Stop { reply, .. } => {
                 if l.sessions.stop(id, now) {
                     summary(l, id);
-                    if let Err(e) = self.apply(&l.sessions) {
-                        tracing::error!(error = %format!("{e:#}"), "applying the configured profiles after learning failed");
+                    match self.apply(&l.sessions) {
+                        Ok(()) => self.forget_flows(id),
+                        Err(e) => {
+                            tracing::error!(error = %format!("{e:#}"), "applying the configured profiles after learning failed; retrying in 1 s");
+                            l.ended.borrow_mut().push(id);
+                            l.retry.set(true);
+                        }
                     }
                 }
                 let r = l.sessions.report(id, now);

@@ -7,6 +7,7 @@
 //! and ends learning, and a killed one leaves it to the daemon's deadline.
 
 use std::{
+    io::{Read, Write},
     net::{IpAddr, SocketAddr, UdpSocket},
     os::unix::process::CommandExt,
     path::Path,
@@ -344,6 +345,17 @@ fn an_interrupted_or_killed_client_ends_learning() {
     let client = learn(&lab, &cfg, 600, &draft);
     logged(&lab, "learning started", 1);
     assert!(dev.connect(LITERAL, 8883, T), "not audited while learning");
+    // A connection opened while learned, still open when learning ends.
+    let to: SocketAddr = format!("{LITERAL}:8883").parse().unwrap();
+    let mut open = dev
+        .run(move || {
+            let mut s = std::net::TcpStream::connect_timeout(&to, T).unwrap();
+            s.set_read_timeout(Some(T)).unwrap();
+            let mut hello = [0u8; 5];
+            s.read_exact(&mut hello).unwrap();
+            s
+        })
+        .unwrap();
     unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
     let (status, stderr) = finished(client);
     assert!(status.success(), "{status}\n{stderr}");
@@ -357,6 +369,13 @@ fn an_interrupted_or_killed_client_ends_learning() {
     );
     logged(&lab, "learning: policy applied", 2);
     back_on_its_profile(dev);
+    // Its flows went with the session: the open connection is dropped now.
+    open.write_all(b"ping").unwrap();
+    let mut echo = [0u8; 4];
+    assert!(
+        open.read_exact(&mut echo).is_err(),
+        "a flow opened while learned outlived the session"
+    );
 
     // Killed outright: the daemon ends learning at the deadline itself.
     let mut client = learn(&lab, &cfg, 2, &lab.dir.join("killed.yaml"));
