@@ -1,6 +1,8 @@
 //! The README's `iotfence learn` example is what the draft renderer writes
 //! for a fixed observation, and that draft passes `iotfence check` (the
-//! real binary) and compiles beside the shipped vendor library.
+//! real binary) and compiles beside the shipped vendor library. After a
+//! change of the renderer, `IOTFENCE_WRITE_DRAFT=FILE cargo test -p
+//! iotfence --test readme_learn` writes what it renders now, for the README.
 
 use std::{net::IpAddr, path::Path, process::Command};
 
