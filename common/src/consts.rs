@@ -195,6 +195,11 @@ pub const DEVICE_NEEDS_IP6: u8 = 1 << 1;
 /// an address not in the exact bindings is looked up in the device trie.
 pub const DEVICE_PREFIX_IP4: u8 = 1 << 2;
 pub const DEVICE_PREFIX_IP6: u8 = 1 << 3;
+/// The device is being learned (`iotfence learn`, its profile audits
+/// everything): the first packet of each flow is reported past the event
+/// rate limit and opens the flow, so the daemon sees every (destination,
+/// protocol, port) the device uses, once per flow.
+pub const DEVICE_LEARNING: u8 = 1 << 4;
 
 /// `RESOLVERS` values: answers from this resolver are held and learned.
 pub const RESOLVER_TRUSTED: u32 = 1;

@@ -239,6 +239,9 @@ pub trait Record {
     fn violation(&self, v: Violation);
     /// Lines the events file refused.
     fn write_errors(&self, n: u64);
+    /// An event of a learning device (its session aggregates them; they
+    /// are not written as violations).
+    fn observed(&self, _e: &ViolationEvent, _v: &Violation) {}
 }
 
 /// Writes every queued event as a JSON line; returns how many.
@@ -253,6 +256,17 @@ pub fn drain(
     while let Some(item) = ring.next() {
         if let Some(e) = decode(&item) {
             let v = describe(&e, policy, record.names());
+            // A learning device's flows (every one, past the rate limit)
+            // are its session's record, not violations to log.
+            if policy
+                .profiles
+                .get(e.profile as usize)
+                .is_some_and(|p| p.learning)
+            {
+                record.observed(&e, &v);
+                n += 1;
+                continue;
+            }
             if let Ok(line) = serde_json::to_string(&v) {
                 if !out.write(&line) {
                     failed += 1;

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod explain;
 pub mod host;
 pub mod kernel;
+pub mod learn;
 pub mod links;
 pub mod lock;
 pub mod metrics;

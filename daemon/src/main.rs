@@ -7,9 +7,11 @@ use iotfence::{config, diag::Diagnostic, exit, lock, metrics, policy::compile, r
 /// kernel with XDP/TC on the router's IoT-facing interface.
 ///
 /// Exit codes: 0 ok, 64 usage error, 65 invalid configuration or policy
-/// (nothing was changed), 69 daemon unreachable (status), 71 the kernel
-/// refused, 75 another daemon holds the pin directory, 77 not permitted (a
-/// missing capability), 78 a configured resource is taken (metrics port).
+/// (nothing was changed), 69 daemon unreachable (status, learn), 71 the
+/// kernel refused, 75 another daemon holds the pin directory (learn: the
+/// device is being learned already), 77 not permitted (a missing
+/// capability; learn: the control token), 78 a configured resource is taken
+/// (metrics port).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -90,6 +92,34 @@ enum Command {
     Mud {
         #[command(subcommand)]
         command: MudCommand,
+    },
+    /// Draft a profile for DEVICE from what it does: the running daemon
+    /// audits it for a while, then puts it back on its profile.
+    ///
+    /// While learned the device reaches anything, and every flow and DNS
+    /// answer of it is recorded past the event rate limit; the daemon ends
+    /// learning at the deadline itself, even if this command is interrupted
+    /// or killed (or the daemon stops). Writes a draft profile of what it did:
+    /// names (three or more siblings as `*.domain`, never a public
+    /// suffix), protocols and ports per destination, addresses reached
+    /// without DNS flagged, counts and first/last seen as comments; checked
+    /// as `iotfence check` would. Ctrl-C ends learning early and still
+    /// drafts.
+    ///
+    /// Needs the daemon's control token (state_dir/control.token): root or
+    /// the daemon's user.
+    Learn {
+        /// The device's name in the policy.
+        device: String,
+        /// How long to observe: 60s, 10m, 1h (at most a day).
+        #[arg(long = "for", default_value = "60s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Configuration file of the daemon.
+        #[arg(long, short, default_value = "/etc/iotfence/iotfence.yaml")]
+        config: PathBuf,
+        /// Write the draft here; default: stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Print the JSON Schema of policy files (shipped as
     /// policies/policy.schema.json, for editors).
@@ -448,6 +478,17 @@ fn main() -> ExitCode {
             config: config.as_deref(),
             policy: policy.as_deref(),
             json: format == "json",
+        }),
+        Command::Learn {
+            device,
+            duration,
+            config,
+            output,
+        } => iotfence::learn::cli::run(iotfence::learn::cli::Args {
+            device,
+            duration,
+            config,
+            output,
         }),
         Command::Prepare { config, owner } => match config::load(&config) {
             Err(diags) => {

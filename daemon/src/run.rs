@@ -2,6 +2,8 @@
 //! events, SIGHUP reloads, and a bounded drain on SIGTERM/SIGINT that leaves
 //! enforcement pinned in the kernel.
 
+mod learning;
+
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
@@ -134,6 +136,11 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
         metrics,
         mut events_out,
     } = running;
+    // Learn mode (`/learn`), its token written before the endpoint listens
+    // and "ready" is said; the policy as applied differs from the
+    // configured one while devices are learned.
+    let (learn, mut learn_requests) = learning::Learning::open(&cfg, dns.learning.clone(), &shared);
+    let mut applied = policy.clone();
     if let Some(l) = metrics {
         let addr =
             crate::metrics::http::serve(tokio::net::TcpListener::from_std(l)?, shared.clone())?;
@@ -204,8 +211,10 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
             _ = tokio::time::sleep_until(reload_at.unwrap_or_else(tokio::time::Instant::now)), if reload_at.is_some() => {
                 reload_at = None;
                 manager.send("RELOADING=1");
-                if reload(&cfg, &mut parsed, &mut policy, &mut dp, &mut ids, &shared) {
-                    dns.update(DnsPolicy::of(&policy));
+                let learning = learn.sessions.learning();
+                if reload(&cfg, &mut parsed, &mut policy, &mut dp, &mut ids, &shared, &learning) {
+                    applied = crate::learn::view::view(&policy, &learning);
+                    dns.update(DnsPolicy::of(&applied));
                 }
                 manager.send("READY=1");
                 if let Err(e) = events_out.reopen() {
@@ -224,26 +233,57 @@ pub async fn serve(cfg: Config, mut policy: Compiled, running: Running) -> anyho
                     tracing::warn!(error = %format!("{e:#}"), "updating the router's addresses in the kernel");
                 }
             }
+            Some(req) = learn_requests.recv() => {
+                let mut l = learning::Loop { cfg: &cfg, policy: &policy, applied: &mut applied, dp: &mut dp, dns: &dns, shared: &shared };
+                l.handle(&learn, req);
+            }
+            _ = tokio::time::sleep_until(learn.wake_at()) => {
+                let mut l = learning::Loop { cfg: &cfg, policy: &policy, applied: &mut applied, dp: &mut dp, dns: &dns, shared: &shared };
+                l.expire(&learn);
+            }
             Some(r) = refusals.recv() => {
-                if !events::refused(&r, &policy, &mut events_out) {
+                // A learning device's names are what it is observed for.
+                if learn.sessions.is_learning(r.device) {
+                    continue;
+                }
+                if !events::refused(&r, &applied, &mut events_out) {
                     events::Record::write_errors(&*shared, 1);
                 }
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                events::drain(guard.get_inner_mut(), &policy, &*shared, &mut events_out);
+                events::drain(guard.get_inner_mut(), &applied, &*shared, &mut events_out);
                 guard.clear_ready();
             }
         }
     }
     tracing::info!("shutting down; enforcement stays pinned in the kernel");
+    // Learning does not outlive the daemon: what stays pinned is the
+    // configured policy.
+    let learning = learn.sessions.learning();
+    if !learning.is_empty() {
+        match dp.apply(&cfg, &policy) {
+            Ok(generation) => {
+                tracing::info!(
+                    generation,
+                    "learning ended by the shutdown: the configured profiles applied"
+                );
+                for id in learning {
+                    let _ = crate::kernel::flows::forget_device(&mut dp.maps.flows, id);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "learning ended by the shutdown, but applying the configured profiles failed: the next start applies them")
+            }
+        }
+    }
     manager.send("STOPPING=1");
     dns.stop();
     // What is in the ring now is written out; an empty ring costs nothing
     // (waiting for it to become readable would always take the whole grace).
     let deadline = std::time::Instant::now() + DRAIN_GRACE;
     while std::time::Instant::now() < deadline
-        && events::drain(ring.get_mut(), &policy, &*shared, &mut events_out) > 0
+        && events::drain(ring.get_mut(), &applied, &*shared, &mut events_out) > 0
     {}
     Ok(())
 }
@@ -315,7 +355,8 @@ fn follow_links(
 }
 
 /// Re-reads the policy; an invalid one leaves the running policy in force.
-/// True when a new policy was applied.
+/// True when a new policy was applied (with the devices `learning` on
+/// their stand-in profiles, see `learn::view`).
 fn reload(
     cfg: &Config,
     parsed: &mut crate::policy::sources::Cache,
@@ -323,6 +364,7 @@ fn reload(
     dp: &mut Datapath,
     ids: &mut DeviceIds,
     shared: &Shared,
+    learning: &[u32],
 ) -> bool {
     let started = std::time::Instant::now();
     // Milliseconds, to 0.1, for the log: where a slow reload's time went.
@@ -340,8 +382,12 @@ fn reload(
         }
         Ok(mut new) => {
             let compiled = started.elapsed();
-            match ids.assign(&mut new).and_then(|()| dp.apply(cfg, &new)) {
-                Ok(generation) => {
+            let applied = ids.assign(&mut new).and_then(|()| {
+                let v = crate::learn::view::view(&new, learning);
+                dp.apply(cfg, &v).map(|g| (g, v))
+            });
+            match applied {
+                Ok((generation, v)) => {
                     log_warnings(&new);
                     tracing::info!(
                         generation,
@@ -351,7 +397,7 @@ fn reload(
                         apply_ms = ms(started.elapsed() - compiled),
                         "policy reloaded"
                     );
-                    shared.applied(&new);
+                    shared.applied(&v);
                     *policy = new;
                     true
                 }

@@ -21,6 +21,9 @@ const LAYERS: &[&[&str]] = &[
     // Policy documents to a compiled policy (reads the configuration's
     // site settings).
     &["policy"],
+    // Learn mode's sessions, policy view and draft (fed by DNS learning and
+    // the events above it, driven by the serve loop).
+    &["learn"],
     // The one place that touches BPF objects.
     &["kernel"],
     // DNS learning (handed its kernel handles by `kernel::load`).

@@ -60,15 +60,40 @@ pub fn report(
         return;
     }
     state.tat_ns = tat + cfg.event_interval_ns;
-    let Some(mut entry) = EVENTS.reserve::<ViolationEvent>(0) else {
+    if emit(dev, h, verdict, reason, now, state.suppressed) {
+        state.suppressed = 0;
+    } else {
         state.suppressed = state.suppressed.wrapping_add(1);
+    }
+}
+
+/// A learning device's event (`DEVICE_LEARNING`): past the rate limit,
+/// since the daemon builds the device's draft profile from these. False
+/// when the ring was full (the caller then opens no flow, so the flow's
+/// next packet is reported instead).
+#[inline(always)]
+pub fn report_learning(dev: &DeviceInfo, h: &Headers, reason: Reason, now: u64) -> bool {
+    emit(dev, h, Verdict::Audited, reason, now, 0)
+}
+
+/// One event into the ring; false (counted) when it is full.
+#[inline(always)]
+fn emit(
+    dev: &DeviceInfo,
+    h: &Headers,
+    verdict: Verdict,
+    reason: Reason,
+    now: u64,
+    suppressed: u32,
+) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<ViolationEvent>(0) else {
         global_add(Global::EventsRingFull);
-        return;
+        return false;
     };
     entry.write(ViolationEvent {
         time_ns: now,
         device: dev.device,
-        suppressed: state.suppressed,
+        suppressed,
         src: h.src,
         dst: h.dst,
         sport: h.sport,
@@ -81,6 +106,6 @@ pub fn report(
         src_mac: h.src_mac,
     });
     entry.submit(0);
-    state.suppressed = 0;
     global_add(Global::EventsSent);
+    true
 }

@@ -5,8 +5,10 @@
 //! denial cache (`denied.rs`) after the flow lookup.
 
 use iotfence_common::{
-    consts::CONFIG_READY, keys::rule_scope, values::LearnedMatch, Config, DeviceInfo, Global, Mode,
-    Reason, Verdict,
+    consts::{CONFIG_READY, DEVICE_LEARNING},
+    keys::rule_scope,
+    values::LearnedMatch,
+    Config, DeviceInfo, Global, Mode, Reason, Verdict,
 };
 
 use crate::{
@@ -108,6 +110,9 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire, hook: Hook) -> Action {
         count(dev.device, verdict, reason, len);
         return pass(s, dev.device, now, hook);
     }
+    if verdict == Verdict::Audited && dev.flags & DEVICE_LEARNING != 0 {
+        return learning_packet(s, &dev, reason, len, now, hook);
+    }
     match slot {
         Some(d) => denied::claim(
             d,
@@ -148,6 +153,26 @@ fn denied_packet(
         Verdict::Dropped => Action::Drop,
         _ => pass(s, dev.device, now, hook),
     }
+}
+
+/// An audited packet of a learning device: counted and reported past the
+/// rate limit, then the flow is opened so the rest of it rides the flow
+/// (one event per flow, not per packet). Never cached as a denial.
+#[inline(always)]
+fn learning_packet(
+    s: &mut Scratch,
+    dev: &DeviceInfo,
+    reason: Reason,
+    len: u64,
+    now: u64,
+    hook: Hook,
+) -> Action {
+    add_violations(violation_key(dev.device, Verdict::Audited, &s.h), 1, len);
+    count(dev.device, Verdict::Audited, reason, len);
+    if events::report_learning(dev, &s.h, reason, now) {
+        open_flow(s, dev.device, now);
+    }
+    pass(s, dev.device, now, hook)
 }
 
 /// What `from_device_dns` (TC ingress beside the XDP judge, which passed

@@ -118,6 +118,83 @@ fn vendor_profiles_reach_their_endpoints_and_nothing_else() {
     );
 }
 
+/// Learn mode on the vendor library: each enforce-mode device, learned
+/// with `iotfence learn` against the site's daemon while it reaches its
+/// required endpoints, gets a draft that passes the check; the site with
+/// the drafts in place of the vendor profiles (reloaded, enforce mode)
+/// lets every required endpoint through and drops every forbidden probe.
+#[test]
+fn learned_drafts_of_vendor_devices_reach_their_endpoints_and_nothing_else() {
+    let specs: Vec<DeviceSpec> = DEVICES
+        .iter()
+        .map(|(_, d)| vendor_site::dev(d.name, d.mac, d.host))
+        .collect();
+    let mut lab = Lab::build(&specs, &[]).unwrap();
+    let site = vendor_site::prepare(&lab).unwrap();
+    lab.start_daemon(&site.config).unwrap();
+    let plans: Vec<&Plan> = site.plans.iter().filter(|p| !p.audit).collect();
+    let learned = vendor_site::learn::learn(&lab, &site.config, &plans, 8).unwrap();
+    for l in &learned {
+        eprintln!("{}: {} rounds\n{}", l.device, l.rounds, l.stderr);
+        assert!(
+            l.success && l.stderr.contains("the draft passes iotfence check"),
+            "{}: {}",
+            l.device,
+            l.stderr
+        );
+    }
+    let text = vendor_site::learn::site_with_drafts(&lab, &learned);
+    std::fs::write(lab.dir.join("policy.yaml"), text).unwrap();
+    let daemon = lab.daemon.as_ref().unwrap();
+    assert!(
+        daemon.reload().unwrap(),
+        "the site with the drafts: {}",
+        daemon.log()
+    );
+    let lab = &lab;
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|plan| {
+                s.spawn(move || {
+                    let mut f = Vec::new();
+                    for r in run(lab, plan.device, plan.required.clone()) {
+                        if let Err(e) = r {
+                            f.push(format!("{}: required {e}", plan.device));
+                        }
+                    }
+                    for (p, r) in
+                        plan.forbidden
+                            .iter()
+                            .zip(run(lab, plan.device, plan.forbidden.clone()))
+                    {
+                        if r.is_ok() {
+                            f.push(format!(
+                                "{}: forbidden {} went through",
+                                plan.device, p.what
+                            ));
+                        }
+                    }
+                    f
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let drafts: Vec<String> = learned
+        .iter()
+        .map(|l| std::fs::read_to_string(&l.draft).unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\n--- drafts ---\n{}",
+        drafts.join("\n")
+    );
+}
+
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

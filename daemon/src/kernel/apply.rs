@@ -107,11 +107,17 @@ pub fn apply(
 }
 
 fn device_info(policy: &Compiled, id: u32, profile: u16, flags: u8) -> DeviceInfo {
+    let p = &policy.profiles[profile as usize];
+    let learning = if p.learning {
+        iotfence_common::consts::DEVICE_LEARNING
+    } else {
+        0
+    };
     DeviceInfo {
         device: id,
         profile,
-        mode: policy.profiles[profile as usize].mode,
-        flags,
+        mode: p.mode,
+        flags: flags | learning,
     }
 }
 

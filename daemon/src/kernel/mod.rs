@@ -4,7 +4,8 @@
 //! - `maps`: typed handles, and adopted pins checked against the object's
 //!   own map definitions; `pins`: the pin layout, opening a pinned map;
 //! - `apply`, `batch`: writing a policy into the maps;
-//! - `counters`: the kernel's counters, read-only;
+//! - `counters`: the kernel's counters, read-only; `flows`: forgetting a
+//!   device's flows (when its learning ends);
 //! - `grants`: the epoch that voids the kernel's cached denials;
 //! - `router_addrs`: the router's own addresses and the resolvers' places;
 //! - `trunks`: the VLANs judged on trunk interfaces;
@@ -17,6 +18,7 @@ pub mod attach;
 pub mod batch;
 pub mod bpffs;
 pub mod counters;
+pub mod flows;
 pub mod grants;
 pub mod load;
 pub mod maps;

@@ -1,5 +1,6 @@
 //! The HTTP endpoint: `/metrics` (Prometheus text format), `/healthz`,
-//! `/readyz` and `/status` (JSON for `iotfence status`). GET only, HTTP/1.1;
+//! `/readyz` and `/status` (JSON for `iotfence status`), GET only, and
+//! `/learn` (see `learn.rs`, token-protected). HTTP/1.1;
 //! map reads run on the blocking pool so a scrape never stalls the serve
 //! loop's event draining.
 
@@ -81,6 +82,9 @@ async fn handle(
     endpoint: Arc<Endpoint>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/learn" {
+        return Ok(super::learn::handle(&endpoint.shared, &req).await);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -134,7 +138,7 @@ async fn handle(
         _ => reply(
             StatusCode::NOT_FOUND,
             TEXT,
-            b"try /metrics, /healthz, /readyz or /status\n".to_vec(),
+            b"try /metrics, /healthz, /readyz, /status or /learn\n".to_vec(),
         ),
     };
     Ok(r)

@@ -5,6 +5,7 @@
 //! and reload outcomes here.
 
 pub mod http;
+mod learn;
 pub mod render;
 pub mod status;
 
@@ -86,6 +87,9 @@ pub struct Shared {
     pub refused: Arc<Refused>,
     pub started: SystemTime,
     status: Mutex<Status>,
+    /// Learn mode's sessions and control (`/learn`), once the serve loop
+    /// takes requests.
+    pub learn: std::sync::OnceLock<crate::learn::control::Control>,
 }
 
 pub fn unix_now() -> f64 {
@@ -113,6 +117,7 @@ impl Shared {
             refused,
             started: SystemTime::now(),
             status: Mutex::new(Status::default()),
+            learn: std::sync::OnceLock::new(),
         }
     }
 
@@ -207,6 +212,20 @@ impl crate::events::Record for Shared {
 
     fn write_errors(&self, n: u64) {
         self.lock().event_write_errors += n;
+    }
+
+    fn observed(&self, e: &iotfence_common::ViolationEvent, v: &Violation) {
+        use iotfence_common::consts::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+        let Some(l) = self.learn.get() else { return };
+        let Some(dst) = v.dst.as_deref().and_then(|d| d.parse().ok()) else {
+            return;
+        };
+        let port = match e.proto {
+            PROTO_TCP | PROTO_UDP | PROTO_SCTP => e.dport,
+            _ => 0,
+        };
+        l.sessions
+            .flow(e.device, dst, e.proto, port, v.domain.as_deref(), e.time_ns);
     }
 }
 

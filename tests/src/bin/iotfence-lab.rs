@@ -165,6 +165,19 @@ fn main() -> anyhow::Result<()> {
     );
     std::thread::sleep(Duration::from_millis(300));
 
+    if let Some(plan) = site.plans.iter().find(|p| !p.audit) {
+        const SECONDS: u64 = 6;
+        println!(
+            "==> learn mode: iotfence learn {} --for {SECONDS}s, while it reaches its endpoints again",
+            plan.device
+        );
+        for l in vendor_site::learn::learn(&lab, &site.config, &[plan], SECONDS)? {
+            print!("{}", l.stderr);
+            println!("    --- {} ---", l.draft.display());
+            print!("{}", std::fs::read_to_string(&l.draft)?);
+        }
+    }
+
     println!("==> what iotfence saw (iotfence status, from its HTTP endpoint)");
     let (code, body) = http_get(&lab.router, METRICS, "/status")?;
     anyhow::ensure!(code == 200, "/status: HTTP {code}: {body}");

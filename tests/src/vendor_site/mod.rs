@@ -9,6 +9,7 @@
 //! `probe.rs` sends the probes from a device.
 
 mod addrs;
+pub mod learn;
 mod plan;
 mod probe;
 

@@ -12,6 +12,7 @@ mod answers;
 mod crash;
 mod first_packet;
 mod flood;
+mod learn;
 mod lifetime;
 mod redirect;
 mod state;

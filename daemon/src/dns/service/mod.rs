@@ -37,6 +37,7 @@ use crate::{
         table::{Limits, Table, Write},
     },
     kernel::{grants::Grants, maps::DnsMaps},
+    learn::sessions::Sessions,
 };
 
 /// The kernel holds answers only while the heartbeat is this fresh.
@@ -71,6 +72,9 @@ pub struct Service {
     pub names: Arc<Names>,
     /// The names each device was refused (`not_allowed`).
     pub refused: Arc<Refused>,
+    /// Learn mode's sessions: every solicited answer to a learning device
+    /// is recorded there too.
+    pub learning: Arc<Sessions>,
     /// Refusals to report as events (within each device's budget), until
     /// the daemon's main loop takes it.
     pub refusals: Option<tokio::sync::mpsc::Receiver<RefusedEvent>>,
@@ -91,6 +95,7 @@ struct Engine {
     stats: Arc<DnsStats>,
     names: Arc<Names>,
     refused: Arc<Refused>,
+    learning: Arc<Sessions>,
     /// Full (the main loop is behind): the event is dropped, the name
     /// still listed in `refused`.
     refusal_tx: tokio::sync::mpsc::Sender<RefusedEvent>,
@@ -117,6 +122,7 @@ impl Service {
     ) -> anyhow::Result<Self> {
         let stats = Arc::new(DnsStats::default());
         let names = Arc::new(Names::default());
+        let learning = Arc::new(Sessions::default());
         let refused = Arc::new(Refused::new(
             cfg.event_interval.as_nanos() as u64,
             cfg.event_burst,
@@ -155,6 +161,7 @@ impl Service {
             stats: stats.clone(),
             names: names.clone(),
             refused: refused.clone(),
+            learning: learning.clone(),
             refusal_tx,
             state_file: cfg.state_dir.join("learned.json"),
             journal: inflight::Journal::new(
@@ -184,6 +191,7 @@ impl Service {
             stats,
             names,
             refused,
+            learning,
             refusals: Some(refusals),
         })
     }
@@ -249,19 +257,25 @@ impl Engine {
         let fd = self.ring.as_raw_fd();
         self.last_beat = mono_ns();
         let mut last_save = self.last_beat;
-        loop {
+        'serve: loop {
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
             unsafe { libc::poll(&mut pfd, 1, 100) };
-            self.drain();
-            match rx.try_recv() {
-                Ok(Command::Policy(p)) => self.reconcile(p),
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {}
+            // Policy changes before the answers that woke the thread: an
+            // answer to a query sent after a reload (or after a device's
+            // learning ended) is judged by the policy then applied, not by
+            // the one before it.
+            loop {
+                match rx.try_recv() {
+                    Ok(Command::Policy(p)) => self.reconcile(p),
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'serve,
+                    Err(TryRecvError::Empty) => break,
+                }
             }
+            self.drain();
             let now = mono_ns();
             if self.beat_if_due(now) {
                 self.pending.expire(now);

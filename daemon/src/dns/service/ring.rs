@@ -136,11 +136,13 @@ impl Engine {
         let now = mono_ns();
         let rules = self.policy.rules(route.device).unwrap_or(&[]);
         let names = &mut self.names;
+        let learning = &self.learning;
         let mut asked = None;
         let lesson = match learn::examine_with(msg, route, rules, &mut self.pending, now, |a| {
             asked = Some(a.name.clone());
             for (addr, _) in &a.addrs {
                 names.record(route.device, *addr, &a.name);
+                learning.answer(route.device, &a.name, *addr, now);
             }
         }) {
             Ok(l) => l,

@@ -70,6 +70,10 @@ pub struct CompiledProfile {
     pub limitations: Vec<String>,
     /// Each rule as written, with what it expanded to (for `explain`).
     pub origins: Vec<RuleOrigin>,
+    /// The stand-in profile of a device being learned (`learn::view`):
+    /// audits everything, and the kernel reports every flow
+    /// (`DEVICE_LEARNING`). Never from a policy file.
+    pub learning: bool,
 }
 
 /// A domain pattern and what it allows for the addresses it resolves to.
