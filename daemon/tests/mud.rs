@@ -21,6 +21,8 @@ use iotfence::{
     },
 };
 
+mod readme;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -691,18 +693,7 @@ fn the_readmes_mud_examples_are_real() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let mut checked = 0;
     let mut lines = readme.lines().peekable();
-    while let Some(line) = lines.next() {
-        let Some(cmd) = line.strip_prefix("$ iotfence mud ") else {
-            continue;
-        };
-        let mut want = String::new();
-        while let Some(l) = lines.peek() {
-            if l.starts_with("$ ") || l.starts_with("```") {
-                break;
-            }
-            want.push_str(lines.next().unwrap());
-            want.push('\n');
-        }
+    while let Some((cmd, want)) = readme::next(&mut lines, "mud") {
         let mut args = vec!["mud"];
         args.extend(cmd.split_whitespace());
         let out = ok(&args);

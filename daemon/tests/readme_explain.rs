@@ -3,24 +3,15 @@
 
 use std::{path::Path, process::Command};
 
+mod readme;
+
 #[test]
 fn the_readmes_explain_example_is_real() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let mut checked = 0;
     let mut lines = readme.lines().peekable();
-    while let Some(line) = lines.next() {
-        let Some(cmd) = line.strip_prefix("$ iotfence explain ") else {
-            continue;
-        };
-        let mut want = String::new();
-        while let Some(l) = lines.peek() {
-            if l.starts_with("$ ") || l.starts_with("```") {
-                break;
-            }
-            want.push_str(lines.next().unwrap());
-            want.push('\n');
-        }
+    while let Some((cmd, want)) = readme::next(&mut lines, "explain") {
         let out = Command::new(env!("CARGO_BIN_EXE_iotfence"))
             .arg("explain")
             .args(cmd.split_whitespace())

@@ -69,14 +69,20 @@ fn check(lab: &Lab, plan: &Plan) -> Vec<String> {
     failures
 }
 
-#[test]
-fn vendor_profiles_reach_their_endpoints_and_nothing_else() {
+/// A lab with every vendor device, and the vendor site prepared in it.
+fn vendor_lab() -> (Lab, vendor_site::VendorSite) {
     let specs: Vec<DeviceSpec> = DEVICES
         .iter()
         .map(|(_, d)| vendor_site::dev(d.name, d.mac, d.host))
         .collect();
-    let mut lab = Lab::build(&specs, &[]).unwrap();
+    let lab = Lab::build(&specs, &[]).unwrap();
     let site = vendor_site::prepare(&lab).unwrap();
+    (lab, site)
+}
+
+#[test]
+fn vendor_profiles_reach_their_endpoints_and_nothing_else() {
+    let (mut lab, site) = vendor_lab();
     for p in &site.plans {
         eprintln!(
             "{} ({}): {} required, {} forbidden probes",
@@ -125,12 +131,7 @@ fn vendor_profiles_reach_their_endpoints_and_nothing_else() {
 /// lets every required endpoint through and drops every forbidden probe.
 #[test]
 fn learned_drafts_of_vendor_devices_reach_their_endpoints_and_nothing_else() {
-    let specs: Vec<DeviceSpec> = DEVICES
-        .iter()
-        .map(|(_, d)| vendor_site::dev(d.name, d.mac, d.host))
-        .collect();
-    let mut lab = Lab::build(&specs, &[]).unwrap();
-    let site = vendor_site::prepare(&lab).unwrap();
+    let (mut lab, site) = vendor_lab();
     lab.start_daemon(&site.config).unwrap();
     let plans: Vec<&Plan> = site.plans.iter().filter(|p| !p.audit).collect();
     let learned = vendor_site::learn::learn(&lab, &site.config, &plans, 8).unwrap();
