@@ -118,7 +118,21 @@ fn clsact_filters_attach_beside_others_survive_sigkill_swap_and_detach() {
     enforces(&lab);
     let counted = lab.counter(CAM, Verdict::Allowed, Reason::Rule);
 
-    // Restart: the same filter (priority, handle) gets the new program.
+    // Restart: the programs the kernel verified are adopted, in the
+    // same filter.
+    lab.start_daemon(&cfg).expect("restarting iotfence");
+    let eg = filters(&lab, "egress");
+    let eg_ours = ours(&eg, prog_names::TC_EGRESS);
+    assert_eq!(eg_ours.len(), 1, "a restart must not add a filter: {eg:?}");
+    assert_eq!(eg_ours[0].3, first_prog, "the verified program adopted");
+    lab.daemon.as_mut().unwrap().kill();
+    lab.daemon = None;
+
+    // Restart with another load-time setting (so programs verified anew):
+    // the same filter (priority, handle) gets the new program.
+    let cfg = lab
+        .write_config_with("xdp", CAMERA_POLICY, "dns:\n  query_burst: 50\n")
+        .unwrap();
     lab.start_daemon(&cfg).expect("restarting iotfence");
     let eg = filters(&lab, "egress");
     let eg_ours = ours(&eg, prog_names::TC_EGRESS);
