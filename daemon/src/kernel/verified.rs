@@ -157,8 +157,9 @@ pub enum Refused {
     Unreadable(&'static str, String),
 }
 
-/// Which maps the object pins exist under `map_dir` now, before the load
-/// (the loader creates missing ones, which pinned programs cannot know).
+/// The first map the object pins that has no pin under `map_dir` yet,
+/// asked before the load: the loader creates it, and pinned programs
+/// cannot know the new map.
 pub fn missing_map(map_dir: &Path) -> anyhow::Result<Option<String>> {
     Ok(pinned_definitions()?
         .into_iter()
