@@ -193,7 +193,10 @@ impl Prometheus {
 
     /// An instant query through the HTTP API: the `data.result` array.
     pub fn query(&self, ns: &Netns, expr: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-        let path = format!("/api/v1/query?query={}", encode(expr));
+        let path = format!(
+            "/api/v1/query?query={}",
+            iotfence::learn::client::encode(expr)
+        );
         let (code, body) = http_get(ns, &self.listen, &path)?;
         let v: serde_json::Value = serde_json::from_str(&body)
             .with_context(|| format!("query {expr}: HTTP {code}: {body}"))?;
@@ -210,16 +213,4 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Percent-encodes a query parameter.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
