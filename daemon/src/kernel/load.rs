@@ -23,7 +23,7 @@ use iotfence_common::consts::{features, map_names as names, prog_names};
 use super::{
     apply::{self, Written},
     grants::Grants,
-    maps::{check_adopted, DnsMaps, Maps},
+    maps::{check_adopted, pinned_definitions, DnsMaps, Maps},
     object::{take, BPF_OBJECT},
     probe::Kernel,
     verified::{self, Adopted, Refused},
@@ -79,7 +79,9 @@ impl Datapath {
             BPF_OBJECT,
             &[u64::from(feature_bits), interval_ns, burst_ns],
         );
-        let created = verified::missing_map(&map_dir)?;
+        // The object's pinned maps, parsed once for the checks below.
+        let defined = pinned_definitions()?;
+        let created = verified::missing_map(&map_dir, &defined);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)
@@ -88,11 +90,11 @@ impl Datapath {
             .override_global(features::QUERY_BURST, &burst_ns, true)
             .load(BPF_OBJECT)
             .context("loading the eBPF object")?;
-        check_adopted(&ebpf)?;
+        check_adopted(&ebpf, &defined)?;
         let progs = super::pins::prog_dir(pin_dir);
         let adopted = match created {
             Some(map) => Err(Refused::MapCreated(map)),
-            None => verified::adopt(&progs, fingerprint, &ebpf),
+            None => verified::adopt(&progs, fingerprint, &ebpf, &defined),
         };
         let (adopted, not_adopted) = match adopted {
             Ok(a) => {

@@ -130,10 +130,11 @@ pub fn pinned_definitions() -> anyhow::Result<Vec<(String, Shape)>> {
 /// object's own definitions: type, key and value size, capacity (the
 /// learned map's capacity is configurable and an adopted one keeps its
 /// size, so that one is not compared).
-pub fn check_adopted(ebpf: &Ebpf) -> anyhow::Result<()> {
-    for (name, want) in pinned_definitions()? {
+/// `defined`: `pinned_definitions()`, read once per load.
+pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)]) -> anyhow::Result<()> {
+    for (name, want) in defined {
         let map = ebpf
-            .map(&name)
+            .map(name)
             .with_context(|| format!("map {name} missing"))?;
         let info = data_of(map)
             .with_context(|| format!("map {name} has an unexpected type"))?

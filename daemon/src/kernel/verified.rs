@@ -26,7 +26,7 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use iotfence_common::consts::prog_names;
 
-use super::{maps::pinned_definitions, sys};
+use super::{maps::Shape, sys};
 
 /// The object's unpinned maps that hold nothing from one packet to the
 /// next. Any other unpinned map would be state the pinned programs keep
@@ -160,26 +160,28 @@ pub enum Refused {
 /// The first map the object pins that has no pin under `map_dir` yet,
 /// asked before the load: the loader creates it, and pinned programs
 /// cannot know the new map.
-pub fn missing_map(map_dir: &Path) -> anyhow::Result<Option<String>> {
-    Ok(pinned_definitions()?
-        .into_iter()
+pub fn missing_map(map_dir: &Path, defined: &[(String, Shape)]) -> Option<String> {
+    defined
+        .iter()
         .map(|(name, _)| name)
-        .find(|name| !map_dir.join(name).exists()))
+        .find(|name| !map_dir.join(name).exists())
+        .cloned()
 }
 
 /// The pinned programs of `fingerprint` under `progs`, if they can stand in
 /// for a new load: recorded for this fingerprint, and every map they use is
 /// one `ebpf` adopted from its pin, or one of its unpinned maps without
 /// state (`.rodata`, whose content the fingerprint covers, and scratch).
-pub fn adopt(progs: &Path, fingerprint: u64, ebpf: &Ebpf) -> Result<Adopted, Refused> {
+pub fn adopt(
+    progs: &Path,
+    fingerprint: u64,
+    ebpf: &Ebpf,
+    defined: &[(String, Shape)],
+) -> Result<Adopted, Refused> {
     if !record(progs, fingerprint).is_dir() {
         return Err(Refused::NoRecord);
     }
-    let pinned: HashSet<String> = pinned_definitions()
-        .map_err(|e| Refused::Unreadable("maps", e.to_string()))?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let pinned: HashSet<&str> = defined.iter().map(|(name, _)| name.as_str()).collect();
     let mut ours = HashSet::new();
     let mut data_maps = 0usize;
     for (name, map) in ebpf.maps() {
@@ -230,6 +232,7 @@ pub fn adopt(progs: &Path, fingerprint: u64, ebpf: &Ebpf) -> Result<Adopted, Ref
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::maps::pinned_definitions;
 
     #[test]
     fn fingerprint_follows_object_and_globals() {
