@@ -3,7 +3,8 @@
 /// The `iotf{MAP_VERSION}_` prefix every map name carries (a test checks
 /// each name in the object). A layout change needs no bump: the daemon
 /// compares adopted pins with the object's own map definitions and refuses
-/// a mismatch. Bump it (and rename the maps) for a change of meaning that
+/// a mismatch (the learned map, which it rebuilds from saved state, it
+/// replaces instead: `kernel::maps::replace_rebuilt`). Bump it (and rename the maps) for a change of meaning that
 /// keeps every size, so old pins are left alone instead of misread.
 pub const MAP_VERSION: u32 = 1;
 
@@ -14,8 +15,9 @@ pub const MAX_DEVICES: u32 = 2048;
 pub const MAX_PROFILES: u32 = 4096;
 /// (protocol, port range) entries one destination prefix may carry.
 pub const RULES_PER_PREFIX: usize = 16;
-/// (protocol, port range, expiry) entries one learned address may carry.
-pub const LEARNED_RULES_PER_ADDR: usize = 8;
+/// (protocol, port range, expiry) entries one learned address may carry:
+/// four keep a learned entry at 128 bytes of kernel memory (`LearnedRules`).
+pub const LEARNED_RULES_PER_ADDR: usize = 4;
 
 /// Default capacities; the daemon may change them at load time
 /// (`EbpfLoader::map_max_entries`) except where noted.
@@ -24,7 +26,7 @@ pub const DEVICE_PREFIX_ENTRIES: u32 = 2 * MAX_DEVICES;
 pub const RULE_PREFIX_ENTRIES: u32 = 65_536;
 pub const LEARNED_ENTRIES: u32 = 131_072;
 /// Upper bound of `dns.max_entries`, which sizes the learned map at load
-/// (the kernel preallocates it: 224 bytes per entry, measured).
+/// (the kernel preallocates it: 128 bytes per entry, see `LearnedRules`).
 pub const MAX_LEARNED_ENTRIES: u32 = 4_194_304;
 pub const FLOW_ENTRIES: u32 = 262_144;
 pub const EVENT_RING_BYTES: u32 = 256 * 1024;

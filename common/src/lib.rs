@@ -42,7 +42,6 @@ mod pod {
     unsafe impl aya::Pod for DeviceInfo {}
     unsafe impl aya::Pod for PortRule {}
     unsafe impl aya::Pod for RuleSet {}
-    unsafe impl aya::Pod for LearnedRule {}
     unsafe impl aya::Pod for LearnedRules {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for Counter {}

@@ -81,8 +81,8 @@ impl RuleSet {
 }
 
 /// A learned (protocol, port range) with its own expiry, so a short-TTL name
-/// never extends a long-TTL one that shares the address.
-#[repr(C)]
+/// never extends a long-TTL one that shares the address. The daemon's view;
+/// the kernel entry (`LearnedRules`) packs it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LearnedRule {
     /// CLOCK_MONOTONIC (bpf_ktime_get_ns) deadline.
@@ -90,13 +90,42 @@ pub struct LearnedRule {
     pub rule: PortRule,
 }
 
+/// Nanoseconds per unit of a learned deadline, as a shift: 2^28 ns
+/// (268 ms), so a `u32` deadline covers 2^60 ns (36 years of uptime).
+pub const LEARNED_TICK_SHIFT: u32 = 28;
+
+/// A deadline in learned-map units, rounded up: the kernel's `now < deadline`
+/// on units never ends an allowance before `expires_ns`, and ends it at most
+/// one unit (268 ms) after.
+pub const fn learned_ticks(expires_ns: u64) -> u32 {
+    let t = expires_ns.div_ceil(1 << LEARNED_TICK_SHIFT);
+    if t > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        t as u32
+    }
+}
+
+/// The learned map's value: up to `LEARNED_RULES_PER_ADDR` (protocol, port
+/// range, deadline), packed as parallel arrays into 40 bytes, so that with
+/// the key (24) and the kernel's element header (48) and bucket (16) an
+/// entry takes 128 bytes (it took 224 with 8 rules of 16 bytes each).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LearnedRules {
-    pub count: u32,
-    pub _pad: u32,
-    pub rules: [LearnedRule; LEARNED_RULES_PER_ADDR],
+    /// Deadlines in units of 2^`LEARNED_TICK_SHIFT` ns (`learned_ticks`).
+    pub expires: [u32; LEARNED_RULES_PER_ADDR],
+    pub lo: [u16; LEARNED_RULES_PER_ADDR],
+    pub hi: [u16; LEARNED_RULES_PER_ADDR],
+    pub proto: [u8; LEARNED_RULES_PER_ADDR],
+    /// Rules in use, from the start of the arrays.
+    pub count: u8,
+    pub _pad: [u8; 3],
 }
+
+// The 128-byte budget of a learned entry depends on these sizes.
+const _: () = assert!(core::mem::size_of::<LearnedRules>() == 40);
+const _: () = assert!(core::mem::size_of::<crate::LearnedKey>() == 20);
 
 /// Result of matching a learned entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,31 +139,78 @@ pub enum LearnedMatch {
 impl LearnedRules {
     /// An entry with one rule.
     pub fn one(rule: PortRule, expires_ns: u64) -> Self {
-        let mut v = Self {
-            count: 1,
-            ..Default::default()
-        };
-        v.rules[0] = LearnedRule { expires_ns, rule };
+        let mut v = Self::default();
+        v.push(LearnedRule { expires_ns, rule });
         v
+    }
+
+    /// An entry with these rules; `None` when they are more than it holds.
+    pub fn from_rules(rules: &[LearnedRule]) -> Option<Self> {
+        if rules.len() > LEARNED_RULES_PER_ADDR {
+            return None;
+        }
+        let mut v = Self::default();
+        for r in rules {
+            v.push(*r);
+        }
+        Some(v)
+    }
+
+    /// Appends a rule; `false` (and no change) when the entry is full.
+    pub fn push(&mut self, r: LearnedRule) -> bool {
+        let i = self.count as usize;
+        if i >= LEARNED_RULES_PER_ADDR {
+            return false;
+        }
+        self.expires[i] = learned_ticks(r.expires_ns);
+        self.lo[i] = r.rule.lo;
+        self.hi[i] = r.rule.hi;
+        self.proto[i] = r.rule.proto;
+        self.count += 1;
+        true
+    }
+
+    /// Rule `i` as the daemon sees it (its deadline at unit precision).
+    pub fn get(&self, i: usize) -> Option<LearnedRule> {
+        if i >= (self.count as usize).min(LEARNED_RULES_PER_ADDR) {
+            return None;
+        }
+        Some(LearnedRule {
+            expires_ns: (self.expires[i] as u64) << LEARNED_TICK_SHIFT,
+            rule: PortRule::new(self.proto[i], self.lo[i], self.hi[i]),
+        })
+    }
+
+    /// The rules in use (an over-large `count` from a foreign writer is
+    /// clamped, as the kernel clamps it).
+    pub fn iter(&self) -> impl Iterator<Item = LearnedRule> + '_ {
+        (0..LEARNED_RULES_PER_ADDR).map_while(|i| self.get(i))
     }
 
     #[inline(always)]
     pub fn check(&self, proto: u8, port: u16, now_ns: u64) -> LearnedMatch {
-        let n = self.count as usize;
+        let now = (now_ns >> LEARNED_TICK_SHIFT) as u32;
+        let mut left = self.count;
         let mut expired = false;
-        let mut i = 0;
-        while i < LEARNED_RULES_PER_ADDR {
-            if i >= n {
+        // Zipped rather than indexed: with four parallel arrays LLVM kept a
+        // bounds-check panic in the unrolled loop, which the verifier refuses.
+        let rules = self
+            .proto
+            .iter()
+            .zip(&self.lo)
+            .zip(&self.hi)
+            .zip(&self.expires);
+        for (((&p, &lo), &hi), &deadline) in rules {
+            if left == 0 {
                 break;
             }
-            let r = &self.rules[i];
-            if r.rule.matches(proto, port) {
-                if now_ns < r.expires_ns {
+            left -= 1;
+            if (p == PROTO_ANY || p == proto) && lo <= port && port <= hi {
+                if now < deadline {
                     return LearnedMatch::Allowed;
                 }
                 expired = true;
             }
-            i += 1;
         }
         if expired {
             LearnedMatch::Expired
@@ -249,5 +325,74 @@ impl VlanSet {
     #[inline(always)]
     pub fn has(&self, vid: u16) -> bool {
         (self.bits[(vid >> 6) as usize & 63] >> (vid & 63)) & 1 == 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::consts::{PROTO_TCP, PROTO_UDP};
+
+    const TICK: u64 = 1 << LEARNED_TICK_SHIFT;
+
+    #[test]
+    fn a_learned_deadline_never_ends_early_and_ends_within_one_unit() {
+        let rule = PortRule::new(PROTO_TCP, 443, 443);
+        for deadline in [
+            1,
+            TICK - 1,
+            TICK,
+            TICK + 1,
+            5 * TICK + 12_345,
+            3_600 * 1_000_000_000,
+        ] {
+            let v = LearnedRules::one(rule, deadline);
+            assert_eq!(v.check(PROTO_TCP, 443, deadline - 1), LearnedMatch::Allowed);
+            let end = deadline.div_ceil(TICK) * TICK;
+            assert!(end - deadline < TICK);
+            assert_eq!(v.check(PROTO_TCP, 443, end - 1), LearnedMatch::Allowed);
+            assert_eq!(v.check(PROTO_TCP, 443, end), LearnedMatch::Expired);
+            assert_eq!(v.get(0).unwrap().expires_ns, end);
+        }
+        // Past 36 years of uptime the deadline saturates instead of wrapping.
+        assert_eq!(learned_ticks(u64::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn a_learned_entry_holds_its_rules_and_no_more() {
+        let rules: Vec<LearnedRule> = (0..LEARNED_RULES_PER_ADDR as u16)
+            .map(|i| LearnedRule {
+                expires_ns: (i as u64 + 1) * TICK,
+                rule: PortRule::new(
+                    if i % 2 == 0 { PROTO_TCP } else { PROTO_UDP },
+                    100 + i,
+                    200 + i,
+                ),
+            })
+            .collect();
+        let v = LearnedRules::from_rules(&rules).unwrap();
+        assert_eq!(v.iter().collect::<Vec<_>>(), rules);
+        let mut full = v;
+        assert!(!full.push(rules[0]));
+        assert_eq!(full, v);
+        let mut more = rules.clone();
+        more.push(rules[0]);
+        assert!(LearnedRules::from_rules(&more).is_none());
+        // Matching: protocol and range of each rule, its own deadline.
+        // TCP 101 is rule 0's alone (rule 2 starts at 102).
+        assert_eq!(v.check(PROTO_TCP, 101, TICK - 1), LearnedMatch::Allowed);
+        assert_eq!(v.check(PROTO_TCP, 101, TICK), LearnedMatch::Expired);
+        assert_eq!(v.check(PROTO_TCP, 150, TICK), LearnedMatch::Allowed);
+        assert_eq!(v.check(PROTO_UDP, 101, 2 * TICK - 1), LearnedMatch::Allowed);
+        assert_eq!(v.check(PROTO_UDP, 99, 0), LearnedMatch::None);
+        assert_eq!(v.check(PROTO_TCP, 203, 0), LearnedMatch::None);
+        // A count past the arrays (a foreign writer) reads as full, no more.
+        let mut bad = v;
+        bad.count = 200;
+        assert_eq!(bad.iter().count(), LEARNED_RULES_PER_ADDR);
+        assert_eq!(bad.check(PROTO_UDP, 99, 0), LearnedMatch::None);
     }
 }

@@ -147,8 +147,8 @@ fn check_table(t: &Table, limits: &Limits, rules: &[DomainRule], asked: Option<&
             assert!(rules.iter().any(|d| d.pattern == c.pattern));
         }
         let value = table::value(credits).expect("an entry with credits has a value");
-        assert!(value.count as usize <= value.rules.len());
-        for lr in &value.rules[..value.count as usize] {
+        assert!(value.count as usize <= value.expires.len());
+        for lr in value.iter() {
             assert!(
                 credits.iter().any(|c| c.rules.contains(&lr.rule)),
                 "{addr}: kernel rule {:?} no credit carries",

@@ -343,3 +343,60 @@ fn a_pinned_map_of_another_layout_is_refused() {
         "{err}"
     );
 }
+
+/// A pin from a build with another map layout: the learned map, which the
+/// daemon writes again from its saved state, is replaced; a map whose
+/// contents nothing restores (the flows) still refuses the start.
+#[test]
+fn an_upgrade_replaces_a_learned_map_of_another_layout_and_refuses_others() {
+    use iotfence::kernel::{load::Datapath, pins::map_dir};
+    use iotfence_common::consts::map_names;
+    let old_pin = |name: &str, value_size: u32| {
+        let pins = iotfence_tests::privileged::PinDir::new();
+        let dir = map_dir(&pins.path);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("bpftool")
+            .args(["map", "create"])
+            .arg(dir.join(name))
+            .args([
+                "type",
+                "hash",
+                "key",
+                "20",
+                "value",
+                &value_size.to_string(),
+            ])
+            .args(["entries", "1024", "name", name])
+            .status()
+            .expect("running bpftool");
+        assert!(ok.success(), "bpftool map create {name}");
+        pins
+    };
+    let cfg = |pins: &iotfence_tests::privileged::PinDir| {
+        let text = format!(
+            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\n",
+            pins.path.display()
+        );
+        iotfence::config::parse(std::path::Path::new("c.yaml"), &text).unwrap()
+    };
+
+    // The learned map of the layout before 128-byte entries (8 rules of 16).
+    let pins = old_pin(map_names::LEARNED, 136);
+    let dp = Datapath::load(&pins.path, &cfg(&pins).dns).expect("load replaces the learned map");
+    let pinned = aya::maps::MapData::from_pin(map_dir(&pins.path).join(map_names::LEARNED))
+        .unwrap()
+        .info()
+        .unwrap();
+    assert_eq!(
+        pinned.value_size() as usize,
+        std::mem::size_of::<LearnedRules>()
+    );
+    drop(dp);
+
+    // Flows are an LRU hash of 40-byte keys: this is another layout.
+    let pins = old_pin(map_names::FLOWS, 24);
+    let err = Datapath::load(&pins.path, &cfg(&pins).dns)
+        .err()
+        .expect("a flow map of another layout refuses the load");
+    assert!(format!("{err:#}").contains("iotfence detach"), "{err:#}");
+}

@@ -69,7 +69,7 @@ fn start_with_an_hours_ttl(lab: &mut Lab) -> String {
 fn left_s(lab: &Lab, addr: &str) -> u64 {
     let now = iotfence_tests::harness::monotonic_ns();
     let rules = lab.learned(1, ip(addr)).expect("restored entry");
-    rules.rules[0].expires_ns.saturating_sub(now) / 1_000_000_000
+    rules.get(0).unwrap().expires_ns.saturating_sub(now) / 1_000_000_000
 }
 
 #[test]

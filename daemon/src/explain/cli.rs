@@ -183,7 +183,7 @@ fn live_state(cfg: &Config, policy: &compile::Compiled) -> anyhow::Result<Live> 
     for item in learned_map.iter() {
         let (k, v) = item?;
         let addr = table::addr_of(&k);
-        let rules = v.rules[..(v.count as usize).min(v.rules.len())]
+        let rules = v
             .iter()
             .map(|r| {
                 (

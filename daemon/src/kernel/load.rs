@@ -23,7 +23,7 @@ use iotfence_common::consts::{features, map_names as names, prog_names};
 use super::{
     apply::{self, Written},
     grants::Grants,
-    maps::{check_adopted, pinned_definitions, DnsMaps, Maps},
+    maps::{check_adopted, pinned_definitions, replace_rebuilt, DnsMaps, Maps},
     object::{take, BPF_OBJECT},
     probe::Kernel,
     verified::{self, Adopted, Refused},
@@ -81,6 +81,7 @@ impl Datapath {
         );
         // The object's pinned maps, parsed once for the checks below.
         let defined = pinned_definitions()?;
+        replace_rebuilt(&map_dir, &defined)?;
         let created = verified::missing_map(&map_dir, &defined);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&map_dir)

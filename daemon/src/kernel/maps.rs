@@ -3,6 +3,8 @@
 //! this build's own map definitions (read from the embedded object, so
 //! there is no second list to keep in step).
 
+use std::path::Path;
+
 use anyhow::{bail, Context};
 use aya::maps::IterableMap;
 use aya::{
@@ -157,6 +159,50 @@ pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)]) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Maps whose contents the daemon rebuilds on its own at start: the
+/// learned map is written again from the saved DNS state (`dns::state`).
+/// A pin of one of these in another layout (an upgrade that changed it) is
+/// removed before the load, which then creates the map anew, instead of
+/// refusing to start: the running programs keep their reference to the old
+/// map until the new ones replace them in the links. Every other map holds
+/// what no file restores (flows, counters), so a layout change there still
+/// refuses (`check_adopted`).
+const REBUILT: [&str; 1] = [names::LEARNED];
+
+/// Removes the pins of `REBUILT` maps whose type, key or value size differ
+/// from this build's `defined` ones; returns the names removed.
+pub fn replace_rebuilt(map_dir: &Path, defined: &[(String, Shape)]) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (name, want) in defined
+        .iter()
+        .filter(|(n, _)| REBUILT.contains(&n.as_str()))
+    {
+        let pin = map_dir.join(name);
+        if !pin.exists() {
+            continue;
+        }
+        let info = MapData::from_pin(&pin)
+            .with_context(|| format!("opening {}", pin.display()))?
+            .info()?;
+        let same = info.map_type()? as u32 == want.map_type
+            && info.key_size() == want.key_size
+            && info.value_size() == want.value_size;
+        if !same {
+            tracing::warn!(
+                map = name.as_str(),
+                key_size = info.key_size(),
+                value_size = info.value_size(),
+                want_key_size = want.key_size,
+                want_value_size = want.value_size,
+                "the pinned map has another build's layout; it is replaced and its entries written again from the saved state"
+            );
+            std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+            removed.push(name.clone());
+        }
+    }
+    Ok(removed)
 }
 
 pub(super) fn data_of(map: &aya::maps::Map) -> Option<&MapData> {

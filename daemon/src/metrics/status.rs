@@ -117,11 +117,7 @@ pub fn build(
     let mut learned: BTreeMap<u32, Vec<(IpAddr, u64)>> = BTreeMap::new();
     for item in learned_map.iter() {
         let (k, v) = item?;
-        let last = v.rules[..(v.count as usize).min(v.rules.len())]
-            .iter()
-            .map(|r| r.expires_ns)
-            .max()
-            .unwrap_or(0);
+        let last = v.iter().map(|r| r.expires_ns).max().unwrap_or(0);
         if last > now {
             learned
                 .entry(k.device)

@@ -10,9 +10,7 @@ use std::{
     net::IpAddr,
 };
 
-use iotfence_common::{
-    consts::LEARNED_RULES_PER_ADDR, keys::addr_key, LearnedKey, LearnedRule, LearnedRules, PortRule,
-};
+use iotfence_common::{keys::addr_key, LearnedKey, LearnedRule, LearnedRules, PortRule};
 
 use super::learn::Refusal;
 use crate::policy::compile::DomainRule;
@@ -111,15 +109,7 @@ pub fn value(credits: &[Credit]) -> Option<LearnedRules> {
             }
         }
     }
-    if rules.len() > LEARNED_RULES_PER_ADDR {
-        return None;
-    }
-    let mut v = LearnedRules {
-        count: rules.len() as u32,
-        ..Default::default()
-    };
-    v.rules[..rules.len()].copy_from_slice(&rules);
-    Some(v)
+    LearnedRules::from_rules(&rules)
 }
 
 impl Table {
@@ -263,11 +253,7 @@ impl Table {
         let dead: Vec<EntryKey> = self
             .orphans
             .iter()
-            .filter(|(_, v)| {
-                v.rules[..(v.count as usize).min(LEARNED_RULES_PER_ADDR)]
-                    .iter()
-                    .all(|r| r.expires_ns <= now_ns)
-            })
+            .filter(|(_, v)| v.iter().all(|r| r.expires_ns <= now_ns))
             .map(|(k, _)| *k)
             .collect();
         for k in dead {
