@@ -7,10 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use iotfence_common::{
-    consts::{MAX_DEVICES, MAX_PROFILES},
-    Mode,
-};
+use iotfence_common::{consts::MAX_PROFILES, Mode};
 use serde_saphyr::Spanned;
 
 use super::{
@@ -202,9 +199,10 @@ impl<'a> Build<'a> {
                     self.drafts.insert(profile.clone(), variant);
                     self.names.push(profile.clone());
                 }
-                if let Some(dev) = device(&mut d, dev, &self.devices) {
-                    self.devices.push(dev);
+                if let Some(c) = device(&mut d, dev, &self.devices) {
+                    self.devices.push(c);
                     self.device_profiles.push(profile);
+                    self.check_capacity(&mut d, dev);
                 }
             }
             self.all.extend(d.list);
@@ -240,20 +238,29 @@ impl<'a> Build<'a> {
         );
     }
 
-    /// Device and profile ids must fit the kernel's tables.
+    /// Ids 1 to `max_devices - 1` go to devices (0 is unknown devices):
+    /// the first device beyond them is the located error, once.
+    fn check_capacity(&self, d: &mut Diags<'_>, dev: &Spanned<crate::policy::doc::DeviceDoc>) {
+        let cap = self.cfg.max_devices as usize;
+        if self.devices.len() == cap {
+            d.on(
+                &dev.value.name,
+                format!(
+                    "device `{}` is device {cap}; max_devices: {cap} leaves room for {} (id 0 is unknown devices)",
+                    dev.value.name.value,
+                    cap - 1
+                ),
+                Some(&format!(
+                    "raise max_devices in {} (each slot costs kernel memory: README, configuration)",
+                    self.cfg.file.display()
+                )),
+            );
+        }
+    }
+
+    /// Profile ids must fit the kernel's tables (device ids: `check_capacity`).
     pub(super) fn check_counts(&mut self) {
         let first = &self.sources[0].path;
-        if self.devices.len() >= MAX_DEVICES as usize {
-            self.all.push(Diagnostic::file_error(
-                first,
-                format!(
-                    "{} devices; at most {} are supported",
-                    self.devices.len(),
-                    MAX_DEVICES - 1
-                ),
-                None,
-            ));
-        }
         if self.names.len() > MAX_PROFILES as usize {
             self.all.push(Diagnostic::file_error(
                 first,

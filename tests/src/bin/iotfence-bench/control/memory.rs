@@ -86,7 +86,7 @@ pub fn load(learned: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> 
         ),
     )
     .map_err(|d| anyhow::anyhow!("config: {d:?}"))?;
-    let dp = Datapath::load(&pins.path, &cfg.dns)?;
+    let dp = Datapath::load(&pins.path, &cfg.dns, cfg.max_devices)?;
     Ok((dp, cfg, pins))
 }
 
