@@ -136,6 +136,7 @@ pub fn pinned_definitions() -> anyhow::Result<Vec<(String, Shape)>> {
 /// (`DEVICE_MAPS`) are compared with the configured capacity `devices`.
 /// `defined`: `pinned_definitions()`, read once per load.
 pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)], devices: u32) -> anyhow::Result<()> {
+    let mut larger = Vec::new();
     for (name, want) in defined {
         let map = ebpf
             .map(name)
@@ -170,14 +171,16 @@ pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)], devices: u32) -> 
                 "pinned map {name} has room for {} entries but max_devices: {devices} needs {need}; run `iotfence detach` and restart the daemon to recreate the maps at that size (enforcement is off in between)",
                 have.max_entries
             ),
-            Some(need) if have.max_entries > need => tracing::info!(
-                map = %name,
-                entries = have.max_entries,
-                needed = need,
-                "keeping the larger pinned map; `iotfence detach` and a restart shrink it to max_devices"
-            ),
+            Some(need) if have.max_entries > need => larger.push(name.as_str()),
             _ => {}
         }
+    }
+    if !larger.is_empty() {
+        tracing::info!(
+            maps = ?larger,
+            max_devices = devices,
+            "keeping the larger pinned device maps; `iotfence detach` and a restart shrink them to max_devices"
+        );
     }
     Ok(())
 }
