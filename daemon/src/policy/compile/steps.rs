@@ -21,7 +21,10 @@ use super::{
 use crate::{
     config::Config,
     diag::{Diagnostic, Diags},
-    policy::{doc::ProfileDoc, sources::Source},
+    policy::{
+        doc::{DeviceDoc, ProfileDoc},
+        sources::Source,
+    },
 };
 
 /// The state of one compilation between its steps.
@@ -240,7 +243,7 @@ impl<'a> Build<'a> {
 
     /// Ids 1 to `max_devices - 1` go to devices (0 is unknown devices):
     /// the first device beyond them is the located error, once.
-    fn check_capacity(&self, d: &mut Diags<'_>, dev: &Spanned<crate::policy::doc::DeviceDoc>) {
+    fn check_capacity(&self, d: &mut Diags<'_>, dev: &Spanned<DeviceDoc>) {
         let cap = self.cfg.max_devices as usize;
         if self.devices.len() == cap {
             d.on(
@@ -250,10 +253,7 @@ impl<'a> Build<'a> {
                     dev.value.name.value,
                     cap - 1
                 ),
-                Some(&format!(
-                    "raise max_devices in {} (each slot costs kernel memory: README, configuration)",
-                    self.cfg.file.display()
-                )),
+                Some("raise max_devices in the daemon's configuration (each slot costs kernel memory: README, Device capacity)"),
             );
         }
     }
