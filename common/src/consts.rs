@@ -9,8 +9,15 @@
 pub const MAP_VERSION: u32 = 1;
 
 /// Device ids are indices into the counter array. Id 0 is "unknown device"
-/// (judged by the default profile).
+/// (judged by the default profile). This is the default device capacity
+/// (`max_devices` in the configuration): the object's device-indexed maps
+/// are defined with it and the daemon resizes them at load
+/// (`DEVICE_MAPS`), so a policy holds up to `max_devices - 1` devices.
 pub const MAX_DEVICES: u32 = 2048;
+/// Bounds of `max_devices`. The largest keeps `COUNTER_ENTRIES` far from
+/// u32 overflow and a per-CPU counter array a kernel will allocate.
+pub const MIN_DEVICE_CAPACITY: u32 = 16;
+pub const MAX_DEVICE_CAPACITY: u32 = 65_536;
 /// Profile ids must fit the 16-bit profile part of a rule scope.
 pub const MAX_PROFILES: u32 = 4096;
 /// (protocol, port range) entries one destination prefix may carry.
@@ -60,6 +67,28 @@ pub const QUERY_RATE_MACS: u32 = 4096;
 /// Counter slots: one per (verdict, reason) for every device.
 pub const COUNTER_SLOTS_PER_DEVICE: u32 = 3 * 16;
 pub const COUNTER_ENTRIES: u32 = MAX_DEVICES * COUNTER_SLOTS_PER_DEVICE;
+
+/// The maps sized by the device capacity, with their entries per device
+/// (the object defines them for `MAX_DEVICES`; the daemon resizes them).
+pub const DEVICE_MAPS: [(&str, u32); 7] = [
+    (map_names::COUNTERS, COUNTER_SLOTS_PER_DEVICE),
+    (map_names::RATE, 1),
+    (map_names::QUERY_RATE, 1),
+    // Two policy generations each.
+    (map_names::DEVICE_BY_MAC, 2),
+    (map_names::DEVICE_BIND, 2),
+    (map_names::DEVICE_BY_IP4, 2),
+    (map_names::DEVICE_BY_IP6, 2),
+];
+
+/// Entries of map `name` for a device capacity of `devices`, when the
+/// capacity sizes it.
+pub fn device_map_entries(name: &str, devices: u32) -> Option<u32> {
+    DEVICE_MAPS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, per_device)| per_device * devices)
+}
 
 /// Slots of the global per-CPU counter array (`global::Global` names them;
 /// room to grow without a layout change).

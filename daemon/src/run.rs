@@ -66,11 +66,11 @@ fn enforce(
     metrics: Option<std::net::TcpListener>,
 ) -> anyhow::Result<Running> {
     let events_out = events::EventSink::open(cfg)?;
-    let mut ids = DeviceIds::load(&cfg.state_dir);
+    let mut ids = DeviceIds::load(&cfg.state_dir, cfg.max_devices);
     ids.assign(policy).context("assigning device ids")?;
     bpffs::ensure(&cfg.pin_dir)?;
     let adopted = cfg.pin_dir.join("links").is_dir();
-    let mut dp = Datapath::load_for(&cfg.pin_dir, &cfg.dns, kernel)?;
+    let mut dp = Datapath::load_for(&cfg.pin_dir, &cfg.dns, cfg.max_devices, kernel)?;
     let mut router_addrs = RouterAddrs::default();
     router_addrs.update(&mut dp, cfg)?;
     // The policy goes in before any program is attached, so the first

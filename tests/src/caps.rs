@@ -211,7 +211,7 @@ pub fn child_main(config_path: &Path) -> Result<(), String> {
         .map_err(|e| format!("policy: {e}"))?;
     let policy = compile::compile(Path::new("policy.yaml"), &text, &cfg)
         .map_err(|d| format!("policy: {d:?}"))?;
-    let mut dp = Datapath::load_for(&cfg.pin_dir, &cfg.dns, Kernel::probe())
+    let mut dp = Datapath::load_for(&cfg.pin_dir, &cfg.dns, cfg.max_devices, Kernel::probe())
         .map_err(|e| failed("load", e))?;
     dp.apply(&cfg, &policy).map_err(|e| failed("apply", e))?;
     for mode in [AttachMode::XdpGeneric, AttachMode::Tc] {
@@ -223,7 +223,7 @@ pub fn child_main(config_path: &Path) -> Result<(), String> {
     // A restart adopts the programs just verified (BPF_OBJ_GET of their
     // pins, the maps they use read through those descriptors) and swaps
     // them into the links: with this set too, not only as root.
-    let mut again = Datapath::load_for(&cfg.pin_dir, &cfg.dns, Kernel::probe())
+    let mut again = Datapath::load_for(&cfg.pin_dir, &cfg.dns, cfg.max_devices, Kernel::probe())
         .map_err(|e| failed("restart: load", e))?;
     if let Some(why) = &again.not_adopted {
         return Err(format!("restart: programs not adopted ({why:?})"));

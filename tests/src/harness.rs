@@ -74,7 +74,8 @@ impl Harness {
         let cfg = config::parse(Path::new("test-config.yaml"), &cfg_text)
             .unwrap_or_else(|d| panic!("config: {d:?}"));
         let policy = compiled(policy_yaml, &cfg);
-        let mut dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
+        let mut dp =
+            Datapath::load(&pins.path, &cfg.dns, cfg.max_devices).expect("loading the datapath");
         dp.apply(&cfg, &policy).expect("applying the policy");
         // What `RouterAddrs` writes on a router with this address.
         let router: std::net::Ipv6Addr = crate::fixtures::ROUTER_IP6.parse().unwrap();
@@ -120,7 +121,8 @@ impl Harness {
             warnings: Vec::new(),
             files: Vec::new(),
         };
-        let dp = Datapath::load(&pins.path, &cfg.dns).expect("loading the datapath");
+        let dp =
+            Datapath::load(&pins.path, &cfg.dns, cfg.max_devices).expect("loading the datapath");
         let counters = stats::Counters::open(&pins.path).expect("opening the counters");
         Self {
             dp,

@@ -334,7 +334,7 @@ fn a_pinned_map_of_another_layout_is_refused() {
         ),
     )
     .unwrap();
-    let err = match iotfence::kernel::load::Datapath::load(&pins.path, &cfg.dns) {
+    let err = match iotfence::kernel::load::Datapath::load(&pins.path, &cfg.dns, cfg.max_devices) {
         Ok(_) => panic!("an incompatible pin was adopted"),
         Err(e) => format!("{e:#}"),
     };

@@ -28,6 +28,8 @@ pub(super) struct ConfigDoc {
     #[serde(default)]
     pub(super) state_dir: Option<Spanned<String>>,
     #[serde(default)]
+    pub(super) max_devices: Option<Spanned<u64>>,
+    #[serde(default)]
     pub(super) dns: DnsDoc,
     #[serde(default)]
     pub(super) metrics: MetricsDoc,

@@ -11,6 +11,7 @@ use std::{
 
 use crate::diag::Diagnostic;
 
+mod devices;
 mod dns;
 mod doc;
 mod parse;
@@ -62,6 +63,9 @@ pub struct Config {
     /// Where the daemon keeps what must survive restarts (learned names,
     /// device ids).
     pub state_dir: PathBuf,
+    /// Device capacity: the device-indexed maps' size, device ids are
+    /// 1 to `max_devices - 1` (0 is unknown devices).
+    pub max_devices: u32,
     pub dns: DnsSettings,
     /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served;
     /// `None` when disabled.

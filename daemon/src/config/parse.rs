@@ -11,8 +11,8 @@ use std::{
 use serde_saphyr::Spanned;
 
 use super::{
-    dns::dns_settings, doc::ConfigDoc, AttachMode, Config, FlowIdle, DEFAULT_METRICS_LISTEN,
-    DEFAULT_PIN_DIR, DEFAULT_STATE_DIR,
+    devices::max_devices, dns::dns_settings, doc::ConfigDoc, AttachMode, Config, FlowIdle,
+    DEFAULT_METRICS_LISTEN, DEFAULT_PIN_DIR, DEFAULT_STATE_DIR,
 };
 use crate::diag::{from_yaml_error, Diagnostic, Diags};
 
@@ -132,6 +132,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         Some(p) => PathBuf::from(&p.value),
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
+    let max_devices = max_devices(&mut d, &doc.max_devices);
     let dns = dns_settings(&mut d, &doc.dns);
     if let Some(r) = doc.dns.redirect.as_ref().filter(|r| r.value) {
         if resolvers.is_empty() {
@@ -175,6 +176,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
         event_interval: Duration::from_secs_f64(1.0 / per_second),
         event_burst,
         state_dir,
+        max_devices,
         dns,
         metrics_listen,
         events_file,

@@ -121,3 +121,18 @@ fn dns_redirect_is_off_by_default_and_needs_a_resolver() {
     assert!(text.contains("c.yaml:4:13"), "{text}");
     assert!(text.contains("dns.redirect needs a resolver"), "{text}");
 }
+
+#[test]
+fn max_devices_defaults_and_is_bounded_where_it_is() {
+    assert_eq!(parse_with("").unwrap().max_devices, 2048);
+    assert_eq!(
+        parse_with("max_devices: 10001\n").unwrap().max_devices,
+        10_001
+    );
+    for bad in ["15", "65537", "0"] {
+        let e = parse_with(&format!("max_devices: {bad}\n")).unwrap_err();
+        let text = e[0].to_string();
+        assert!(text.contains("iotfence.yaml:4:14"), "{text}");
+        assert!(text.contains("max_devices must be 16 to 65536"), "{text}");
+    }
+}

@@ -78,7 +78,7 @@ fn explain(a: &Args<'_>) -> Result<String, Failure> {
     let live = if offline {
         Live::default()
     } else {
-        DeviceIds::load(&cfg.state_dir).apply_known(&mut policy);
+        DeviceIds::load(&cfg.state_dir, cfg.max_devices).apply_known(&mut policy);
         live_state(&cfg, &policy).map_err(Failure::Os)?
     };
     let target = Target::parse(&policy, a.device).map_err(Failure::Usage)?;

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use iotfence_common::{
-    consts::{map_names, DENIED_SLOTS, GLOBAL_COUNTERS},
+    consts::{map_names, COUNTER_SLOTS_PER_DEVICE, DENIED_SLOTS, GLOBAL_COUNTERS},
     dns::{REDIRECTED_ANSWERS, REDIRECTED_QUERIES},
     reason::counter_index,
     Counter, DeniedSlot, Global, Reason, Verdict, ViolationKey,
@@ -47,6 +47,13 @@ impl Counters {
             denied: open_pinned(pin_dir, map_names::DENIED)?,
             redirected: open_pinned(pin_dir, map_names::REDIRECTED)?,
         })
+    }
+
+    /// The device capacity the counter map was made for (`max_devices`
+    /// when it was created; a kept larger pin has more): ids at or above
+    /// it have no counters.
+    pub fn devices(&self) -> u32 {
+        self.counters.len() / COUNTER_SLOTS_PER_DEVICE
     }
 
     /// The counter at `index` (see `reason::counter_index`), summed.

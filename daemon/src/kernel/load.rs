@@ -18,7 +18,7 @@ use aya::{
     programs::{ProgramInfo, SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
-use iotfence_common::consts::{features, map_names as names, prog_names};
+use iotfence_common::consts::{features, map_names as names, prog_names, DEVICE_MAPS};
 
 use super::{
     apply::{self, Written},
@@ -53,15 +53,22 @@ pub struct Datapath {
 impl Datapath {
     /// Loads the programs and opens (or creates and pins) the maps under
     /// `pin_dir/maps`, a new learned map with room for `dns.max_entries`
-    /// (an adopted one keeps its size), each device's DNS query budget from
-    /// `dns`. The programs use the optional features this kernel has
-    /// (`probe`). Nothing is attached yet.
-    pub fn load(pin_dir: &Path, dns: &DnsSettings) -> anyhow::Result<Self> {
-        Self::load_for(pin_dir, dns, Kernel::probe())
+    /// (an adopted one keeps its size), new device-indexed maps for
+    /// `devices` devices (`max_devices`; an adopted one must have room for
+    /// them), each device's DNS query budget from `dns`. The programs use
+    /// the optional features this kernel has (`probe`). Nothing is attached
+    /// yet.
+    pub fn load(pin_dir: &Path, dns: &DnsSettings, devices: u32) -> anyhow::Result<Self> {
+        Self::load_for(pin_dir, dns, devices, Kernel::probe())
     }
 
     /// `load`, for a kernel the caller has probed already.
-    pub fn load_for(pin_dir: &Path, dns: &DnsSettings, kernel: Kernel) -> anyhow::Result<Self> {
+    pub fn load_for(
+        pin_dir: &Path,
+        dns: &DnsSettings,
+        devices: u32,
+        kernel: Kernel,
+    ) -> anyhow::Result<Self> {
         if BPF_OBJECT.is_empty() {
             anyhow::bail!("this build embeds no eBPF object (built with IOTFENCE_SKIP_EBPF=1); build it without that variable");
         }
@@ -75,6 +82,9 @@ impl Datapath {
         let map_dir = super::pins::map_dir(pin_dir);
         std::fs::create_dir_all(&map_dir)
             .with_context(|| format!("creating {}", map_dir.display()))?;
+        // The device capacity is not fingerprinted: it only sizes maps, and
+        // adopted programs use exactly the pinned maps (`verified::adopt`
+        // compares ids), whose room `check_adopted` checks.
         let fingerprint = verified::fingerprint(
             BPF_OBJECT,
             &[u64::from(feature_bits), interval_ns, burst_ns],
@@ -83,15 +93,18 @@ impl Datapath {
         let defined = pinned_definitions()?;
         replace_rebuilt(&map_dir, &defined)?;
         let created = verified::missing_map(&map_dir, &defined);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .default_map_pin_directory(&map_dir)
             .map_max_entries(names::LEARNED, learned_entries)
             .override_global(features::GLOBAL, &feature_bits, true)
             .override_global(features::QUERY_INTERVAL, &interval_ns, true)
-            .override_global(features::QUERY_BURST, &burst_ns, true)
-            .load(BPF_OBJECT)
-            .context("loading the eBPF object")?;
-        check_adopted(&ebpf, &defined)?;
+            .override_global(features::QUERY_BURST, &burst_ns, true);
+        for (name, per_device) in DEVICE_MAPS {
+            loader.map_max_entries(name, per_device * devices);
+        }
+        let mut ebpf = loader.load(BPF_OBJECT).context("loading the eBPF object")?;
+        check_adopted(&ebpf, &defined, devices)?;
         let progs = super::pins::prog_dir(pin_dir);
         let adopted = match created {
             Some(map) => Err(Refused::MapCreated(map)),

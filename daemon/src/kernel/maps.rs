@@ -13,8 +13,11 @@ use aya::{
 };
 use aya_obj::maps::PinningType;
 use iotfence_common::{
-    consts::map_names as names, dns::DnsControl, values::FlowValue, BindKey, Config as KConfig,
-    DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey, ResentKey, RuleSet, VlanSet,
+    consts::{device_map_entries, map_names as names},
+    dns::DnsControl,
+    values::FlowValue,
+    BindKey, Config as KConfig, DeviceInfo, FlowKey, LearnedKey, LearnedRules, Lpm4, Lpm6, MacKey,
+    ResentKey, RuleSet, VlanSet,
 };
 
 use super::{
@@ -129,11 +132,13 @@ pub fn pinned_definitions() -> anyhow::Result<Vec<(String, Shape)>> {
 
 /// A pinned map from an older build with the same name but another layout
 /// would be misread by the new programs: refuse instead. Compared with the
-/// object's own definitions: type, key and value size, capacity (the
+/// object's own definitions: type, key and value size, capacity. The
 /// learned map's capacity is configurable and an adopted one keeps its
-/// size, so that one is not compared).
+/// size, so that one is not compared; the device-indexed maps
+/// (`DEVICE_MAPS`) are compared with the configured capacity `devices`.
 /// `defined`: `pinned_definitions()`, read once per load.
-pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)]) -> anyhow::Result<()> {
+pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)], devices: u32) -> anyhow::Result<()> {
+    let mut larger = Vec::new();
     for (name, want) in defined {
         let map = ebpf
             .map(name)
@@ -147,7 +152,8 @@ pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)]) -> anyhow::Result
             value_size: info.value_size(),
             max_entries: info.max_entries(),
         };
-        let capacity_free = name == names::LEARNED;
+        let sized = device_map_entries(name, devices);
+        let capacity_free = name == names::LEARNED || sized.is_some();
         let same = have.map_type == want.map_type
             && have.key_size == want.key_size
             && have.value_size == want.value_size
@@ -157,6 +163,26 @@ pub fn check_adopted(ebpf: &Ebpf, defined: &[(String, Shape)]) -> anyhow::Result
                 "pinned map {name} is {have:?} but this build defines {want:?}; run `iotfence detach` to remove the old datapath"
             );
         }
+        // A smaller pinned map would drop the devices beyond it (counters,
+        // rate limits, lookups of a full hash). A larger one is kept: every
+        // id the daemon hands out fits it, and refusing would leave the
+        // router unprotected at boot over a setting that only saves memory;
+        // the memory comes back at `iotfence detach`.
+        match sized {
+            Some(need) if have.max_entries < need => bail!(
+                "pinned map {name} has room for {} entries but max_devices: {devices} needs {need}; run `iotfence detach` and restart the daemon to recreate the maps at that size (enforcement is off in between)",
+                have.max_entries
+            ),
+            Some(need) if have.max_entries > need => larger.push(name.as_str()),
+            _ => {}
+        }
+    }
+    if !larger.is_empty() {
+        tracing::info!(
+            maps = ?larger,
+            max_devices = devices,
+            "keeping the larger pinned device maps; `iotfence detach` and a restart shrink them to max_devices"
+        );
     }
     Ok(())
 }
@@ -217,7 +243,26 @@ pub(super) fn data_of(map: &aya::maps::Map) -> Option<&MapData> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iotfence_common::consts::MAP_VERSION;
+    use iotfence_common::consts::{MAP_VERSION, MAX_DEVICES};
+
+    /// The object defines the device-indexed maps for the default
+    /// capacity, which `DEVICE_MAPS` must reproduce (a pin made by an
+    /// older daemon at the default then matches the default setting).
+    #[test]
+    fn device_maps_are_defined_for_the_default_capacity() {
+        let defined = pinned_definitions().unwrap();
+        for (name, _) in iotfence_common::consts::DEVICE_MAPS {
+            let (_, shape) = defined
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} is not pinned"));
+            assert_eq!(
+                Some(shape.max_entries),
+                device_map_entries(name, MAX_DEVICES),
+                "{name}"
+            );
+        }
+    }
 
     /// Every map the object pins carries the versioned prefix and is
     /// listed once in `map_names::ALL` (detach, fill levels), and the list

@@ -5,11 +5,7 @@
 use std::{collections::BTreeMap, net::IpAddr, sync::atomic::Ordering::Relaxed};
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
-use iotfence_common::{
-    consts::{map_names, MAX_DEVICES},
-    reason::counter_index,
-    LearnedKey, LearnedRules,
-};
+use iotfence_common::{consts::map_names, reason::counter_index, LearnedKey, LearnedRules};
 use serde::{Deserialize, Serialize};
 
 use super::{render, Shared};
@@ -129,7 +125,7 @@ pub fn build(
     for d in devices {
         // Indexed by verdict (allowed, dropped, audited).
         let mut totals = [Totals::default(); 3];
-        if d.id < MAX_DEVICES {
+        if d.id < kernel.devices() {
             for (v, r) in render::slots() {
                 let t = kernel.counter_sum(counter_index(d.id, v, r))?;
                 totals[v as usize].packets += t.packets;

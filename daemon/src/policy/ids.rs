@@ -11,7 +11,6 @@ use std::{
 };
 
 use anyhow::Context;
-use iotfence_common::consts::MAX_DEVICES;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::compile::Compiled;
@@ -27,6 +26,8 @@ pub struct DeviceIds {
     path: PathBuf,
     saved: Saved,
     trusted: bool,
+    /// `max_devices`: ids are 1 to `capacity - 1`.
+    capacity: u32,
 }
 
 impl DeviceIds {
@@ -34,11 +35,13 @@ impl DeviceIds {
     /// twice, an id out of range) is moved aside to `device-ids.json.bad`
     /// with an error naming what is wrong, and ids start afresh: the daemon
     /// still starts (enforcement must come up at boot), but nothing keyed
-    /// by the old ids is trusted (`trusted`).
-    pub fn load(state_dir: &Path) -> Self {
+    /// by the old ids is trusted (`trusted`). Ids are kept below
+    /// `capacity` (`max_devices`): lowering it below an id in use makes the
+    /// table unusable too.
+    pub fn load(state_dir: &Path, capacity: u32) -> Self {
         let path = state_dir.join("device-ids.json");
         let (saved, trusted) = match std::fs::read(&path) {
-            Ok(b) => match parse(&b) {
+            Ok(b) => match parse(&b, capacity) {
                 Ok(s) => (s, true),
                 Err(why) => {
                     let aside = path.with_extension("json.bad");
@@ -53,6 +56,7 @@ impl DeviceIds {
             path,
             saved,
             trusted,
+            capacity,
         }
     }
 
@@ -87,17 +91,18 @@ impl DeviceIds {
                 by_name.insert(d.name.clone(), *id);
             }
         }
+        let cap = self.capacity;
         let mut next = self.saved.next.max(1);
         for d in &mut policy.devices {
             let id = match by_name.get(&d.name) {
                 Some(id) => *id,
                 None => {
                     let used: Vec<u32> = by_name.values().copied().collect();
-                    let id = (next..MAX_DEVICES)
+                    let id = (next..cap)
                         .chain(1..next)
                         .find(|i| !used.contains(i))
-                        .context("no free device id")?;
-                    next = if id + 1 >= MAX_DEVICES { 1 } else { id + 1 };
+                        .with_context(|| format!("no free device id below max_devices ({cap})"))?;
+                    next = if id + 1 >= cap { 1 } else { id + 1 };
                     by_name.insert(d.name.clone(), id);
                     id
                 }
@@ -114,13 +119,13 @@ impl DeviceIds {
 }
 
 /// The table, or what is wrong with it (JSON errors carry line:column).
-fn parse(bytes: &[u8]) -> Result<Saved, String> {
+fn parse(bytes: &[u8], capacity: u32) -> Result<Saved, String> {
     let s: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut seen = std::collections::BTreeSet::new();
     for (name, id) in &s.by_name {
-        if *id == 0 || *id >= MAX_DEVICES {
+        if *id == 0 || *id >= capacity {
             return Err(format!(
-                "device {name:?} has id {id}, outside 1..{MAX_DEVICES}"
+                "device {name:?} has id {id}, outside 1..{capacity} (max_devices)"
             ));
         }
         if !seen.insert(*id) {
@@ -129,8 +134,11 @@ fn parse(bytes: &[u8]) -> Result<Saved, String> {
             ));
         }
     }
-    if s.next >= MAX_DEVICES {
-        return Err(format!("next id {} is outside 1..{MAX_DEVICES}", s.next));
+    if s.next >= capacity {
+        return Err(format!(
+            "next id {} is outside 1..{capacity} (max_devices)",
+            s.next
+        ));
     }
     Ok(s)
 }
@@ -139,6 +147,7 @@ fn parse(bytes: &[u8]) -> Result<Saved, String> {
 mod tests {
     use super::*;
     use crate::policy::compile::CompiledDevice;
+    use iotfence_common::consts::MAX_DEVICES;
 
     fn policy(names: &[&str]) -> Compiled {
         Compiled {
@@ -169,7 +178,7 @@ mod tests {
     fn ids_survive_edits_and_restarts_and_are_not_reused_at_once() {
         let dir = std::env::temp_dir().join(format!("iotfence-ids-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut t = DeviceIds::load(&dir);
+        let mut t = DeviceIds::load(&dir, MAX_DEVICES);
         let mut p = policy(&["a", "b", "c"]);
         t.assign(&mut p).unwrap();
         assert_eq!(ids(&p), [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
@@ -182,7 +191,7 @@ mod tests {
             [("new".into(), 4), ("a".into(), 1), ("c".into(), 3)]
         );
         // A restart reads them back.
-        let mut t = DeviceIds::load(&dir);
+        let mut t = DeviceIds::load(&dir, MAX_DEVICES);
         let mut p = policy(&["c", "a", "new"]);
         t.assign(&mut p).unwrap();
         assert_eq!(
@@ -206,15 +215,78 @@ mod tests {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("device-ids.json"), bad).unwrap();
-            assert!(parse(bad).unwrap_err().contains(why), "{why}");
-            let mut t = DeviceIds::load(&dir);
+            assert!(parse(bad, MAX_DEVICES).unwrap_err().contains(why), "{why}");
+            let mut t = DeviceIds::load(&dir, MAX_DEVICES);
             assert!(!t.trusted());
             assert!(dir.join("device-ids.json.bad").exists());
             let mut p = policy(&["b", "a"]);
             t.assign(&mut p).unwrap();
             assert_eq!(ids(&p), [("b".into(), 1), ("a".into(), 2)]);
-            assert!(DeviceIds::load(&dir).trusted(), "the new table is");
+            assert!(
+                DeviceIds::load(&dir, MAX_DEVICES).trusted(),
+                "the new table is"
+            );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::*;
+    use crate::policy::compile::{Compiled, CompiledDevice};
+
+    fn policy(n: usize) -> Compiled {
+        Compiled {
+            profiles: Vec::new(),
+            default_profile: 0,
+            devices: (0..n)
+                .map(|i| CompiledDevice {
+                    id: 0,
+                    name: format!("d{i}"),
+                    profile: 0,
+                    mac: None,
+                    nets: Vec::new(),
+                    mac_or_ip: false,
+                })
+                .collect(),
+            warnings: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// New ids wrap within the configured capacity, past the default's
+    /// bound when the capacity is larger; a table with ids beyond a
+    /// lowered capacity is unusable.
+    #[test]
+    fn ids_wrap_within_the_configured_capacity() {
+        let dir = std::env::temp_dir().join(format!("iotfence-ids-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = DeviceIds::load(&dir, 16);
+        let mut p = policy(15);
+        t.assign(&mut p).unwrap();
+        assert_eq!(p.devices.last().unwrap().id, 15);
+        assert!(
+            t.assign(&mut policy(16)).is_err(),
+            "16 devices need 17 slots"
+        );
+        // Drop d0, add one: it gets id 1 (the cursor wrapped), not 16.
+        let mut p = policy(16);
+        p.devices.remove(0);
+        t.assign(&mut p).unwrap();
+        assert_eq!(
+            p.devices.last().map(|d| (d.name.as_str(), d.id)),
+            Some(("d15", 1))
+        );
+        assert!(
+            !DeviceIds::load(&dir, 15).trusted(),
+            "id 15 is beyond 1..15"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut t = DeviceIds::load(&dir, 10_001);
+        let mut p = policy(10_000);
+        t.assign(&mut p).unwrap();
+        assert_eq!(p.devices.last().unwrap().id, 10_000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

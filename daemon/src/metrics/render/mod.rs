@@ -6,7 +6,7 @@
 //! domains never become labels; they go into violation events.
 
 use iotfence_common::{
-    consts::{self},
+    consts,
     reason::{counter_index, REASONS, VERDICTS},
     Verdict,
 };
@@ -75,7 +75,7 @@ pub fn families(shared: &Shared, kernel: &Counters) -> anyhow::Result<Vec<Metric
             ],
             1.0,
         );
-        if d.id >= consts::MAX_DEVICES {
+        if d.id >= kernel.devices() {
             continue;
         }
         for (v, r) in slots() {

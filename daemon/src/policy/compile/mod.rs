@@ -31,6 +31,9 @@ mod rule;
 mod steps;
 mod vars;
 
+#[cfg(test)]
+mod capacity_tests;
+
 pub use origin::RuleOrigin;
 /// A rule's protocol and port (or ICMP type) ranges, as the compiler reads
 /// them (`mud export` writes them as ACEs).

@@ -7,10 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use iotfence_common::{
-    consts::{MAX_DEVICES, MAX_PROFILES},
-    Mode,
-};
+use iotfence_common::{consts::MAX_PROFILES, Mode};
 use serde_saphyr::Spanned;
 
 use super::{
@@ -24,7 +21,10 @@ use super::{
 use crate::{
     config::Config,
     diag::{Diagnostic, Diags},
-    policy::{doc::ProfileDoc, sources::Source},
+    policy::{
+        doc::{DeviceDoc, ProfileDoc},
+        sources::Source,
+    },
 };
 
 /// The state of one compilation between its steps.
@@ -202,9 +202,10 @@ impl<'a> Build<'a> {
                     self.drafts.insert(profile.clone(), variant);
                     self.names.push(profile.clone());
                 }
-                if let Some(dev) = device(&mut d, dev, &self.devices) {
-                    self.devices.push(dev);
+                if let Some(c) = device(&mut d, dev, &self.devices) {
+                    self.devices.push(c);
                     self.device_profiles.push(profile);
+                    self.check_capacity(&mut d, dev);
                 }
             }
             self.all.extend(d.list);
@@ -240,20 +241,26 @@ impl<'a> Build<'a> {
         );
     }
 
-    /// Device and profile ids must fit the kernel's tables.
+    /// Ids 1 to `max_devices - 1` go to devices (0 is unknown devices):
+    /// the first device beyond them is the located error, once.
+    fn check_capacity(&self, d: &mut Diags<'_>, dev: &Spanned<DeviceDoc>) {
+        let cap = self.cfg.max_devices as usize;
+        if self.devices.len() == cap {
+            d.on(
+                &dev.value.name,
+                format!(
+                    "device `{}` is device {cap}; max_devices: {cap} leaves room for {} (id 0 is unknown devices)",
+                    dev.value.name.value,
+                    cap - 1
+                ),
+                Some("raise max_devices in the daemon's configuration (each slot costs kernel memory: README, Device capacity)"),
+            );
+        }
+    }
+
+    /// Profile ids must fit the kernel's tables (device ids: `check_capacity`).
     pub(super) fn check_counts(&mut self) {
         let first = &self.sources[0].path;
-        if self.devices.len() >= MAX_DEVICES as usize {
-            self.all.push(Diagnostic::file_error(
-                first,
-                format!(
-                    "{} devices; at most {} are supported",
-                    self.devices.len(),
-                    MAX_DEVICES - 1
-                ),
-                None,
-            ));
-        }
         if self.names.len() > MAX_PROFILES as usize {
             self.all.push(Diagnostic::file_error(
                 first,

@@ -145,8 +145,9 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
          - whole datapath, default capacities, no policy: {} in {} maps\n\
          - learned map: {:.1} B per entry ({} entries: {}; {}: {}); after {} entries were \
          inserted: {} (preallocated)\n\
-         - per device: {:.1} B (10 devices: {}, 1,000: {}; maps that changed: {}); \
-         preallocated for each of the {} device slots (counters, rate limiter, MAC table): {:.0} B\n\
+         - per device: {:.1} B (10 devices: {}, 1,000: {}; maps that changed: {})\n\
+         - per device slot (`max_devices`, slots {} vs {}): {:.0} B preallocated whatever the \
+         policy holds, of which the per-CPU counters {:.0} B ({} CPUs); by map: {}\n\
          - rules: {} for {} LPM entries, {:.1} B each (one generation; a reload holds two)\n",
         kib(mem["fixed_total_bytes"].as_f64().unwrap_or(0.0)),
         mem["fixed_maps"].as_array().map_or(0, |a| a.len()),
@@ -161,8 +162,12 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         kib(d["total_bytes_10"].as_f64().unwrap_or(0.0)),
         kib(d["total_bytes_1000"].as_f64().unwrap_or(0.0)),
         d["changed_maps"],
-        d["slots"],
-        d["reserved_per_slot_bytes"].as_f64().unwrap_or(0.0),
+        d["slots"][0],
+        d["slots"][1],
+        d["slot_bytes"].as_f64().unwrap_or(0.0),
+        d["slot_counter_bytes"].as_f64().unwrap_or(0.0),
+        d["cpus"],
+        d["slot_bytes_by_map"],
         kib(r["egress_bytes"].as_f64().unwrap_or(0.0)),
         r["lpm_entries"],
         r["bytes_per_lpm_entry"].as_f64().unwrap_or(0.0),

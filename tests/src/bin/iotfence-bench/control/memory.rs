@@ -3,7 +3,8 @@
 //! every map the programs use and every pinned one. Per learned entry: two
 //! learned-map capacities, the difference divided by theirs; per device:
 //! policies of 10 and 1,000 devices applied to one datapath, the difference
-//! divided by 990.
+//! divided by 990; per device slot (`max_devices`): the device-indexed maps
+//! at two capacities, the difference divided by theirs.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,7 +16,7 @@ use std::{
 use anyhow::Context;
 use iotfence::{clock::mono_ns, config, dns::table::key, kernel::load::Datapath, policy::compile};
 use iotfence_common::{
-    consts::{map_names, prog_names, LEARNED_ENTRIES, MAX_DEVICES, PROTO_TCP},
+    consts::{map_names, prog_names, DEVICE_MAPS, LEARNED_ENTRIES, MAX_DEVICES, PROTO_TCP},
     values::LearnedRules,
     PortRule,
 };
@@ -77,16 +78,21 @@ fn memlock(s: &Snapshot, map: &str) -> u64 {
 
 /// A datapath with room for `learned` learned entries, and a config for it.
 pub fn load(learned: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> {
+    load_sized(learned, MAX_DEVICES)
+}
+
+/// `load`, with a device capacity of `devices` (`max_devices`).
+fn load_sized(learned: u32, devices: u32) -> anyhow::Result<(Datapath, config::Config, PinDir)> {
     let pins = PinDir::new();
     let cfg = config::parse(
         Path::new("iotfence.yaml"),
         &format!(
-            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\ndns:\n  max_entries: {learned}\n",
+            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\nmax_devices: {devices}\ndns:\n  max_entries: {learned}\n",
             pins.path.display()
         ),
     )
     .map_err(|d| anyhow::anyhow!("config: {d:?}"))?;
-    let dp = Datapath::load(&pins.path, &cfg.dns)?;
+    let dp = Datapath::load(&pins.path, &cfg.dns, cfg.max_devices)?;
     Ok((dp, cfg, pins))
 }
 
@@ -154,15 +160,16 @@ pub fn run(big_policy: &str, lpm_entries: usize, larger_learned: u32) -> anyhow:
     let larger = snapshot(&dp2)?;
     let per_entry = (memlock(&larger, learned) as f64 - memlock(&fixed, learned) as f64)
         / (larger_learned - LEARNED_ENTRIES) as f64;
-    // Preallocated for every possible device whatever the policy holds.
-    let reserved: u64 = [
-        map_names::COUNTERS,
-        map_names::RATE,
-        map_names::DEVICE_BY_MAC,
-    ]
-    .iter()
-    .map(|m| memlock(&fixed, m))
-    .sum();
+    drop(dp2);
+    // Per device slot: the device-indexed maps at a larger capacity.
+    let larger_devices = 10_000;
+    let (dp3, _, _pins3) = load_sized(LEARNED_ENTRIES, larger_devices)?;
+    let sized = snapshot(&dp3)?;
+    let slots = (larger_devices - MAX_DEVICES) as f64;
+    let per_slot = |m: &str| (memlock(&sized, m) as f64 - memlock(&fixed, m) as f64) / slots;
+    let slot_maps: BTreeMap<&str, f64> =
+        DEVICE_MAPS.iter().map(|(m, _)| (*m, per_slot(m))).collect();
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)? as f64;
     Ok(json!({
         "fixed_total_bytes": total(&fixed),
         "fixed_maps": table(&fixed),
@@ -178,8 +185,11 @@ pub fn run(big_policy: &str, lpm_entries: usize, larger_learned: u32) -> anyhow:
             "total_bytes_1000": total(&d1000),
             "bytes_per_device": (total(&d1000) as f64 - total(&d10) as f64) / 990.0,
             "changed_maps": per_device_maps,
-            "reserved_per_slot_bytes": reserved as f64 / MAX_DEVICES as f64,
-            "slots": MAX_DEVICES,
+            "slots": [MAX_DEVICES, larger_devices],
+            "slot_bytes": slot_maps.values().sum::<f64>(),
+            "slot_bytes_by_map": slot_maps,
+            "cpus": cpus,
+            "slot_counter_bytes": per_slot(map_names::COUNTERS),
         },
         "rules": {
             "lpm_entries": lpm_entries,

@@ -18,13 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Map, MapData, PerCpuArray};
 use iotfence::{kernel::counters as stats, metrics::render::slots};
-use iotfence_common::{
-    consts::{map_names, MAX_DEVICES},
-    reason::counter_index,
-    Counter, Reason, Verdict,
-};
+use iotfence_common::{Reason, Verdict};
 use iotfence_tests::lab::Daemon;
 
 use crate::veth::{Applied, Fleet, Mix, Topology};
@@ -42,12 +37,11 @@ pub struct Verdicts {
 }
 
 fn verdicts(pin_dir: &Path) -> anyhow::Result<Verdicts> {
-    let data = iotfence::kernel::pins::map_data(pin_dir, map_names::COUNTERS)?;
-    let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let counters = stats::Counters::open(pin_dir)?;
     let mut v = Verdicts::default();
-    for d in 0..MAX_DEVICES {
+    for d in 0..counters.devices() {
         for (verdict, reason) in slots() {
-            let n = stats::sum(&map.get(&counter_index(d, verdict, reason), 0)?).packets;
+            let n = counters.counter(d, verdict, reason)?.packets;
             match verdict {
                 Verdict::Allowed if matches!(reason, Reason::NotIp | Reason::NeighborDiscovery) => {
                     v.link += n
