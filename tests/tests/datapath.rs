@@ -382,7 +382,9 @@ fn an_upgrade_replaces_a_learned_map_of_another_layout_and_refuses_others() {
 
     // The learned map of the layout before 128-byte entries (8 rules of 16).
     let pins = old_pin(map_names::LEARNED, 136);
-    let dp = Datapath::load(&pins.path, &cfg(&pins).dns).expect("load replaces the learned map");
+    let c = cfg(&pins);
+    let dp =
+        Datapath::load(&pins.path, &c.dns, c.max_devices).expect("load replaces the learned map");
     let pinned = aya::maps::MapData::from_pin(map_dir(&pins.path).join(map_names::LEARNED))
         .unwrap()
         .info()
@@ -395,7 +397,8 @@ fn an_upgrade_replaces_a_learned_map_of_another_layout_and_refuses_others() {
 
     // Flows are an LRU hash of 40-byte keys: this is another layout.
     let pins = old_pin(map_names::FLOWS, 24);
-    let err = Datapath::load(&pins.path, &cfg(&pins).dns)
+    let c = cfg(&pins);
+    let err = Datapath::load(&pins.path, &c.dns, c.max_devices)
         .err()
         .expect("a flow map of another layout refuses the load");
     assert!(format!("{err:#}").contains("iotfence detach"), "{err:#}");

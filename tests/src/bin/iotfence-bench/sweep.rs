@@ -13,9 +13,13 @@
 //! algorithms (hash chains, trie depth), not cache misses; part 2 measures
 //! live traffic.
 //!
-//! It also reads the kernel memory per learned entry at the largest
-//! configuration: the learned map's `memlock` in its fdinfo (the kernel's
-//! own accounting, real usage from 6.5) over its max_entries.
+//! It also reads the kernel memory per learned entry: the learned map's
+//! `memlock` in its fdinfo (the kernel's own accounting, real usage from
+//! 6.5) at the target and the largest configurations. The maps are sized
+//! to powers of two, as an admin would size them: the kernel rounds the
+//! bucket array up to one anyway. The cost of one more entry is the
+//! difference of the two over the difference of their capacities; what
+//! is left is the map's fixed part.
 
 use std::{
     net::Ipv6Addr,
@@ -164,7 +168,7 @@ fn configuration(
     let extra = format!(
         "{}max_devices: {max_devices}\ndns:\n  max_entries: {}\n",
         fixtures::CONFIG_EXTRA,
-        learned.max(1024) + 1024
+        (learned.max(1024) + 1024).next_power_of_two()
     );
     let mut h = Harness::new(&policy(devices), &extra);
     fill_learned(&mut h, learned)?;
@@ -261,12 +265,15 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         ]
     };
     let mut rows = Vec::new();
-    let mut memory = (0, 0);
+    let (mut target_memory, mut memory) = ((0, 0), (0, 0));
     for &(devices, learned) in configs {
         let t = Instant::now();
         let m = configuration(o, devices, learned, &mut rows)?;
         if (devices, learned) == LARGE {
             memory = m;
+        }
+        if (devices, learned) == TARGET {
+            target_memory = m;
         }
         eprintln!(
             "sweep: {devices} devices, {learned} learned entries: {:.1} s",
@@ -305,7 +312,12 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
     let target_scale = cost(TARGET) as f64 / small;
     let scale = cost(LARGE) as f64 / small;
     let (memlock, max_entries) = memory;
-    let per_entry = memlock as f64 / max_entries.max(1) as f64;
+    let (target_memlock, target_entries) = target_memory;
+    // The cost of one more entry, and the map's fixed part (its struct and
+    // the spare elements the kernel keeps per CPU).
+    let per_entry = memlock.saturating_sub(target_memlock) as f64
+        / max_entries.saturating_sub(target_entries).max(1) as f64;
+    let fixed = memlock as f64 - per_entry * max_entries as f64;
     let (key_bytes, value_bytes) = (
         std::mem::size_of::<LearnedKey>(),
         std::mem::size_of::<LearnedRules>(),
@@ -314,9 +326,11 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         "\nCost over 10 devices and 1,000 entries (sum over the timed fixtures): \
          1,000 devices and 100,000 entries {target_scale:.2}x, 10,000 devices and \
          1,000,000 entries {scale:.2}x.\n\n\
-         Kernel memory per learned entry: {per_entry:.1} B (memlock {memlock} B of the \
-         learned map over its {max_entries} entries, /proc/self/fdinfo; key {key_bytes} B, \
-         value {value_bytes} B). Run took {:.1} s.\n",
+         Kernel memory per learned entry: {per_entry:.1} B (memlock of the learned \
+         map, /proc/self/fdinfo: {memlock} B at {max_entries} entries, {target_memlock} B \
+         at {target_entries}; the difference over the difference of capacities), plus \
+         {fixed:.0} B for the map itself; key {key_bytes} B, value {value_bytes} B. \
+         Run took {:.1} s.\n",
         started.elapsed().as_secs_f64()
     );
     let doc = json!({
@@ -325,6 +339,9 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
         "learned_memlock_bytes": memlock,
         "learned_max_entries": max_entries,
         "learned_bytes_per_entry": per_entry,
+        "learned_fixed_bytes": fixed,
+        "learned_target_memlock_bytes": target_memlock,
+        "learned_target_max_entries": target_entries,
         "learned_key_bytes": key_bytes,
         "learned_value_bytes": value_bytes,
         "rows": rows.iter().map(|r| json!({
@@ -347,9 +364,10 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
             "learned_bytes_per_entry_max",
             per_entry,
             &format!(
-                "sweep: kernel memory per learned entry (memlock / max_entries of the \
-                 learned map, bytes; its key is {key_bytes} B and its value \
-                 LearnedRules {value_bytes} B, plus the hash table's per-entry overhead)"
+                "sweep: kernel memory per learned entry (the learned map's memlock \
+                 between two capacities, bytes per entry; its key is {key_bytes} B and \
+                 its value LearnedRules {value_bytes} B, plus the hash table's element \
+                 header and bucket)"
             ),
         ),
     ];
