@@ -279,7 +279,13 @@ pub struct DeniedSlot {
     pub reason: u8,
     /// 1 once claimed: a zeroed slot matches no packet.
     pub live: u8,
-    pub _pad: [u8; 6],
+    /// Events of this slot's device suppressed by its rate limit and
+    /// counted here, not yet in the device's rate state nor in the global
+    /// counter (the next event of this slot, or the daemon, adds them).
+    pub pending: u16,
+    /// While the device's rate limit is exhausted: until when (in units of
+    /// 2^20 ns, wrapping; 0 for none) its packets here skip the limiter.
+    pub quiet: u32,
     pub packets: u64,
     pub bytes: u64,
 }

@@ -17,16 +17,25 @@
 //! Violation packets are counted in the slot while it holds a key and
 //! moved to `iotf1_viol` when another key takes the slot; the daemon adds
 //! what is still in the slots (`daemon/src/kernel/counters.rs`).
+//!
+//! A flood also exhausts the device's event rate limit. Once an event was
+//! suppressed, the slot knows when the limit lifts and suppresses its
+//! packets' events until then by itself, counting them (`pending`): the
+//! shared rate state (one cache line per device, written by every CPU) and
+//! the global counter are left alone on the flood's path. The next event
+//! decided for the slot adds the count to the device's (which the event
+//! then reports); the daemon adds what slots still hold to the metric.
 
 use core::ptr::read_unaligned;
 
 use iotfence_common::{
     consts::{DENIED_SLOTS, PROTO_ICMPV6},
-    DeniedSlot, DeviceInfo, Reason, Verdict,
+    DeniedSlot, DeviceInfo, Global, Reason, Verdict,
 };
 
 use crate::{
     count::{add_violations, violation_key},
+    events::global_add_n,
     maps::{DENIED, GRANTS},
     parse::{Frag, Headers},
 };
@@ -126,6 +135,40 @@ pub fn hit(
     })
 }
 
+/// Units of `DeniedSlot::quiet`: 2^20 ns (1.05 ms), so a `u32` wraps after
+/// 52 days; a quiet time is never more than the event burst ahead.
+const QUIET_SHIFT: u32 = 20;
+
+/// Whether the slot's device is still within a quiet time its rate limit
+/// set (then this packet's event is counted as suppressed in the slot).
+#[inline(always)]
+pub fn quiet(slot: &mut DeniedSlot, now: u64) -> bool {
+    let now = (now >> QUIET_SHIFT) as u32;
+    // Wrapping: `quiet` is ahead of `now` by less than half the range.
+    if slot.quiet == 0 || (slot.quiet.wrapping_sub(now) as i32) <= 0 || slot.pending == u16::MAX {
+        return false;
+    }
+    slot.pending += 1;
+    true
+}
+
+/// The events the slot suppressed, handed to the rate limiter (zeroed).
+#[inline(always)]
+pub fn take_pending(slot: &mut DeniedSlot) -> u32 {
+    let n = slot.pending as u32;
+    slot.pending = 0;
+    n
+}
+
+/// The rate limit suppressed this slot's event and lifts at `resume_ns`:
+/// the slot is quiet until then (rounded down: it asks again early rather
+/// than late).
+#[inline(always)]
+pub fn quiet_until(slot: &mut DeniedSlot, resume_ns: u64) {
+    let q = (resume_ns >> QUIET_SHIFT) as u32;
+    slot.quiet = if q == 0 { 1 } else { q };
+}
+
 /// Records a denial decided now, and counts its packet there. The same key
 /// with the same counter keeps its counts; another one takes the slot
 /// after moving the previous key's counts to the violation counters.
@@ -148,6 +191,13 @@ pub fn claim(
         if slot.live == 1 && slot.packets != 0 {
             add_violations(slot.violation, slot.packets, slot.bytes);
         }
+        // The previous key's held-back events: counted, though its
+        // device's next event will not include them.
+        if slot.pending != 0 {
+            global_add_n(Global::EventsSuppressed, slot.pending as u64);
+        }
+        slot.pending = 0;
+        slot.quiet = 0;
         slot.key = *k;
         slot.violation = violation;
         slot.packets = 0;

@@ -14,8 +14,13 @@ use crate::{
 
 #[inline(always)]
 pub fn global_add(g: Global) {
+    global_add_n(g, 1);
+}
+
+#[inline(always)]
+pub fn global_add_n(g: Global, n: u64) {
     if let Some(c) = GLOBAL.get_ptr_mut(g.index()) {
-        unsafe { *c += 1 };
+        unsafe { *c += n };
     }
 }
 
@@ -34,8 +39,13 @@ fn rate_state(device: u32, mac: &MacKey) -> Option<*mut RateState> {
 }
 
 /// `now` is `clock::now()` read for this packet; `mac`: the sender's, as a
-/// key in the scratch (generation 0).
+/// key in the scratch (generation 0); `pending`: events a denial-cache slot
+/// suppressed without asking (added to the count here). Returns, when this
+/// event is suppressed too, the time from which the device may report
+/// again: until then every event of it would be suppressed, so the slot
+/// suppresses them without reading the shared rate state.
 #[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "inlined; each is read once")]
 pub fn report(
     cfg: &Config,
     dev: &DeviceInfo,
@@ -44,11 +54,17 @@ pub fn report(
     verdict: Verdict,
     reason: Reason,
     now: u64,
-) {
+    pending: u32,
+) -> Option<u64> {
     let Some(state) = rate_state(dev.device, mac) else {
-        return;
+        global_add_n(Global::EventsSuppressed, pending as u64);
+        return None;
     };
     let state = unsafe { &mut *state };
+    if pending != 0 {
+        state.suppressed = state.suppressed.wrapping_add(pending);
+        global_add_n(Global::EventsSuppressed, pending as u64);
+    }
     let tat = if state.tat_ns > now {
         state.tat_ns
     } else {
@@ -57,7 +73,7 @@ pub fn report(
     if tat - now > cfg.event_burst_ns {
         state.suppressed = state.suppressed.wrapping_add(1);
         global_add(Global::EventsSuppressed);
-        return;
+        return Some(tat - cfg.event_burst_ns);
     }
     state.tat_ns = tat + cfg.event_interval_ns;
     if emit(dev, h, verdict, reason, now, state.suppressed) {
@@ -65,6 +81,7 @@ pub fn report(
     } else {
         state.suppressed = state.suppressed.wrapping_add(1);
     }
+    None
 }
 
 /// A learning device's event (`DEVICE_LEARNING`): past the rate limit,

@@ -8,7 +8,7 @@ use iotfence_common::{
     consts::{CONFIG_READY, DEVICE_LEARNING},
     keys::rule_scope,
     values::LearnedMatch,
-    Config, DeviceInfo, Global, Mode, Reason, Verdict,
+    Config, DeniedSlot, DeviceInfo, Global, Mode, Reason, Verdict,
 };
 
 use crate::{
@@ -89,7 +89,21 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire, hook: Hook) -> Action {
             let d = unsafe { &mut *p };
             if let Some(c) = denied::hit(d, &s.denied, cfg.generation, epoch, len) {
                 events::global_add(Global::DeniedCached);
-                return denied_packet(cfg, s, &c.device, c.verdict, c.reason, len, now, hook);
+                if denied::quiet(d, now) {
+                    count(c.device.device, c.verdict, c.reason, len);
+                    return denied_action(s, &c.device, c.verdict, now, hook);
+                }
+                return denied_packet(
+                    cfg,
+                    s,
+                    &c.device,
+                    c.verdict,
+                    c.reason,
+                    len,
+                    now,
+                    hook,
+                    Some(d),
+                );
             }
             slot = Some(d);
         }
@@ -114,24 +128,30 @@ pub fn judge(b: &Bytes, len: u64, wire: Wire, hook: Hook) -> Action {
         return learning_packet(s, &dev, reason, len, now, hook);
     }
     match slot {
-        Some(d) => denied::claim(
-            d,
-            &s.denied,
-            &s.h,
-            &dev,
-            verdict,
-            reason,
-            cfg.generation,
-            epoch,
-            len,
-        ),
-        None => add_violations(violation_key(dev.device, verdict, &s.h), 1, len),
+        Some(d) => {
+            denied::claim(
+                d,
+                &s.denied,
+                &s.h,
+                &dev,
+                verdict,
+                reason,
+                cfg.generation,
+                epoch,
+                len,
+            );
+            denied_packet(cfg, s, &dev, verdict, reason, len, now, hook, Some(d))
+        }
+        None => {
+            add_violations(violation_key(dev.device, verdict, &s.h), 1, len);
+            denied_packet(cfg, s, &dev, verdict, reason, len, now, hook, None)
+        }
     }
-    denied_packet(cfg, s, &dev, verdict, reason, len, now, hook)
 }
 
 /// A packet denied (or audited), its violation already counted: the
-/// counter, the rate-limited event, the action.
+/// counter, the rate-limited event (with what `slot` held back; the slot
+/// goes quiet when the limit is exhausted), the action.
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "inlined; each is read once")]
 fn denied_packet(
@@ -143,12 +163,37 @@ fn denied_packet(
     len: u64,
     now: u64,
     hook: Hook,
+    slot: Option<&mut DeniedSlot>,
 ) -> Action {
     count(dev.device, verdict, reason, len);
     s.mac.generation = 0;
     s.mac._pad = 0;
     s.mac.mac = s.h.src_mac;
-    events::report(cfg, dev, &s.h, &s.mac, verdict, reason, now);
+    match slot {
+        Some(d) => {
+            let pending = denied::take_pending(d);
+            if let Some(resume) =
+                events::report(cfg, dev, &s.h, &s.mac, verdict, reason, now, pending)
+            {
+                denied::quiet_until(d, resume);
+            }
+        }
+        None => {
+            events::report(cfg, dev, &s.h, &s.mac, verdict, reason, now, 0);
+        }
+    }
+    denied_action(s, dev, verdict, now, hook)
+}
+
+/// What a denied (dropped or audited) packet comes to.
+#[inline(always)]
+fn denied_action(
+    s: &mut Scratch,
+    dev: &DeviceInfo,
+    verdict: Verdict,
+    now: u64,
+    hook: Hook,
+) -> Action {
     match verdict {
         Verdict::Dropped => Action::Drop,
         _ => pass(s, dev.device, now, hook),

@@ -13,6 +13,23 @@ pub fn require_root() {
     );
 }
 
+/// Keeps the calling thread on one CPU: BPF_PROG_TEST_RUN runs the
+/// program where the caller runs, and per-CPU state (counters, the denial
+/// cache) is then the same from one run to the next.
+pub fn stay_on_cpu(cpu: usize) {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call, for namespaces and pin dirs.

@@ -47,7 +47,7 @@ pub fn run(o: &Opts) -> anyhow::Result<()> {
     let only = &o.only;
     let started = Instant::now();
 
-    let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_EXTRA);
+    let mut h = Harness::new(fixtures::POLICY, fixtures::CONFIG_BENCH);
     let empty = floor::empty_xdp()?;
     // The reference passes what the table allows (and drops the rest), so
     // its lookups hit and miss where iotfence's do.

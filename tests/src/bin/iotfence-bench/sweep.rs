@@ -167,7 +167,7 @@ fn configuration(
     let max_devices = (devices as u32 + 1).max(MAX_DEVICES);
     let extra = format!(
         "{}max_devices: {max_devices}\ndns:\n  max_entries: {}\n",
-        fixtures::CONFIG_EXTRA,
+        fixtures::CONFIG_BENCH,
         (learned.max(1024) + 1024).next_power_of_two()
     );
     let mut h = Harness::new(&policy(devices), &extra);
