@@ -115,7 +115,17 @@ pub fn sysroot() -> anyhow::Result<PathBuf> {
     let sysroot = base.join("sysroot");
     let rustc = output(Command::new("/usr/bin/rustc").arg("--version"))?;
     let stamp = sysroot.join("rustc-version");
-    if fs::read_to_string(&stamp).ok().as_deref() == Some(rustc.as_str()) {
+    let fetched = || fs::read_to_string(&stamp).ok().as_deref() == Some(rustc.as_str());
+    if fetched() {
+        return Ok(sysroot);
+    }
+    // The arm64 tests run in parallel: one fetches while the others wait
+    // here (apt's own lock on the private state would fail them instead),
+    // then find the stamp. Released when `lock` drops.
+    fs::create_dir_all(&base)?;
+    let lock = fs::File::create(base.join("fetch.lock"))?;
+    lock.lock().context("locking the aarch64 sysroot fetch")?;
+    if fetched() {
         return Ok(sysroot);
     }
     // "rustc 1.96.0 (ac68faa20 2026-05-25) ..." -> "1.96.0"
