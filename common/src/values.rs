@@ -284,7 +284,7 @@ pub struct DeniedSlot {
     /// counter (the next event of this slot, or the daemon, adds them).
     pub pending: u16,
     /// While the device's rate limit is exhausted: until when (in units of
-    /// 2^20 ns, wrapping; 0 for none) its packets here skip the limiter.
+    /// 2^24 ns, wrapping; 0 for none) its packets here skip the limiter.
     pub quiet: u32,
     pub packets: u64,
     pub bytes: u64,

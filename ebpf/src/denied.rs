@@ -135,9 +135,12 @@ pub fn hit(
     })
 }
 
-/// Units of `DeniedSlot::quiet`: 2^20 ns (1.05 ms), so a `u32` wraps after
-/// 52 days; a quiet time is never more than the event burst ahead.
-const QUIET_SHIFT: u32 = 20;
+/// Units of `DeniedSlot::quiet`: 2^24 ns (16.8 ms), so a `u32` wraps after
+/// 2.3 years. A quiet time is compared as at most half that ahead: only a
+/// slot left untouched for over a year under one policy generation and
+/// grants epoch could read an old one as ahead (and a quiet time further
+/// ahead than that, from an absurd event limit, just takes the slow path).
+const QUIET_SHIFT: u32 = 24;
 
 /// Whether the slot's device is still within a quiet time its rate limit
 /// set (then this packet's event is counted as suppressed in the slot).
