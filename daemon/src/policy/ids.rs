@@ -6,7 +6,7 @@
 //! wraps to the lowest free id), so it never inherits another's state.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
 };
 
@@ -93,17 +93,20 @@ impl DeviceIds {
         }
         let cap = self.capacity;
         let mut next = self.saved.next.max(1);
+        // The ids taken, kept beside `by_name`: rebuilt for every new device,
+        // a first start with 10,000 devices scanned 10,000 ids 10,000 times.
+        let mut used: HashSet<u32> = by_name.values().copied().collect();
         for d in &mut policy.devices {
             let id = match by_name.get(&d.name) {
                 Some(id) => *id,
                 None => {
-                    let used: Vec<u32> = by_name.values().copied().collect();
                     let id = (next..cap)
                         .chain(1..next)
                         .find(|i| !used.contains(i))
                         .with_context(|| format!("no free device id below max_devices ({cap})"))?;
                     next = if id + 1 >= cap { 1 } else { id + 1 };
                     by_name.insert(d.name.clone(), id);
+                    used.insert(id);
                     id
                 }
             };
@@ -149,7 +152,7 @@ mod tests {
     use crate::policy::compile::CompiledDevice;
     use iotfence_common::consts::MAX_DEVICES;
 
-    fn policy(names: &[&str]) -> Compiled {
+    fn policy<S: AsRef<str>>(names: &[S]) -> Compiled {
         Compiled {
             profiles: Vec::new(),
             default_profile: 0,
@@ -158,7 +161,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, n)| CompiledDevice {
                     id: i as u32 + 1,
-                    name: n.to_string(),
+                    name: n.as_ref().to_string(),
                     profile: 0,
                     mac: None,
                     nets: Vec::new(),
@@ -229,30 +232,10 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
 
-#[cfg(test)]
-mod capacity_tests {
-    use super::*;
-    use crate::policy::compile::{Compiled, CompiledDevice};
-
-    fn policy(n: usize) -> Compiled {
-        Compiled {
-            profiles: Vec::new(),
-            default_profile: 0,
-            devices: (0..n)
-                .map(|i| CompiledDevice {
-                    id: 0,
-                    name: format!("d{i}"),
-                    profile: 0,
-                    mac: None,
-                    nets: Vec::new(),
-                    mac_or_ip: false,
-                })
-                .collect(),
-            warnings: Vec::new(),
-            files: Vec::new(),
-        }
+    /// `n` devices named d0, d1, ...
+    fn numbered(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("d{i}")).collect()
     }
 
     /// New ids wrap within the configured capacity, past the default's
@@ -263,15 +246,15 @@ mod capacity_tests {
         let dir = std::env::temp_dir().join(format!("iotfence-ids-cap-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut t = DeviceIds::load(&dir, 16);
-        let mut p = policy(15);
+        let mut p = policy(&numbered(15));
         t.assign(&mut p).unwrap();
         assert_eq!(p.devices.last().unwrap().id, 15);
         assert!(
-            t.assign(&mut policy(16)).is_err(),
+            t.assign(&mut policy(&numbered(16))).is_err(),
             "16 devices need 17 slots"
         );
         // Drop d0, add one: it gets id 1 (the cursor wrapped), not 16.
-        let mut p = policy(16);
+        let mut p = policy(&numbered(16));
         p.devices.remove(0);
         t.assign(&mut p).unwrap();
         assert_eq!(
@@ -284,7 +267,7 @@ mod capacity_tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
         let mut t = DeviceIds::load(&dir, 10_001);
-        let mut p = policy(10_000);
+        let mut p = policy(&numbered(10_000));
         t.assign(&mut p).unwrap();
         assert_eq!(p.devices.last().unwrap().id, 10_000);
         let _ = std::fs::remove_dir_all(&dir);
