@@ -50,6 +50,16 @@ pub const XDP_PASS: u32 = 2;
 pub const TC_ACT_UNSPEC: u32 = u32::MAX;
 pub const TC_ACT_SHOT: u32 = 2;
 
+/// The daemon configuration of a datapath pinned under `pin_dir`, with
+/// `extra` appended; panics with the diagnostics.
+pub fn config_at(pin_dir: &Path, extra: &str) -> Config {
+    let text = format!(
+        "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\n{extra}",
+        pin_dir.display()
+    );
+    config::parse(Path::new("test-config.yaml"), &text).unwrap_or_else(|d| panic!("config: {d:?}"))
+}
+
 /// `policy_yaml` compiled under `cfg`; panics with the diagnostics.
 fn compiled(policy_yaml: &str, cfg: &Config) -> Compiled {
     compile::compile(Path::new("policy.yaml"), policy_yaml, cfg).unwrap_or_else(|d| {
@@ -67,12 +77,7 @@ impl Harness {
     /// `config_yaml` may omit `policy` and `interfaces` (filled in here).
     pub fn new(policy_yaml: &str, config_extra: &str) -> Self {
         let pins = PinDir::new();
-        let cfg_text = format!(
-            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\n{config_extra}",
-            pins.path.display()
-        );
-        let cfg = config::parse(Path::new("test-config.yaml"), &cfg_text)
-            .unwrap_or_else(|d| panic!("config: {d:?}"));
+        let cfg = config_at(&pins.path, config_extra);
         let policy = compiled(policy_yaml, &cfg);
         let mut dp =
             Datapath::load(&pins.path, &cfg.dns, cfg.max_devices).expect("loading the datapath");
@@ -106,14 +111,7 @@ impl Harness {
     /// Loads without applying a policy (fail-closed state).
     pub fn unconfigured() -> Self {
         let pins = PinDir::new();
-        let cfg = config::parse(
-            Path::new("c.yaml"),
-            &format!(
-                "interfaces: [iot0]\npolicy: p.yaml\npin_dir: {}\n",
-                pins.path.display()
-            ),
-        )
-        .unwrap();
+        let cfg = config_at(&pins.path, "");
         let policy = Compiled {
             profiles: Vec::new(),
             default_profile: 0,

@@ -8,7 +8,7 @@ use iotfence_common::{keys::v4_mapped, values::LearnedRules, Global, LearnedKey,
 use iotfence_tests::{
     fixtures::run::run_table,
     fixtures::{self, CAM_MAC},
-    harness::{monotonic_ns, Action, Harness, Hook},
+    harness::{config_at, monotonic_ns, Action, Harness, Hook},
     packet::*,
 };
 
@@ -376,13 +376,7 @@ fn an_upgrade_replaces_a_learned_map_of_another_layout_and_refuses_others() {
         assert!(ok.success(), "bpftool map create {name}");
         pins
     };
-    let cfg = |pins: &iotfence_tests::privileged::PinDir| {
-        let text = format!(
-            "interfaces: [iot0]\npolicy: policy.yaml\npin_dir: {}\n",
-            pins.path.display()
-        );
-        iotfence::config::parse(std::path::Path::new("c.yaml"), &text).unwrap()
-    };
+    let cfg = |pins: &iotfence_tests::privileged::PinDir| config_at(&pins.path, "");
 
     // The learned map of the layout before 128-byte entries (8 rules of 16).
     let pins = old_pin(map_names::LEARNED, 136);

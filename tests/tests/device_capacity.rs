@@ -2,10 +2,7 @@
 //! device with an id beyond the default capacity is judged and counted,
 //! and a pinned map with less room than configured is refused.
 
-use std::path::Path;
-
 use iotfence::{
-    config,
     kernel::{counters::Counters, load::Datapath, pins},
     metrics::render::slots,
 };
@@ -15,7 +12,7 @@ use iotfence_common::{
 };
 use iotfence_tests::{
     fixtures::{self, CAM_MAC},
-    harness::{Action, Harness, Hook},
+    harness::{config_at, Action, Harness, Hook},
     packet::*,
     privileged::PinDir,
 };
@@ -72,14 +69,7 @@ fn max_devices_sizes_the_device_maps_and_high_ids_are_counted() {
 }
 
 fn load(pins: &PinDir, max_devices: u32) -> anyhow::Result<Datapath> {
-    let cfg = config::parse(
-        Path::new("c.yaml"),
-        &format!(
-            "interfaces: [iot0]\npolicy: p.yaml\npin_dir: {}\nmax_devices: {max_devices}\n",
-            pins.path.display()
-        ),
-    )
-    .unwrap();
+    let cfg = config_at(&pins.path, &format!("max_devices: {max_devices}\n"));
     Datapath::load(&pins.path, &cfg.dns, cfg.max_devices)
 }
 
